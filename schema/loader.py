@@ -1,0 +1,247 @@
+"""``load(src) -> Graph``: read a ``.tosa`` file (path, bytes or bytearray) into the graph model.
+
+Accepts files written by the tosa-tools 2026.x serializers (1.0.x and 1.1.0 draft; shape values
+in ``block.shapes`` or as SHAPE tensors) and by the ExecuTorch Arm backend (1.0.0).  Constant
+data is decoded per dtype; every size is checked before anything is allocated.
+"""
+import os
+
+import numpy as np
+
+from tosaint.errors import SchemaError
+from tosaint.graph import Block, Graph, Operator, Region, Tensor, Version
+
+from . import reader
+from .definition import ATTRIBUTES, DType, Op
+
+#: refuse tensors with more elements than this (before any allocation); see ``load``
+MAX_ELEMENTS = 1 << 32
+#: refuse files larger than this many bytes (data of > 2 GB lives outside flatbuffers anyway)
+MAX_FILE_BYTES = 1 << 32
+
+_BYTES = {DType.BOOL: 1, DType.INT8: 1, DType.INT16: 2, DType.INT32: 4, DType.INT48: 6,
+          DType.SHAPE: 8, DType.INT64: 8, DType.FP32: 4, DType.FP16: 2, DType.BF16: 2,
+          DType.FP8E4M3: 1, DType.FP8E5M2: 1}
+_NATIVE = {DType.INT8: "<i1", DType.INT16: "<i2", DType.INT32: "<i4", DType.SHAPE: "<i8",
+           DType.INT64: "<i8", DType.FP32: "<f4", DType.FP16: "<f2"}
+
+
+def encoded_size(dtype, count):
+    """Bytes that ``count`` elements of ``dtype`` take in ``TosaTensor.data``."""
+    if dtype == DType.INT4:
+        return (count + 1) // 2
+    return count * _BYTES[dtype]
+
+
+def decode_data(raw, dtype, shape, where="tensor"):
+    """Decode little-endian constant bytes into the dtype's storage array of ``shape``."""
+    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+    dtype = DType(dtype)
+    if dtype not in _BYTES and dtype != DType.INT4:
+        raise SchemaError(f"{where}: constant data of type {dtype.name} is not supported")
+    need = encoded_size(dtype, count)
+    if len(raw) < need:
+        raise SchemaError(f"{where}: data has {len(raw)} bytes, but shape {list(shape)} of "
+                          f"{dtype.name} needs {need}")
+    buf = np.frombuffer(raw, dtype=np.uint8, count=need)
+    if dtype in _NATIVE:
+        arr = buf.view(_NATIVE[dtype]).astype(_NATIVE[dtype][1:])
+    elif dtype == DType.BOOL:
+        arr = buf != 0
+    elif dtype == DType.INT48:
+        b = buf.reshape(count, 6).astype(np.int64)
+        v = np.zeros(count, np.int64)
+        for i in range(6):
+            v |= b[:, i] << (8 * i)
+        arr = (v ^ (1 << 47)) - (1 << 47)            # sign-extend from bit 47
+    elif dtype == DType.INT4:
+        nib = np.empty(2 * need, np.int8)
+        nib[0::2] = (buf & 0xF).astype(np.int8)
+        nib[1::2] = (buf >> 4).astype(np.int8)
+        arr = ((nib[:count] ^ 8) - 8).astype(np.int8)  # sign-extend the nibble
+        if (arr == -8).any():
+            raise SchemaError(f"{where}: int4 data holds -8, which TOSA excludes (range -7..7)")
+    else:  # BF16 / FP8: kept as raw bytes, tosaint computes nothing on them
+        return None
+    return arr.reshape(tuple(shape))
+
+
+def _read_src(src):
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    path = os.fspath(src)
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
+    if size > MAX_FILE_BYTES:
+        raise SchemaError(f"{path}: {size} bytes is larger than a TOSA flatbuffer can be")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _shape(raw_shape, where, max_elements):
+    shape = tuple(int(d) for d in raw_shape)
+    if any(d < 0 for d in shape):
+        raise SchemaError(f"{where}: shape {list(shape)} has a negative dimension")
+    count = 1
+    for d in shape:
+        count *= d
+    if count > max_elements:
+        raise SchemaError(f"{where}: shape {list(shape)} has {count} elements, more than the "
+                          f"{max_elements} tosaint accepts")
+    return shape
+
+
+def _tensor(t, where, max_elements):
+    name = t["name"]
+    if not name:
+        raise SchemaError(f"{where}: tensor without a name")
+    where = f"tensor {name!r}"
+    shape = _shape(t["shape"], where, max_elements)
+    dtype = t["type"]
+    data = None
+    extra = {}
+    if t["data"]:
+        data = decode_data(t["data"], dtype, shape, where)
+        if data is None:
+            extra["raw_data"] = t["data"]
+    for k in ("offset", "size", "scale_type", "scale_offset", "scale_size", "block_shape"):
+        if t[k]:
+            extra[k] = t[k]
+    if t["scale_data"]:
+        extra["scale_data"] = t["scale_data"]
+    return Tensor(name=name, shape=shape, dtype=dtype, data=data, variable=t["variable"],
+                  variable_name=t["variable_name"] or None, is_unranked=t["is_unranked"],
+                  extra=extra)
+
+
+def _shape_value(s, where):
+    name = s["name"]
+    if not name:
+        raise SchemaError(f"{where}: shape value without a name")
+    rank = s["rank"]
+    raw = s["data"] or b""
+    if rank > (1 << 16):
+        raise SchemaError(f"shape {name!r}: rank {rank} is absurd")
+    if len(raw) < 8 * rank:
+        raise SchemaError(f"shape {name!r}: data has {len(raw)} bytes, rank {rank} needs "
+                          f"{8 * rank}")
+    data = np.frombuffer(raw, "<i8", count=rank).astype(np.int64) if s["data"] is not None \
+        else None
+    return Tensor(name=name, shape=(rank,), dtype=DType.SHAPE, data=data,
+                  extra={"shape_table": True})
+
+
+def _operator(o, where):
+    op = o["op"]
+    if op == Op.UNKNOWN:
+        raise SchemaError(f"{where}: operator UNKNOWN (0)")
+    attrs = o["attribute"]
+    _, fields = ATTRIBUTES[op]
+    if o["attribute_type"] not in (0, int(op)):
+        raise SchemaError(f"{where} ({op.name}): attribute is "
+                          f"{ATTRIBUTES[Op(o['attribute_type'])][0]}, expected "
+                          f"{ATTRIBUTES[op][0]}")
+    if attrs is None:  # absent attribute table: every field takes its default
+        attrs = {name: (() if t == "[int32]" else None if t in ("[ubyte]", "string") else
+                        False if t == "bool" else 0) for name, t in fields}
+    loc = o["location"]["text"] if o["location"] else None
+    return Operator(op=op, inputs=list(o["inputs"]), outputs=list(o["outputs"]),
+                    attrs=dict(attrs), location=loc)
+
+
+def _check_block(block, graph_names, where):
+    produced = {}
+    for i, o in enumerate(block.operators):
+        for name in o.inputs:
+            if name and name not in block.tensors and name not in graph_names:
+                raise SchemaError(f"{where}: operator {i} ({o.op.name}) reads tensor {name!r}, "
+                                  "which is not declared")
+        for name in o.outputs:
+            if name not in block.tensors and name not in graph_names:
+                raise SchemaError(f"{where}: operator {i} ({o.op.name}) writes tensor {name!r}, "
+                                  "which is not declared")
+            if name in produced:
+                raise SchemaError(f"{where}: tensor {name!r} is written by operator "
+                                  f"{produced[name]} and by operator {i} ({o.op.name})")
+            produced[name] = i
+    for name in block.inputs + block.outputs:
+        if name not in block.tensors and name not in graph_names:
+            raise SchemaError(f"{where}: block input/output {name!r} is not declared")
+    # cycle check (Kahn): every operator must become ready
+    waiting = {}
+    indeg = []
+    for i, o in enumerate(block.operators):
+        deps = {produced[n] for n in o.inputs if n in produced}
+        indeg.append(len(deps))
+        for d in deps:
+            waiting.setdefault(d, []).append(i)
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    done = 0
+    while ready:
+        i = ready.pop()
+        done += 1
+        for j in waiting.get(i, ()):
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    if done != len(block.operators):
+        stuck = [block.operators[i].name for i, d in enumerate(indeg) if d > 0][:3]
+        raise SchemaError(f"{where}: the operators form a cycle (e.g. {', '.join(stuck)})")
+
+
+def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
+    """Read a TOSA flatbuffer (a path, bytes or bytearray) into a :class:`Graph`."""
+    data = _read_src(src)
+    try:
+        root = reader.read_root(data)
+    except RecursionError:
+        raise SchemaError("TosaGraph: nesting too deep") from None
+    v = root["version"]
+    if v is None:
+        raise SchemaError("TosaGraph.version: required field is missing")
+    version = Version(v["_major"], v["_minor"], v["_patch"], v["_draft"])
+    if version.major != 1:
+        raise SchemaError(f"TosaGraph.version: {version} is not a TOSA 1.x file "
+                          "(tosaint reads TOSA 1.0 and 1.1)")
+    sv = root["software_version"]
+    comp = root["compatibility"]
+    graph = Graph(version=version,
+                  software_version=None if sv is None else (sv["_major"], sv["_minor"],
+                                                            sv["_micro"], sv["_modifier"]),
+                  compatibility=None if comp is None else {
+                      "min_reader_version": None if comp["min_reader_version"] is None else
+                      tuple(comp["min_reader_version"][k] for k in
+                            ("_major", "_minor", "_micro", "_modifier")),
+                      "features": comp["features"]})
+    if not root["regions"] or not root["regions"][0]["blocks"]:
+        raise SchemaError("TosaGraph: no region with a block (no main graph)")
+    for ri, r in enumerate(root["regions"]):
+        region = Region(name=r["name"] or "")
+        for bi, b in enumerate(r["blocks"]):
+            where = f"region {region.name!r} block {b['name']!r}"
+            block = Block(name=b["name"] or "", inputs=list(b["inputs"]),
+                          outputs=list(b["outputs"]))
+            for t in b["tensors"]:
+                tensor = _tensor(t, where, max_elements)
+                if tensor.name in block.tensors:
+                    raise SchemaError(f"{where}: tensor {tensor.name!r} is declared twice")
+                block.tensors[tensor.name] = tensor
+            for s in b["shapes"]:
+                sv_t = _shape_value(s, where)
+                if sv_t.name in block.tensors:
+                    # the same name in tensors and shapes: the shape value carries the data
+                    old = block.tensors[sv_t.name]
+                    if old.data is not None:
+                        raise SchemaError(f"{where}: shape {sv_t.name!r} is declared twice")
+                block.tensors[sv_t.name] = sv_t
+            block.operators = [_operator(o, f"{where} operator {i}")
+                               for i, o in enumerate(b["operators"])]
+            region.blocks.append(block)
+        graph.regions.append(region)
+    all_names = {n for blk in graph.blocks() for n in blk.tensors}
+    for region in graph.regions:
+        for block in region.blocks:
+            _check_block(block, all_names, f"region {region.name!r} block {block.name!r}")
+    return graph

@@ -1,0 +1,20 @@
+"""tosaint: a bit-exact Numba TOSA interpreter for int16/int8 (a16w8) quantized networks."""
+from .errors import (ErrorIfViolation, InputError, SchemaError, TosaError, UnpredictableError,
+                     UnsupportedOp)
+from .graph import Block, Graph, Operator, Region, Tensor, Version
+from .schema.definition import DType, Op, RoundingMode
+from .schema.loader import load
+from .interpreter import Diagnostic, Plan, RunResult, prepare, run_tosa
+from .registry import supported_ops
+
+__version__ = "0.1.0"
+
+
+def save(graph, path, version=None):
+    """Write ``graph`` to ``path`` as a ``.tosa`` flatbuffer."""
+    graph.save(path, version=version)
+
+
+__all__ = ["Diagnostic", "Plan", "RunResult", "prepare", "run_tosa", "supported_ops", "Block", "DType", "ErrorIfViolation", "Graph", "InputError", "Op", "Operator",
+           "Region", "RoundingMode", "SchemaError", "Tensor", "TosaError", "UnpredictableError",
+           "UnsupportedOp", "Version", "load", "save"]

@@ -1,0 +1,1 @@
+"""ewise_ternary operators."""

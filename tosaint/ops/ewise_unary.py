@@ -1,0 +1,1 @@
+"""ewise_unary operators."""
