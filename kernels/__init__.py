@@ -9,7 +9,7 @@ import importlib
 from types import SimpleNamespace
 
 #: kernel modules, named after the spec chapters
-CHAPTERS = ("scale", "tensor_ops", "type_conversion", "activation_funcs", "ewise_binary",
+CHAPTERS = ("scale", "tensor_ops", "pooling", "type_conversion", "activation_funcs", "ewise_binary",
             "ewise_unary", "ewise_ternary", "comparison", "reduction", "data_layout",
             "scatter_gather", "image")
 

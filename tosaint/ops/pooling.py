@@ -1,0 +1,1 @@
+"""Pooling and ARGMAX (spec chapter "Tensor Operators")."""
