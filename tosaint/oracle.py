@@ -1,0 +1,116 @@
+"""The official TOSA reference model (``pip install tosa-tools``) as an oracle.
+
+``reference_run(graph, inputs)`` runs a graph on the reference model and returns
+``(status, outputs)``, status being "TOSA_VALID", "TOSA_UNPREDICTABLE" or "TOSA_ERROR".  The
+python binding is used when it can be (it cannot pass int48/int4 graph inputs or outputs);
+otherwise the ``tosa_reference_model`` executable shipped in the same wheel, which writes int48
+outputs as int64 ``.npy``.  Nothing here is needed at run time by tosaint itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .graph import Graph
+from .schema.definition import DType
+
+STATUS = {0: "TOSA_VALID", 1: "TOSA_UNPREDICTABLE", 2: "TOSA_ERROR"}
+_BINDING_CANNOT = (DType.INT48, DType.INT4)
+
+
+def available():
+    try:
+        import tosa_reference_model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def executable():
+    """Path of the reference model command-line binary in the tosa-tools wheel."""
+    import tosa_reference_model
+    return Path(tosa_reference_model.__file__).resolve().parent.parent / "bin" / \
+        "tosa_reference_model"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the C++ model's stdout/stderr chatter (version warnings) around a call."""
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def _as_graph_and_bytes(graph):
+    if isinstance(graph, Graph):
+        return graph, graph.to_bytes()
+    from .schema.loader import load
+    if isinstance(graph, (bytes, bytearray)):
+        return load(graph), bytes(graph)
+    data = Path(graph).read_bytes()
+    return load(data), data
+
+
+def reference_run(graph, inputs, *, use_cli=None, level="NONE", quiet=True):
+    """Run ``graph`` (Graph, path or bytes) on the reference model.
+
+    ``inputs``: dict by graph-input name or list in graph-input order.  Returns
+    ``(status, {output name: array})``; outputs are empty unless the status is TOSA_VALID.
+    """
+    g, data = _as_graph_and_bytes(graph)
+    names = g.inputs
+    if isinstance(inputs, dict):
+        inputs = [inputs[n] for n in names]
+    inputs = [np.asarray(x) for x in inputs]
+    io_types = [g.main.tensors[n].dtype for n in g.inputs + g.outputs]
+    if use_cli is None:
+        use_cli = any(t in _BINDING_CANNOT for t in io_types)
+    if not use_cli:
+        import tosa_reference_model as trm
+        kw = {} if level == "NONE" else {"tosa_level": level}
+        ctx = _quiet() if quiet else contextlib.nullcontext()
+        with ctx:
+            outs, status = trm.run(data, inputs, **kw)
+        status = getattr(status, "name", str(status)).split(".")[-1]
+        return status, (dict(zip(g.outputs, outs)) if status == "TOSA_VALID" else {})
+    with tempfile.TemporaryDirectory(prefix="tosaint_ref_") as tmp:
+        tmp = Path(tmp)
+        (tmp / "model.tosa").write_bytes(data)
+        ifm = []
+        for i, (n, x) in enumerate(zip(names, inputs)):
+            np.save(tmp / f"in{i}.npy", x)
+            ifm.append(f"in{i}.npy")
+        ofm = [f"out{i}.npy" for i in range(len(g.outputs))]
+        desc = {"tosa_file": "model.tosa", "ifm_name": names, "ifm_file": ifm,
+                "ofm_name": g.outputs, "ofm_file": ofm, "expected_failure": False}
+        (tmp / "desc.json").write_text(json.dumps(desc))
+        out_dir = tmp / "out"
+        out_dir.mkdir()
+        cmd = [str(executable()), "--test_desc", str(tmp / "desc.json"), "--flatbuffer_dir",
+               str(tmp), "--output_dir", str(out_dir), "--tosa_level", level]
+        # the binary tries to attach gdb on errors when it finds it on PATH: hide it
+        env = {**os.environ, "PATH": "/nonexistent"}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        status = STATUS.get(p.returncode, f"RC_{p.returncode}")
+        outs = {}
+        if status == "TOSA_VALID":
+            for n, f in zip(g.outputs, ofm):
+                outs[n] = np.load(out_dir / f)
+        return status, outs
