@@ -37,8 +37,10 @@ def decode_data(raw, dtype, shape, where="tensor"):
     """Decode little-endian constant bytes into the dtype's storage array of ``shape``."""
     count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
     dtype = DType(dtype)
+    if dtype == DType.UNKNOWN:
+        raise SchemaError(f"{where}: constant data of type UNKNOWN")
     if dtype not in _BYTES and dtype != DType.INT4:
-        raise SchemaError(f"{where}: constant data of type {dtype.name} is not supported")
+        return None  # FP6/FP4/MX block types: kept as raw bytes, tosaint computes nothing on them
     need = encoded_size(dtype, count)
     if len(raw) < need:
         raise SchemaError(f"{where}: data has {len(raw)} bytes, but shape {list(shape)} of "
@@ -76,20 +78,30 @@ def _read_src(src):
         raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
     if size > MAX_FILE_BYTES:
         raise SchemaError(f"{path}: {size} bytes is larger than a TOSA flatbuffer can be")
-    with open(path, "rb") as f:
-        return f.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _fmt_shape(shape):
+    if len(shape) <= 8:
+        return str(list(shape))
+    return f"[{', '.join(map(str, shape[:8]))}, ... ({len(shape)} dims)]"
 
 
 def _shape(raw_shape, where, max_elements):
     shape = tuple(int(d) for d in raw_shape)
     if any(d < 0 for d in shape):
-        raise SchemaError(f"{where}: shape {list(shape)} has a negative dimension")
-    count = 1
+        raise SchemaError(f"{where}: shape {_fmt_shape(shape)} has a negative dimension "
+                          "(dynamic shapes are not supported)")
+    count = 0 if 0 in shape else 1
     for d in shape:
         count *= d
-    if count > max_elements:
-        raise SchemaError(f"{where}: shape {list(shape)} has {count} elements, more than the "
-                          f"{max_elements} tosaint accepts")
+        if count > max_elements:  # stop early: a long list of huge dims must not cost time
+            raise SchemaError(f"{where}: shape {_fmt_shape(shape)} has more than the "
+                              f"{max_elements} elements tosaint accepts")
     return shape
 
 
@@ -111,24 +123,33 @@ def _tensor(t, where, max_elements):
             extra[k] = t[k]
     if t["scale_data"]:
         extra["scale_data"] = t["scale_data"]
+    if dtype == DType.SHAPE:
+        # the older form: a shape value as a SHAPE tensor in block.tensors (not block.shapes);
+        # the writer keeps it there
+        extra["shape_table"] = False
     return Tensor(name=name, shape=shape, dtype=dtype, data=data, variable=t["variable"],
                   variable_name=t["variable_name"] or None, is_unranked=t["is_unranked"],
                   extra=extra)
 
 
 def _shape_value(s, where):
+    """A ``TosaShape`` of ``block.shapes`` as a SHAPE tensor of shape (rank,).
+
+    ``rank`` is the number of elements of the shape value; its data, when present, is int64.
+    """
     name = s["name"]
     if not name:
         raise SchemaError(f"{where}: shape value without a name")
     rank = s["rank"]
-    raw = s["data"] or b""
     if rank > (1 << 16):
         raise SchemaError(f"shape {name!r}: rank {rank} is absurd")
-    if len(raw) < 8 * rank:
-        raise SchemaError(f"shape {name!r}: data has {len(raw)} bytes, rank {rank} needs "
-                          f"{8 * rank}")
-    data = np.frombuffer(raw, "<i8", count=rank).astype(np.int64) if s["data"] is not None \
-        else None
+    data = None
+    if s["data"] is not None:
+        raw = s["data"]
+        if len(raw) < 8 * rank:
+            raise SchemaError(f"shape {name!r}: data has {len(raw)} bytes, rank {rank} needs "
+                              f"{8 * rank}")
+        data = np.frombuffer(raw, "<i8", count=rank).astype(np.int64)
     return Tensor(name=name, shape=(rank,), dtype=DType.SHAPE, data=data,
                   extra={"shape_table": True})
 
@@ -140,8 +161,11 @@ def _operator(o, where):
     attrs = o["attribute"]
     _, fields = ATTRIBUTES[op]
     if o["attribute_type"] not in (0, int(op)):
-        raise SchemaError(f"{where} ({op.name}): attribute is "
-                          f"{ATTRIBUTES[Op(o['attribute_type'])][0]}, expected "
+        try:
+            got = ATTRIBUTES[Op(o["attribute_type"])][0]
+        except ValueError:
+            got = f"union type {o['attribute_type']}"
+        raise SchemaError(f"{where} ({op.name}): attribute is {got}, expected "
                           f"{ATTRIBUTES[op][0]}")
     if attrs is None:  # absent attribute table: every field takes its default
         attrs = {name: (() if t == "[int32]" else None if t in ("[ubyte]", "string") else

@@ -145,15 +145,33 @@ def _tensor_dict(t):
 
 
 def _is_shape_value(t):
-    return t.dtype == DType.SHAPE and t.data is not None and t.extra.get("shape_table", True)
+    """Whether ``t`` is written to ``block.shapes`` (a TosaShape) rather than ``block.tensors``.
+
+    The loader records where a SHAPE value came from in ``extra["shape_table"]``; values made
+    here (no record) go to ``block.shapes`` as the current serializers write them.
+    """
+    if t.dtype != DType.SHAPE:
+        return False
+    flag = t.extra.get("shape_table")
+    return t.data is not None if flag is None else bool(flag)
+
+
+def _shape_dict(t):
+    d = {"name": t.name}
+    if t.data is not None:
+        data = np.asarray(t.data).astype("<i8").reshape(-1)
+        d["rank"] = int(data.size)
+        d["data"] = data.tobytes()
+    else:
+        d["rank"] = int(t.shape[0]) if len(t.shape) else 0
+    return d
 
 
 def _block_dict(block):
     tensors, shapes = [], []
     for t in block.tensors.values():
         if _is_shape_value(t):
-            shapes.append({"name": t.name, "rank": int(np.asarray(t.data).size),
-                           "data": np.asarray(t.data, "<i8").tobytes()})
+            shapes.append(_shape_dict(t))
         else:
             tensors.append(_tensor_dict(t))
     ops = []
