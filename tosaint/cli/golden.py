@@ -1,0 +1,113 @@
+"""tosaint golden MODEL.tosa [--input NAME=FILE.npy ...] [--random --seed S --count N] -o DIR
+tosaint golden --batch SPEC -o DIR [--jobs N | --scheduler ADDRESS] [--json]"""
+import json
+import sys
+
+EPILOG = """\
+output: one folder per input set in the TOSA conformance layout (desc.json, model.tosa, input
+.npy files, Conformance-<output>.npy expected outputs; int48 as int64), runnable with
+`tosa_reference_model --test_desc DIR/desc.json`.  Cases whose run is unpredictable (a REQUIRE
+failed) are reported and not written.  Writes are atomic and finished cases are skipped, so an
+interrupted run is completed by running it again.
+
+SPEC (--batch): a directory of .tosa models (each gets --count random input sets from --seed)
+or a JSON/YAML list of {"model": PATH, "inputs": {NAME: FILE.npy} or [..],
+"random": {"seed": S, "count": N}}.
+
+exit codes:
+  0  every case was written or was already complete
+  1  some cases failed or were unpredictable
+  2  bad input (unreadable model or spec, missing or ill-typed inputs, bad options)
+"""
+
+
+def add_parser(sub):
+    import argparse
+    p = sub.add_parser("golden", help="write conformance-style golden test folders",
+                       description="Generate golden test folders (desc.json + model + inputs + "
+                                   "expected outputs) from tosaint's results.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="a .tosa model (not with --batch)")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="a graph input (repeat); NAME may be omitted for a one-input graph")
+    p.add_argument("--random", action="store_true",
+                   help="draw the inputs not given from --seed over each dtype's full range")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--count", type=int, default=1, help="random input sets (default 1)")
+    p.add_argument("--batch", metavar="SPEC", help="a directory of .tosa files or a "
+                   "JSON/YAML spec")
+    p.add_argument("--output-dir", "-o", required=True)
+    p.add_argument("--jobs", "-j", type=int, default=None,
+                   help="local worker processes for --batch (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run --batch on a Dask distributed scheduler (tcp://host:port)")
+    p.add_argument("--verify", action="store_true",
+                   help="re-run every new case on the reference model CLI (needs tosa-tools) "
+                        "and fail it unless bit-identical")
+    p.add_argument("--impl", choices=("numba", "spec"), default="numba")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def _parse_inputs(specs, model):
+    from ..schema.loader import load
+    if not specs:
+        return None
+    graph = load(model)
+    inputs = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            if len(graph.inputs) != 1:
+                raise ValueError(f"--input {spec}: name the input (NAME=FILE.npy); the graph "
+                                 f"takes {graph.inputs}")
+            name, path = graph.inputs[0], spec
+        inputs[name] = path
+    return inputs
+
+
+def _print(report, as_json, batch):
+    from ..golden_batch import summary
+    if as_json:
+        print(json.dumps(summary(report), indent=1))
+        return
+    for r in report.results:
+        if r.status in ("unpredictable", "failed"):
+            print(f"{r.status.upper()} {r.name}: {r.message}")
+        elif not batch:
+            print(f"{r.status:7s} {r.path}")
+    c = report.counts
+    made = c["ok"]
+    rate = f", {made / report.seconds:.1f} cases/s" if report.seconds > 0 and made else ""
+    print(f"{len(report.results)} case(s): {c['ok']} written, {c['skipped']} already complete, "
+          f"{c['unpredictable']} unpredictable, {c['failed']} failed "
+          f"({report.seconds:.1f} s{rate}) -> {report.output_dir}")
+
+
+def main(args):
+    from ..golden import golden
+    from ..golden_batch import golden_batch
+    if args.batch:
+        if args.model or args.input:
+            print("tosaint golden: --batch takes no MODEL or --input", file=sys.stderr)
+            return 2
+        report = golden_batch(args.batch, output_dir=args.output_dir, jobs=args.jobs,
+                              scheduler=args.scheduler, seed=args.seed, count=args.count,
+                              impl=args.impl, verify=args.verify,
+                              progress=False if args.no_progress else None)
+    else:
+        if not args.model:
+            print("tosaint golden: give a MODEL.tosa or --batch SPEC", file=sys.stderr)
+            return 2
+        if args.jobs or args.scheduler:
+            print("tosaint golden: --jobs/--scheduler need --batch", file=sys.stderr)
+            return 2
+        if args.seed < 0 or args.count < 0:
+            print("tosaint golden: --seed and --count must be >= 0", file=sys.stderr)
+            return 2
+        report = golden(args.model, _parse_inputs(args.input, args.model), random=args.random,
+                        seed=args.seed, count=args.count, output_dir=args.output_dir,
+                        impl=args.impl, verify=args.verify)
+    _print(report, args.json, bool(args.batch))
+    return report.exit_code
