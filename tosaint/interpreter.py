@@ -166,11 +166,16 @@ class BlockPlan:
         self.outputs = list(block.outputs)
         self.consts = {}
         self.steps = []
+        #: EXT-VARIABLE tensors (``TosaTensor.variable``): read from and written to
+        #: ``plan.variables``, which persists across runs
+        self.var_names = {n for n, t in block.tensors.items() if t.variable}
         self._prepare()
 
     def const_value(self, name):
         if name in self.consts:
             return self.consts[name]
+        if name in self.inputs or name in self.var_names:
+            return None
         t = self.block.tensors.get(name) or self.plan.find_tensor(name)
         return None if t is None or t.is_const is False or t.variable else t.data
 
@@ -187,7 +192,8 @@ class BlockPlan:
         producer = {}
         for i, o in enumerate(ops):
             for n in o.outputs:
-                producer[n] = i
+                if n not in self.var_names:
+                    producer[n] = i
         indeg = [0] * len(ops)
         users = [[] for _ in ops]
         for i, o in enumerate(ops):
@@ -213,7 +219,7 @@ class BlockPlan:
         block = self.block
         available = set(self.inputs)
         for name, t in block.tensors.items():
-            if t.data is not None and not t.variable:
+            if t.data is not None and not t.variable and name not in self.inputs:
                 self.consts[name] = t.data
                 available.add(name)
         for i in self._order():
@@ -241,10 +247,15 @@ class BlockPlan:
         env = dict(zip(self.inputs, values))
         env.update(self.consts)
         scope = env if parent is None else ChainMap(env, parent)
+        if self.var_names:
+            scope = ChainMap(*([env] if parent is None else [env, parent]), self.plan.variables)
         for s in self.steps:
             try:
                 args = [scope[n] for n in s.ins]
             except KeyError as e:
+                if e.args[0] in self.var_names:
+                    raise UnpredictableError(f"{s.node.name}: variable {e.args[0]!r} is read "
+                                             "before it was written") from None
                 raise SchemaError(f"{s.node.name}: input tensor {e.args[0]!r} is not produced "
                                   "by any operator, constant or graph input") from None
             res = s.fn(*args)
@@ -253,6 +264,8 @@ class BlockPlan:
             for name, t, arr in zip(s.outs, s.node.outputs, res):
                 _check_output(s.node, t, arr)
                 env[name] = arr
+                if name in self.var_names:
+                    self.plan.variables[name] = arr
             if capture is not None:
                 for name in s.outs:
                     capture[name] = env[name]
@@ -283,8 +296,10 @@ class Plan:
         self.level = LEVELS[level]
         self.sink = []
         self.sink_mode = "reference"
-        #: EXT-VARIABLE state, persisting across runs of this plan
+        #: EXT-VARIABLE state by tensor name: reset to the initial values before every run
+        #: unless ``run(..., keep_variables=True)``
         self.variables = {}
+        self._variables_initialised = False
         self._blocks = {}
         self._tensors = {}
         for b in graph.blocks():
@@ -295,6 +310,15 @@ class Plan:
 
     def find_tensor(self, name):
         return self._tensors.get(name)
+
+    def reset_variables(self):
+        """Set every variable tensor back to its initial value (its data, if any)."""
+        self.variables.clear()
+        for b in self.graph.blocks():
+            for n, t in b.tensors.items():
+                if t.variable and t.data is not None and n not in self.variables:
+                    self.variables[n] = t.data.copy()
+        self._variables_initialised = True
 
     def block_plan(self, name, depth):
         if self.level and depth > LEVEL_8K["MAX_NESTING"]:
@@ -372,10 +396,15 @@ class Plan:
             out.append(v if v.flags.c_contiguous else v.copy())
         return out
 
-    def run(self, inputs, *, capture=False, on_unpredictable="reference"):
+    def run(self, inputs, *, capture=False, on_unpredictable="reference", keep_variables=False):
+        """Evaluate the graph.  ``keep_variables=True`` starts from the variable values the
+        previous run left (EXT-VARIABLE state); by default every run starts from the initial
+        values."""
         if on_unpredictable not in UNPREDICTABLE_MODES:
             raise ValueError(f"on_unpredictable must be one of {UNPREDICTABLE_MODES}")
         values = self._inputs(inputs)
+        if not keep_variables or not self._variables_initialised:
+            self.reset_variables()
         self.sink = []
         self.sink_mode = on_unpredictable
         cap = {} if capture else None
@@ -401,7 +430,7 @@ def prepare(graph, *, impl="numba", level=None) -> Plan:
 
 
 def run_tosa(graph, inputs, *, capture=False, on_unpredictable="reference", impl="numba",
-             level=None) -> RunResult:
+             level=None, keep_variables=False) -> RunResult:
     """Run a TOSA graph (a Graph, a path or bytes) on ``inputs`` (dict by name, or list).
 
     Returns the graph outputs by name with their TOSA storage dtype (int48 as int64).  With
@@ -409,9 +438,12 @@ def run_tosa(graph, inputs, *, capture=False, on_unpredictable="reference", impl
     "reference" (raise where the reference model reports UNPREDICTABLE, otherwise return its
     values and list the violated REQUIREs in ``result.diagnostics``) or "raise".  ``impl``
     picks the Numba kernels or their NumPy twins ("spec"); ``level="8K"`` adds level checks.
+    ``keep_variables=True`` keeps the EXT-VARIABLE state the previous run on the same graph
+    left (the prepared plan is cached on the Graph); by default each run starts afresh.
     """
     return prepare(graph, impl=impl, level=level).run(inputs, capture=capture,
-                                                     on_unpredictable=on_unpredictable)
+                                                     on_unpredictable=on_unpredictable,
+                                                     keep_variables=keep_variables)
 
 
 __all__ = ["Diagnostic", "Plan", "RunResult", "prepare", "run_tosa", "TosaError"]
