@@ -1,1 +1,113 @@
-"""control_flow operators."""
+"""Control flow operators (EXT-CONTROLFLOW): COND_IF and WHILE_LOOP.
+
+The attribute strings (then_graph/else_graph, cond_graph/body_graph) name regions (the current
+serialization) or, in older files, blocks; ``Graph.find_block`` tries the region first, as the
+reference model does.  Every sub-block is validated and prepared once, in build, so all its
+ERROR_IFs are found before anything runs (also those of a branch that is never taken).
+
+COND_IF inputs are ``[condition, *input_list]``; the chosen block receives ``input_list``.
+WHILE_LOOP runs the cond block on the current list, then the body block, until the condition
+is false; the output list is the final list.  The spec has no iteration limit and neither has
+tosaint by default: set ``plan.max_while_iterations = N`` (an attribute of the prepared
+``Plan``) to stop a runaway loop with a ``TosaError``.
+"""
+from ..dtypes import short
+from ..errors import TosaError
+from ..interpreter import LEVEL_8K
+from ..registry import register
+from ..schema.definition import DType as T
+from ..schema.definition import Op
+
+
+def _describe(tensors):
+    return "[" + ", ".join(f"{short(t.dtype)}{list(t.shape)}" for t in tensors) + "]"
+
+
+def _list_shape(tensors):
+    return [(T(t.dtype), tuple(t.shape)) for t in tensors]
+
+
+def _block_io(block_plan):
+    ins = [block_plan.tensor(n) for n in block_plan.inputs]
+    outs = [block_plan.tensor(n) for n in block_plan.outputs]
+    return ins, outs
+
+
+def _check_lists(node, what_a, a, what_b, b):
+    node.error_if(_list_shape(a) != _list_shape(b),
+                  f"{what_a} {_describe(a)} != {what_b} {_describe(b)}")
+
+
+def _list_level(node, name, tensors):
+    node.level_check(len(tensors) <= LEVEL_8K["MAX_TENSOR_LIST_SIZE"],
+                     f"{name} has {len(tensors)} tensors > MAX_TENSOR_LIST_SIZE "
+                     f"{LEVEL_8K['MAX_TENSOR_LIST_SIZE']}")
+
+
+def _graph_name(node, attr):
+    name = node.attrs.get(attr)
+    node.error_if(not name, f"attribute {attr} names no graph")
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _cond_key(node):
+    # the condition must be bool; the lists may hold any types (checked against the blocks)
+    return (node.inputs[0].dtype,) if node.inputs else ()
+
+
+@register(Op.COND_IF, {(T.BOOL,): "EXT-CONTROLFLOW"}, key=_cond_key,
+          operands=("condition", "input_list"))
+def cond_if(node):
+    cond = node.inputs[0]
+    input_list, output_list = node.inputs[1:], node.outputs
+    node.error_if(cond.size != 1, f"condition has {cond.size} elements "
+                  f"({list(cond.shape)}); tensor_size(shape) must be 1")
+    _list_level(node, "input_list", input_list)
+    _list_level(node, "output_list", output_list)
+    then_plan = node.block(_graph_name(node, "then_graph"))
+    else_plan = node.block(_graph_name(node, "else_graph"))
+    for which, bp in (("then_graph", then_plan), ("else_graph", else_plan)):
+        ins, outs = _block_io(bp)
+        _check_lists(node, "input_list", input_list, f"{which} inputs", ins)
+        _check_lists(node, "output_list", output_list, f"{which} outputs", outs)
+
+    def run(c, *values):
+        bp = then_plan if bool(c.reshape(-1)[0]) else else_plan
+        return tuple(bp.run(list(values)))
+    return run
+
+
+@register(Op.WHILE_LOOP, {(): "EXT-CONTROLFLOW"}, key=lambda node: (),
+          operands=("input_list",))
+def while_loop(node):
+    input_list, output_list = node.inputs, node.outputs
+    _list_level(node, "input_list", input_list)
+    _list_level(node, "output_list", output_list)
+    _check_lists(node, "input_list", input_list, "output_list", output_list)
+    cond_plan = node.block(_graph_name(node, "cond_graph"))
+    body_plan = node.block(_graph_name(node, "body_graph"))
+    c_ins, c_outs = _block_io(cond_plan)
+    b_ins, b_outs = _block_io(body_plan)
+    _check_lists(node, "input_list", input_list, "cond_graph inputs", c_ins)
+    _check_lists(node, "input_list", input_list, "body_graph inputs", b_ins)
+    _check_lists(node, "input_list", input_list, "body_graph outputs", b_outs)
+    node.error_if(len(c_outs) != 1, f"cond_graph has {len(c_outs)} outputs; it must have one "
+                  "single-element bool tensor")
+    node.error_if(c_outs[0].size != 1, f"cond_graph output has {c_outs[0].size} elements "
+                  f"({list(c_outs[0].shape)}); it must have 1")
+    node.error_if(c_outs[0].dtype != T.BOOL, f"cond_graph output type is "
+                  f"{T(c_outs[0].dtype).name}; it must be BOOL")
+    plan = node.plan
+
+    def run(*values):
+        values = list(values)
+        limit = getattr(plan, "max_while_iterations", None)
+        i = 0
+        while bool(cond_plan.run(values)[0].reshape(-1)[0]):
+            if limit is not None and i >= limit:
+                raise TosaError(f"{node.name}: still looping after max_while_iterations = "
+                                f"{limit} iterations")
+            values = body_plan.run(values)
+            i += 1
+        return tuple(values)
+    return run
