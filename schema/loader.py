@@ -186,6 +186,9 @@ def _check_block(block, graph_names, where):
             if name not in block.tensors and name not in graph_names:
                 raise SchemaError(f"{where}: operator {i} ({o.op.name}) writes tensor {name!r}, "
                                   "which is not declared")
+            t = block.tensors.get(name)
+            if t is not None and t.variable:
+                continue  # EXT-VARIABLE state: may be written repeatedly, is no data dependency
             if name in produced:
                 raise SchemaError(f"{where}: tensor {name!r} is written by operator "
                                   f"{produced[name]} and by operator {i} ({o.op.name})")
