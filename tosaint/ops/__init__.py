@@ -5,4 +5,4 @@ Importing this package fills ``tosaint.registry.REGISTRY``; the list is explicit
 from . import (activation_funcs, comparison, control_flow, data_layout, data_nodes,  # noqa: F401
                ewise_binary, ewise_ternary, ewise_unary, image, pooling, reduction,
                scatter_gather,
-               tensor_ops, type_conversion, variables)
+               tensor_ops, type_conversion, unsupported, variables)
