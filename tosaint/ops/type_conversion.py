@@ -1,1 +1,146 @@
-"""type_conversion operators."""
+"""Type conversion operators: CAST and RESCALE (spec chapter "Type Conversion")."""
+import numpy as np
+
+from ..dtypes import STORAGE, short
+from ..registry import register
+from ..schema.definition import DType as T
+from ..schema.definition import Op, RoundingMode
+
+# ---- CAST ---------------------------------------------------------------------------------
+_INTS = (T.INT8, T.INT16, T.INT32)
+_CAST = {(T.BOOL, t): "PRO-INT" for t in _INTS}
+_CAST.update({(t, T.BOOL): "PRO-INT" for t in _INTS})
+_CAST.update({(a, b): "PRO-INT" for a in _INTS for b in _INTS if a != b})
+
+
+@register(Op.CAST, _CAST, operands=("input",))
+def cast(node):
+    a, out = node.inputs[0], node.outputs[0]
+    node.error_if(tuple(a.shape) != tuple(out.shape),
+                  f"input shape {list(a.shape)} != output shape {list(out.shape)}")
+    if out.dtype == T.BOOL:
+        return lambda x: x != 0                  # out = (in != 0) ? true : false
+    st = STORAGE[out.dtype]
+    # bool -> 1/0; widening sign-extends; narrowing truncates (keeps the low bits)
+    return lambda x: x.astype(st)
+
+
+# ---- RESCALE ------------------------------------------------------------------------------
+SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
+_BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
+
+
+def _rescale_signatures():
+    sigs = {}
+    for i in (T.INT8, T.INT16, T.INT32, T.INT48):
+        for o in _INTS:
+            for m in (T.INT32, T.INT16):
+                sigs[(i, m, T.INT8, i, o, o)] = "EXT-INT16" if i == T.INT48 else "PRO-INT"
+    return sigs
+
+
+@register(Op.RESCALE, _rescale_signatures(),
+          operands=("input", "multiplier", "shift", "input_zp", "output_zp"))
+def rescale(node):
+    x, mt, st, izt, ozt = node.inputs
+    out = node.outputs[0]
+    in_t, out_t = x.dtype, out.dtype
+    at = node.attrs
+    scale32, per_channel = bool(at["scale32"]), bool(at["per_channel"])
+    in_u, out_u = bool(at["input_unsigned"]), bool(at["output_unsigned"])
+    try:
+        rounding = RoundingMode(int(at["rounding_mode"]))
+    except ValueError:
+        rounding = None
+    e = node.error_if
+    e(rounding not in (RoundingMode.SINGLE_ROUND, RoundingMode.DOUBLE_ROUND,
+                       RoundingMode.INEXACT_ROUND),
+      f"rounding_mode {at['rounding_mode']} is not SINGLE_ROUND, INEXACT_ROUND or DOUBLE_ROUND")
+    e(tuple(x.shape) != tuple(out.shape),
+      f"input shape {list(x.shape)} != output shape {list(out.shape)}")
+    e(mt.dtype != (T.INT32 if scale32 else T.INT16),
+      f"multiplier is {short(mt.dtype)} but scale32={scale32} needs "
+      f"{'i32' if scale32 else 'i16'}")
+    e(scale32 and in_t == T.INT48, "scale32 with an i48 input")
+    e(not scale32 and rounding == RoundingMode.DOUBLE_ROUND, "DOUBLE_ROUND without scale32")
+    e(in_u and out_u, "input_unsigned and output_unsigned are both set")
+    e(out_t == T.INT32 and in_u, "input_unsigned with an i32 output")
+    e(in_t == T.INT32 and out_u, "output_unsigned with an i32 input")
+    e(in_t == T.INT48 and out_u, "output_unsigned with an i48 input")
+    e(in_t == T.INT48 and in_u, "input_unsigned with an i48 input (no u48)")
+    e(in_t == T.INT32 and in_u, "input_unsigned with an i32 input (no u32)")
+    e(out_t == T.INT32 and out_u, "output_unsigned with an i32 output (no u32)")
+    rank = len(x.shape)
+    e(per_channel and rank < 1, "per_channel with a rank 0 input")
+    for t, what in ((mt, "multiplier"), (st, "shift")):
+        e(len(t.shape) != 1, f"{what} has rank {len(t.shape)}, expected 1")
+        nc = x.shape[-1] if per_channel else 1
+        e(t.shape[0] != nc, f"{what} has {t.shape[0]} values, expected "
+          f"{'the last input dimension ' if per_channel else ''}{nc}")
+    for t, what in ((izt, "input_zp"), (ozt, "output_zp")):
+        e(tuple(t.shape) != (1,), f"{what} has shape {list(t.shape)}, expected [1]")
+
+    def extend(v, t, unsigned):
+        v = int(v)
+        if unsigned:
+            return v & ((1 << _BITS[t]) - 1)      # zero_extend
+        return v                                   # storage is already sign-extended
+
+    in_zp = extend(node.const(3)[0], in_t, in_u)
+    out_zp = extend(node.const(4)[0], out_t, out_u)
+    e(in_t != T.INT8 and not (in_t == T.INT16 and in_u) and in_zp != 0,
+      f"input_zp {in_zp} != 0 for a {'u' if in_u else 'i'}{_BITS[in_t]} input")
+    e(out_t != T.INT8 and not (out_t == T.INT16 and out_u) and out_zp != 0,
+      f"output_zp {out_zp} != 0 for a {'u' if out_u else 'i'}{_BITS[out_t]} output")
+    e(in_t == T.INT16 and in_u and in_zp not in (0, 32768),
+      f"input_zp {in_zp} of a u16 input is not 0 or 32768")
+    e(out_t == T.INT16 and out_u and out_zp not in (0, 32768),
+      f"output_zp {out_zp} of a u16 output is not 0 or 32768")
+
+    mult = np.asarray(node.const(1), np.int64).reshape(-1)
+    shift = np.asarray(node.const(2), np.int64).reshape(-1)
+    cols = x.shape[-1] if rank else 1
+    if not per_channel:
+        mult, shift = np.repeat(mult[:1], cols), np.repeat(shift[:1], cols)
+    mult, shift = np.ascontiguousarray(mult), np.ascontiguousarray(shift)
+    with np.errstate(over="ignore"):
+        pow2 = np.array([2.0 ** -int(s) for s in shift], np.float64).astype(np.float32)
+    if rounding == RoundingMode.INEXACT_ROUND:
+        mode = INEXACT32 if scale32 else INEXACT16
+    elif scale32:
+        mode = DOUBLE32 if rounding == RoundingMode.DOUBLE_ROUND else SINGLE32
+    else:
+        mode = SCALE16
+    obits = _BITS[out_t]
+    qmin, qmax = (0, (1 << obits) - 1) if out_u else (-(1 << (obits - 1)), (1 << (obits - 1)) - 1)
+    in_mask = (1 << _BITS[in_t]) - 1 if in_u else 0
+    ost = STORAGE[out_t]
+    oshape = tuple(out.shape)
+    k = node.k
+    bad_params = [c for c in range(len(mult)) if not (mult[c] >= 0 and 2 <= shift[c] <= 62)]
+    helper = "apply_scale_32" if scale32 else "apply_scale_16"
+
+    def run(a, *_):
+        if a.size == 0:
+            return np.zeros(oshape, ost)
+        a2 = a.reshape(-1, cols)
+        res = np.empty(a2.shape, np.int32)
+        n_scale, n_zp = k.rescale(a2, in_mask, in_zp, out_zp, mult, shift, pow2, mode,
+                                  qmin, qmax, res)
+        if n_scale:
+            if bad_params:
+                c = bad_params[0]
+                why = (f"{helper}: multiplier {mult[c]} < 0 or shift {shift[c]} outside 2..62 "
+                       f"(channel {c})")
+            elif scale32:
+                why = (f"{helper}: value (input - input_zp) outside [-2^(shift-1), "
+                       "2^(shift-1)) or scaled result outside int32")
+            else:
+                why = f"{helper}: scaled result outside int32"
+            # the reference model computes INEXACT_ROUND in fp32 without these checks
+            node.require(False, why, count=int(n_scale),
+                         reference="unpredictable" if mode < INEXACT32 else "computes in fp32")
+        node.require(n_zp == 0, f"scaled result + output_zp {out_zp} outside int32",
+                     count=int(n_zp))
+        return res.astype(ost, copy=False).reshape(oshape)
+    return run

@@ -1,0 +1,87 @@
+"""RESCALE kernel (spec chapter "Type Conversion"; CAST is plain NumPy in the op layer).
+
+The input arrives as a 2-D view [rows, C] whose last axis is the channel axis (C = 1 column per
+channel when per_channel, else the multiplier/shift arrays are repeated to length C), so the inner
+loop needs no division.  The result is written to an int32 array; the op layer casts it to the
+output storage type (values are already clipped to the output range).
+"""
+import numpy as np
+
+from ._jit import pjit, prange
+
+__all__ = ["rescale"]
+
+#: mode codes shared with the spec twin and the op layer
+SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
+
+
+@pjit
+def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out):
+    """out[r, c] = clip(scale(x[r, c] - in_zp) + out_zp); returns (n_scale_fail, n_zp_fail).
+
+    ``in_mask``: 0 to sign-extend the input, else 0xFF/0xFFFF to zero-extend it (unsigned).
+    ``multiplier``/``shift``: int64[C]; ``pow2``: float32[C] = exp2f(-shift) (INEXACT only).
+    ``mode``: 0 apply_scale_16, 1 apply_scale_32 single round, 2 apply_scale_32 double round,
+    3/4 INEXACT_ROUND (scale32/scale16) as the reference model computes it: fp32 product
+    float(v) * float(m) * exp2f(-shift), rint ties-to-even.
+    ``n_scale_fail`` counts elements whose apply_scale REQUIREs fail (multiplier < 0, shift
+    outside 2..62, value outside +-2**(shift-1) for scale32, result outside int32);
+    ``n_zp_fail`` counts elements where scaled + output_zp leaves int32.
+    """
+    rows, cols = x.shape
+    bad = np.zeros((rows, 2), np.int64)      # per-row counts (no parfor scalar reductions)
+    for r in prange(rows):
+        bad_s = 0
+        bad_z = 0
+        for c in range(cols):
+            v = np.int64(x[r, c])
+            if in_mask != 0:
+                v = v & in_mask
+            v = v - in_zp
+            m = multiplier[c]
+            s = shift[c]
+            ok = m >= 0 and s >= 2 and s <= 62
+            if mode >= INEXACT32:
+                f = np.float32(v) * np.float32(m)
+                f = f * pow2[c]
+                d = np.rint(np.float64(f))
+                # float -> int32 conversion as x86 does it (out of range gives INT32_MIN)
+                if d >= 2147483648.0 or d < -2147483648.0 or d != d:
+                    scaled = np.int64(-2147483648)
+                else:
+                    scaled = np.int64(d)
+                if ok and mode == INEXACT32:
+                    half = np.int64(1) << (s - 1)
+                    if v < -half or v >= half:
+                        ok = False
+            else:
+                if not ok:
+                    bad_s += 1
+                    out[r, c] = 0
+                    continue
+                rnd = np.int64(1) << (s - 1)
+                if mode != SCALE16:
+                    if v < -rnd or v >= rnd:
+                        ok = False
+                    if mode == DOUBLE32 and s > 31:
+                        if v >= 0:
+                            rnd += np.int64(1) << 30
+                        else:
+                            rnd -= np.int64(1) << 30
+                scaled = (v * m + rnd) >> s
+                if scaled < -2147483648 or scaled > 2147483647:
+                    ok = False
+            if not ok:
+                bad_s += 1
+            res = scaled + out_zp
+            if res < -2147483648 or res > 2147483647:
+                bad_z += 1
+                res = 0
+            if res < qmin:
+                res = qmin
+            elif res > qmax:
+                res = qmax
+            out[r, c] = np.int32(res)
+        bad[r, 0] = bad_s
+        bad[r, 1] = bad_z
+    return bad[:, 0].sum(), bad[:, 1].sum()
