@@ -458,12 +458,17 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
     data, graph = model_bytes(model)
     label = model if isinstance(model, (str, os.PathLike)) else "graph"
     cases = plan_cases(label, data, inputs=inputs, random=random, seed=seed, count=count)
-    if not random:
-        for c in cases:   # check given inputs now: a missing input is bad input
-            missing = [n for n in graph.inputs if n not in (c.inputs or {})]
-            if missing:
-                raise InputError(f"graph input(s) {missing} not given (use random=True to "
-                                 "draw them)")
+    for c in cases:   # check given inputs now: wrong names, dtypes, shapes are bad input
+        given = coerce_inputs(graph, c.inputs or {})
+        for n, v in given.items():
+            want = tuple(graph.main.tensors[n].shape)
+            if v.shape != want:
+                raise InputError(f"input {n!r} has shape {list(v.shape)}; the graph takes "
+                                 f"{list(want)}")
+        missing = [n for n in graph.inputs if n not in given]
+        if missing and not random:
+            raise InputError(f"graph input(s) {missing} not given (use random=True to "
+                             "draw them)")
     results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph))
                for c in cases]
     return GoldenReport(results, time.perf_counter() - t0, str(output_dir))

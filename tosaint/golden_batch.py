@@ -221,7 +221,7 @@ def _run_dask(chunks, output_dir, scheduler, impl, verify, on_done):
     try:
         futs = [client.submit(run_cases, ch, output_dir, impl=impl, verify=verify, pure=False)
                 for ch in chunks]
-        for f in as_completed(futs):
+        for f in as_completed(futs, loop=client.loop):
             on_done(f.result())
     finally:
         if own:
