@@ -10,7 +10,7 @@ cannot run (int16 MATMUL, int16 TABLE) exactly with operations they can run.
 Importing this package does not import Vela; only :func:`compile` needs it.
 """
 from .compiler import TARGETS, IOTensor, VelaResult, compile, run_vela, vela_flags
-from .preflight import Finding, check, format_findings
+from .preflight import RULES, Finding, check, format_findings
 
-__all__ = ["TARGETS", "Finding", "IOTensor", "VelaResult", "check", "compile",
+__all__ = ["RULES", "TARGETS", "Finding", "IOTensor", "VelaResult", "check", "compile",
            "format_findings", "run_vela", "vela_flags"]

@@ -1,0 +1,26 @@
+"""tosaint check MODEL.tosa --target T: what an Ethos-U target cannot run (exit 1 if anything)."""
+
+
+def add_parser(sub):
+    from ..vela.compiler import TARGETS
+    p = sub.add_parser("check", help="list the ops an Ethos-U target cannot run",
+                       description="Preflight for Vela: print every operator/type combination "
+                                   "the target cannot run (exit code 1 when there is one). "
+                                   "Does not need Vela.")
+    p.add_argument("model")
+    p.add_argument("--target", "-t", required=True, choices=sorted(TARGETS), metavar="TARGET",
+                   help="ethos-u55-32/64/128/256, ethos-u65-256/512, "
+                        "ethos-u85-128/256/512/1024/2048")
+    p.set_defaults(func=main)
+
+
+def main(args):
+    from ..vela import check
+    findings = check(args.model, args.target)
+    for f in findings:
+        print(f)
+    if findings:
+        print(f"{args.model}: {len(findings)} finding(s) for {args.target}")
+        return 1
+    print(f"{args.model}: no findings for {args.target}")
+    return 0
