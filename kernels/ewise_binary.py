@@ -2,15 +2,15 @@
 NumPy in the op layer).
 
 int16 TABLE: ``table16_lut`` evaluates apply_lookup_s once for each of the 65536 int16 inputs
-(a constant table makes the whole operator a gather, exact by construction);
-``table16_lookup`` is that gather; ``table16`` evaluates apply_lookup_s element by element
+(a constant table makes the whole operator a gather, exact by construction, done with
+``np.take`` in the op layer); ``table16`` evaluates apply_lookup_s element by element
 when the table is not a compile-time constant.
 """
 import numpy as np
 
-from ._jit import jit, pjit, prange
+from ._jit import jit
 
-__all__ = ["table16", "table16_lut", "table16_lookup"]
+__all__ = ["table16", "table16_lut"]
 
 
 @jit
@@ -25,17 +25,16 @@ def _lookup(table, value):
     return (base << 7) + slope * fraction, ok
 
 
-@pjit
+@jit
 def table16(x, table, out):
     """out = apply_lookup_s(table, x) for int16 x (flat); returns how many slopes leave int16."""
-    n = x.shape[0]
-    bad = np.zeros(n, np.uint8)
-    for i in prange(n):
+    bad = 0
+    for i in range(x.shape[0]):
         r, ok = _lookup(table, np.int32(x[i]))
         out[i] = r
         if not ok:
-            bad[i] = 1
-    return bad.sum()
+            bad += 1
+    return bad
 
 
 @jit
@@ -50,10 +49,3 @@ def table16_lut(table):
         if not ok:
             bad[v & 0xFFFF] = 1
     return lut, bad
-
-
-@pjit
-def table16_lookup(x, lut, out):
-    """out[i] = lut[x[i] & 0xFFFF] for int16 x (flat)."""
-    for i in prange(x.shape[0]):
-        out[i] = lut[np.int32(x[i]) & 0xFFFF]

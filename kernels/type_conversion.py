@@ -1,13 +1,15 @@
 """RESCALE kernel (spec chapter "Type Conversion"; CAST is plain NumPy in the op layer).
 
-The input arrives as a 2-D view [rows, C] whose last axis is the channel axis (C = 1 column per
-channel when per_channel, else the multiplier/shift arrays are repeated to length C), so the inner
-loop needs no division.  The result is written to an int32 array; the op layer casts it to the
-output storage type (values are already clipped to the output range).
+The input arrives as a 2-D view [rows, C] whose last axis is the channel axis (multiplier and
+shift are repeated to length C when not per_channel), so the inner loop needs no division.
+The result is written to an int32 array; the op layer casts it to the output storage type
+(values are already clipped to the output range).  Serial on purpose: about 1.3 ns per element
+(0.27 ms for 1x56x56x64), while the prange version measured 0.17 ms at best but 84 ms at the
+median on the loaded 2-core machine.
 """
 import numpy as np
 
-from ._jit import pjit, prange
+from ._jit import jit
 
 __all__ = ["rescale"]
 
@@ -15,7 +17,7 @@ __all__ = ["rescale"]
 SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
 
 
-@pjit
+@jit
 def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out):
     """out[r, c] = clip(scale(x[r, c] - in_zp) + out_zp); returns (n_scale_fail, n_zp_fail).
 
@@ -29,10 +31,9 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
     ``n_zp_fail`` counts elements where scaled + output_zp leaves int32.
     """
     rows, cols = x.shape
-    bad = np.zeros((rows, 2), np.int64)      # per-row counts (no parfor scalar reductions)
-    for r in prange(rows):
-        bad_s = 0
-        bad_z = 0
+    bad_s = 0
+    bad_z = 0
+    for r in range(rows):
         for c in range(cols):
             v = np.int64(x[r, c])
             if in_mask != 0:
@@ -82,6 +83,4 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
             elif res > qmax:
                 res = qmax
             out[r, c] = np.int32(res)
-        bad[r, 0] = bad_s
-        bad[r, 1] = bad_z
-    return bad[:, 0].sum(), bad[:, 1].sum()
+    return bad_s, bad_z

@@ -2,7 +2,7 @@
 spec (introduction.adoc, "General Unary Functions")."""
 import numpy as np
 
-__all__ = ["table16", "table16_lut", "table16_lookup"]
+__all__ = ["table16", "table16_lut"]
 
 
 def apply_lookup_s(table, value):
@@ -32,7 +32,3 @@ def table16_lut(table):
         lut[v & 0xFFFF], ok = apply_lookup_s(table, v)
         bad[v & 0xFFFF] = not ok
     return lut, bad
-
-
-def table16_lookup(x, lut, out):
-    out[:] = lut[x.astype(np.int64) & 0xFFFF]

@@ -233,9 +233,7 @@ def table(node):
             flat = x.reshape(-1)
             if any_bad:
                 report(int(np.count_nonzero(badmask[flat.view(np.uint16)])))
-            out = np.empty(flat.shape, np.int32)
-            k.table16_lookup(flat, lut, out)
-            return out.reshape(shape)
+            return np.take(lut, flat.view(np.uint16)).reshape(shape)
         return run_lut
 
     def run16(x, tbl):
