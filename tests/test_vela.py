@@ -592,3 +592,28 @@ def test_matmul_int16_decomposition_rounding_ties(s):
     assert ra[0].dtype == rb[0].dtype and np.array_equal(ra[0], rb[0])
     prod = A.astype(np.int64) * B.astype(np.int64) * m
     assert (prod % (1 << s) == 1 << (s - 1)).any()          # the data does contain ties
+
+
+def test_torch_hook_matches_the_rescale_path():
+    """The hook tosaint.torch calls for U55 emits matmul_int16 with the emitter's own scale16
+    (multiplier, shift), so its graph computes what RESCALE(MATMUL) computes."""
+    trm = pytest.importorskip("tosa_reference_model")
+    pytest.importorskip("torch")
+    from types import SimpleNamespace
+    from tosaint.torch import quant as Q
+    assert u55.torch_hooks(U85) == {}
+    hook = u55.torch_hooks("ethos-u65-256")["matmul"]
+    sa, sb, sy = 0.0123, 0.000457, 0.0031
+    gb = GraphBuilder()
+    a, c = gb.input((2, 3, 6), T.INT16, "a"), gb.input((2, 6, 4), T.INT16, "b")
+    gb.output(hook(SimpleNamespace(b=gb), a, c, sa, sb, sy))
+    ga = GraphBuilder()
+    a, c = ga.input((2, 3, 6), T.INT16, "a"), ga.input((2, 6, 4), T.INT16, "b")
+    m, s = Q.multipliers([Q.ratio(sa, sb, den=[sy])], False, 2)
+    ga.output(ga.rescale(ga.matmul(a, c), m, s, T.INT16, scale32=False))
+    ga, gb = ga.build(), gb.build()
+    assert check(gb, U55) == []
+    for A, B in mm_inputs(2, 3, 6, 4):
+        ra, _ = trm.run(ga.to_bytes(), [A, B])
+        rb, _ = trm.run(gb.to_bytes(), [A, B])
+        assert ra[0].dtype == rb[0].dtype and np.array_equal(ra[0], rb[0])

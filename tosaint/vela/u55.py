@@ -166,3 +166,22 @@ def matmul_int16(b, a, b_, *, multiplier, shift, out_dtype=DType.INT16, output_z
     lo, hi = _OUT_RANGE[out_dtype]
     y = b.minimum(b.maximum(y, _c(b, lo, r)), _c(b, hi, r))
     return b.cast(y, out_dtype, name=name)
+
+
+def torch_hooks(target):
+    """Emission hooks for tosaint.torch's emitter when lowering for ``target``, by operation.
+
+    ``"matmul"``: ``hook(emitter, a3, b3, a_scale, b_scale, out_scale) -> tensor name`` for an
+    int16 activation x activation bmm ([N,H,C] x [N,C,W]); it computes the same scale16
+    (multiplier, shift) as the emitter's own ``RESCALE(MATMUL)`` path and emits
+    :func:`matmul_int16`, so the lowered graph computes bit-identical values.
+    """
+    if not needs_decomposition(target, Op.MATMUL, DType.INT16):
+        return {}
+
+    def matmul(em, a3, b3, a_scale, b_scale, out_scale):
+        from ..torch import quant as Q
+        ms, ss = Q.multipliers([Q.ratio(a_scale, b_scale, den=[out_scale])], False, 2)
+        return matmul_int16(em.b, a3, b3, multiplier=ms[0], shift=ss[0],
+                            out_dtype=em.b.dtype(a3))
+    return {"matmul": matmul}
