@@ -114,7 +114,10 @@ def _tensor(t, where, max_elements):
     dtype = t["type"]
     data = None
     extra = {}
-    if t["data"]:
+    raw = t["data"]
+    # an absent data vector: not a constant; present, it must hold the elements (a constant of
+    # zero elements has an empty vector)
+    if raw is not None and (len(raw) or 0 in shape):
         data = decode_data(t["data"], dtype, shape, where)
         if data is None:
             extra["raw_data"] = t["data"]

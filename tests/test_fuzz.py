@@ -1,0 +1,335 @@
+"""Hostile and malformed ``.tosa`` files: ``load`` must only ever raise a TosaError.
+
+Mutations of real files (built here with GraphBuilder: CI has no conformance suite) are checked
+with hypothesis, derandomized and bounded: bit flips, truncation, inserted and deleted bytes,
+and 32-bit words overwritten with huge lengths/offsets.  A file that still loads must write back
+and load again to an equal graph.  Crafted buffers check the things random mutation rarely
+reaches: shared sub-objects (a DAG whose naive decoding explodes), a 2^40-element tensor,
+a shape of 100k huge dims, long operator chains.
+
+Everything runs in a subprocess under an address-space limit (RLIMIT_AS), a CPU-time limit and
+a per-example alarm, so a MemoryError, a hang or a crash shows up as a failure of this test
+rather than taking pytest down.  Run by hand:  python tests/test_fuzz.py fuzz|crafted
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+MEMORY_LIMIT = 1 << 30          # bytes of address space for the worker
+CPU_LIMIT = 100                 # seconds of CPU for the worker
+#: hypothesis examples per mutation kind (TOSAINT_FUZZ_EXAMPLES overrides, for long manual runs)
+EXAMPLES = int(os.environ.get("TOSAINT_FUZZ_EXAMPLES", 400))
+
+
+def _run_worker(mode):
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), mode], capture_output=True,
+                       text=True, timeout=150)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    assert p.returncode == 0, f"worker exit {p.returncode}\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+    return json.loads(lines[-1])
+
+
+def test_fuzz_mutations_only_raise_tosa_errors():
+    stats = _run_worker("fuzz")
+    print(stats)
+    kinds = stats["kinds"]
+    assert set(kinds) == {"bitflip", "truncate", "insert", "delete", "huge_word"}
+    for k, c in kinds.items():
+        assert c["examples"] >= EXAMPLES // 2, (k, c)
+    # the mutations must reach both outcomes, or the test checks nothing
+    assert sum(c["rejected"] for c in kinds.values()) > 100
+    assert sum(c["loaded"] for c in kinds.values()) > 20
+
+
+def test_crafted_pathological_buffers():
+    stats = _run_worker("crafted")
+    print(stats)
+    assert stats["cases"] >= 8 and stats["failures"] == [], stats
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side (runs in the limited subprocess)
+# ---------------------------------------------------------------------------------------------
+def _limit():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT, CPU_LIMIT))
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(seconds):
+    import signal
+
+    def on_alarm(signum, frame):
+        raise Hang(f"load took more than {seconds} s")
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+
+
+def _base_files():
+    """Small real files covering every part of the format the loader decodes."""
+    import numpy as np
+
+    from tosaint.builder import GraphBuilder
+    from tosaint.graph import Region
+    from tosaint.schema.definition import DType, Op
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder()
+    x = b.input((1, 4, 4, 3), DType.INT16, name="x")
+    w = b.const(rng.integers(-127, 128, (4, 3, 3, 3)), DType.INT8)
+    bias = b.const(np.array([-(1 << 40), 5, 0, 7]), DType.INT48)
+    y = b.conv2d(x, w, bias, pad=1)
+    y = b.rescale(y, 1 << 14, 30, DType.INT16)
+    y = b.table(y, np.arange(513) * 16 - 4096)
+    y = b.rescale(y, [1 << 30] * 4, [40] * 4, DType.INT16)
+    y = b.clamp(y, -1000, 1000)
+    b.output(b.reshape(y, (16, 4)))
+    a16w8 = b.build()
+    a16w8.software_version = (2026, 8, 0, "")
+    a16w8.compatibility = {"min_reader_version": (2026, 5, 0, ""), "features": 0}
+
+    b = GraphBuilder(version=(1, 1, 0, True))
+    c = b.input((), DType.BOOL, name="cond")
+    p = b.input((2, 3), DType.INT32, name="p")
+    q4 = b.const(np.array([-7, 7, 1, 0, 3]), DType.INT4)
+    flags = b.const(np.array([True, False, True]), DType.BOOL)
+    out = b.op(Op.COND_IF, [c, p], (2, 3), DType.INT32,
+               dict(then_graph="then", else_graph="else"), name="out", location="fuzz.py:1")
+    cu = b.op(Op.CUSTOM, [q4, flags], (5,), DType.INT8,
+              dict(operator_name="op", domain_name="dom", implementation_attrs=b"\x01\x02"))
+    s = b.reshape(p, (3, 2))
+    b.output(out, cu, s)
+    regions = b.build()
+    regions.tensors[b.block.operators[-2].outputs[0]].extra["shape_table"] = False
+    for name, op in (("then", Op.NEGATE), ("else", Op.ABS)):
+        sb = GraphBuilder()
+        sb.block.name = name
+        i = sb.input((2, 3), DType.INT32, name=f"i_{name}")
+        sb.output(sb.op(op, [i], (2, 3), DType.INT32, name=f"o_{name}"))
+        regions.regions.append(Region(name, [sb.block]))
+    return [a16w8.to_bytes(), regions.to_bytes()]
+
+
+def _check(data, counts):
+    """The property: load raises only TosaError; a graph that loads round-trips."""
+    from tosaint.errors import TosaError
+    from tosaint.schema.loader import load
+
+    _alarm(10)
+    try:
+        try:
+            g = load(data)
+        except TosaError:
+            counts["rejected"] += 1
+            return
+        counts["loaded"] += 1
+        try:
+            out = g.to_bytes()
+        except TosaError:
+            return
+        assert load(out) == g, "a loaded graph does not survive write + load"
+    finally:
+        import signal
+        signal.alarm(0)
+
+
+def fuzz():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    files = _base_files()
+    stats = {}
+    cfg = settings(max_examples=EXAMPLES, derandomize=not os.environ.get("TOSAINT_FUZZ_RANDOM"), deadline=None, database=None,
+                   suppress_health_check=list(HealthCheck), print_blob=True)
+    fidx = st.integers(0, len(files) - 1)
+    huge = st.sampled_from([0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 0x40000000, 0x10000000,
+                            1 << 20, 0xFFFF, 0xFFFC, 0, 4, 8])
+
+    def run(kind, strategy, mutate):
+        counts = stats[kind] = {"examples": 0, "rejected": 0, "loaded": 0}
+
+        @cfg
+        @given(fidx, strategy)
+        def t(i, m):
+            counts["examples"] += 1
+            _check(mutate(files[i], m), counts)
+        t()
+
+    def bitflip(data, flips):
+        b = bytearray(data)
+        for f in flips:
+            f %= 8 * len(b)
+            b[f // 8] ^= 1 << (f % 8)
+        return bytes(b)
+
+    def huge_word(data, m):
+        pos, value = m
+        pos = (pos % (len(data) // 4)) * 4
+        return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
+
+    run("bitflip", st.lists(st.integers(0, 1 << 20), min_size=1, max_size=8), bitflip)
+    run("truncate", st.integers(0, 1 << 20), lambda d, n: d[:n % len(d)])
+    run("insert", st.tuples(st.integers(0, 1 << 20), st.binary(min_size=1, max_size=16)),
+        lambda d, m: d[:m[0] % len(d)] + m[1] + d[m[0] % len(d):])
+    run("delete", st.tuples(st.integers(0, 1 << 20), st.integers(1, 64)),
+        lambda d, m: d[:m[0] % len(d)] + d[m[0] % len(d) + m[1]:])
+    run("huge_word", st.tuples(st.integers(0, 1 << 20), huge), huge_word)
+    return {"kinds": stats, "file_sizes": [len(f) for f in files]}
+
+
+def _raw_graph(build_block, n_blocks=1, block_repeats=1):
+    """A TosaGraph whose region lists the same block offset ``block_repeats`` times."""
+    import flatbuffers
+
+    from tosaint.schema.definition import FILE_IDENTIFIER
+    from tosaint.schema.writer import _Writer
+    w = _Writer()
+    block = build_block(w)
+    blocks = w.offset_vector([block] * block_repeats)
+    name = w.string("main")
+    b = w.b
+    b.StartObject(2)
+    b.PrependUOffsetTRelativeSlot(0, name, 0)
+    b.PrependUOffsetTRelativeSlot(1, blocks, 0)
+    region = b.EndObject()
+    regions = w.offset_vector([region] * n_blocks)
+    version = w.table("Version", (("_major", "int32"), ("_minor", "int32"), ("_patch", "int32"),
+                                  ("_draft", "bool")),
+                      {"_major": 1, "_minor": 0, "_patch": 0, "_draft": False})
+    b.StartObject(4)
+    b.PrependUOffsetTRelativeSlot(0, version, 0)
+    b.PrependUOffsetTRelativeSlot(1, regions, 0)
+    root = b.EndObject()
+    b.Finish(root, file_identifier=FILE_IDENTIFIER)
+    assert isinstance(b, flatbuffers.Builder)
+    return bytes(b.Output())
+
+
+def crafted():
+    import numpy as np
+
+    from tosaint.builder import GraphBuilder
+    from tosaint.errors import SchemaError, TosaError
+    from tosaint.schema.definition import TABLES, DType, Op
+    from tosaint.schema.loader import load
+
+    cases, failures = [], []
+
+    def expect(name, data, error=SchemaError, match=None, max_seconds=10):
+        import time
+        cases.append(name)
+        t0 = time.perf_counter()
+        _alarm(max_seconds)
+        try:
+            load(data)
+            outcome = None
+        except TosaError as e:
+            outcome = e
+        except BaseException as e:                      # noqa: BLE001 - that is the point
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+            return
+        finally:
+            import signal
+            signal.alarm(0)
+        dt = time.perf_counter() - t0
+        if error is None:
+            if outcome is not None:
+                failures.append(f"{name}: expected to load, got {outcome!r}")
+        elif not isinstance(outcome, error):
+            failures.append(f"{name}: expected {error.__name__}, got {outcome!r}")
+        elif match and match not in str(outcome):
+            failures.append(f"{name}: message {str(outcome)!r} lacks {match!r}")
+        times[name] = round(dt, 3)
+
+    times = {}
+    tensor_fields = TABLES["TosaTensor"]
+
+    # 1. a constant claiming 2^40 elements with 8 bytes of data: rejected before allocation
+    def big_const(w):
+        t = w.table("TosaTensor", tensor_fields, {"name": "big", "shape": [1 << 20, 1 << 20],
+                                                  "type": int(DType.INT48), "data": bytes(8)})
+        return _block(w, [t])
+    expect("2^40-element constant", _raw_graph(big_const), match="more than")
+
+    # 2. a shape of 100k dims of 2^31-1: refused quickly, without a giant product
+    def long_shape(w):
+        t = w.table("TosaTensor", tensor_fields, {"name": "s", "shape": [0x7FFFFFFF] * 100000,
+                                                  "type": int(DType.INT8)})
+        return _block(w, [t])
+    expect("100k huge dims", _raw_graph(long_shape), match="more than", max_seconds=5)
+
+    # 3. a DAG: 2000 references to one tensor with a 20k-element shape vector, in 50 blocks
+    def dag(w):
+        t = w.table("TosaTensor", tensor_fields, {"name": "t", "shape": [1] * 20000,
+                                                  "type": int(DType.INT8)})
+        return _block(w, [t] * 2000)
+    expect("shared-object DAG", _raw_graph(dag, block_repeats=50), match="over and over",
+           max_seconds=5)
+
+    # 4. a vector whose length field claims 2^30 elements
+    good = GraphBuilder()
+    x = good.input((2,), DType.INT32, name="x")
+    good.output(good.identity(x))
+    data = good.build().to_bytes()
+    root = int.from_bytes(data[:4], "little")
+    bad = bytearray(data)
+    # the regions vector: offset stored in the root table's slot 1
+    vt = root - int.from_bytes(data[root:root + 4], "little", signed=True)
+    rel = int.from_bytes(data[vt + 6:vt + 8], "little")
+    vec = root + rel + int.from_bytes(data[root + rel:root + rel + 4], "little")
+    bad[vec:vec + 4] = (1 << 30).to_bytes(4, "little")
+    expect("2^30-element vector", bytes(bad), match="runs past the end")
+    # 5. the root offset pointing past the end / into itself
+    expect("root offset past end", (1 << 31).to_bytes(4, "little") + data[4:], match="outside")
+    expect("root offset 0", bytes(4) + data[4:])
+    # 6. a vtable offset pointing outside the buffer
+    bad = bytearray(data)
+    bad[root:root + 4] = (-(1 << 30)).to_bytes(4, "little", signed=True)
+    expect("vtable outside", bytes(bad), match="outside")
+    # 7. an operator chain of 20000 IDENTITY ops: linear-time loading and cycle check
+    chain = GraphBuilder()
+    y = chain.input((1,), DType.INT8, name="in")
+    for _ in range(20000):
+        y = chain.identity(y)
+    chain.output(y)
+    expect("20000-op chain", chain.build().to_bytes(), error=None, max_seconds=20)
+    # 8. every byte of a small valid file set to 0xFF, to 0x00
+    expect("all 0xFF", b"\xff" * len(data))
+    expect("all zero", bytes(len(data)))
+    expect("identifier only", b"\x08\x00\x00\x00TOSA")
+    # 9. a shape value claiming rank 2^31 with no data, and one with too little data
+    def big_shape_value(w):
+        return _block(w, [], shapes=[w.table("TosaShape", TABLES["TosaShape"],
+                                             {"name": "s", "rank": 1 << 31, "data": bytes(8)})])
+    expect("shape rank 2^31", _raw_graph(big_shape_value), match="rank")
+    # 10. 2^40-element non-constant tensor
+    b = GraphBuilder()
+    b.output(b.input((1 << 20, 1 << 20), DType.INT16, name="x"))
+    expect("2^40-element input", b.build().to_bytes(), match="more than")
+    del np, Op
+    return {"cases": len(cases), "failures": failures, "seconds": times}
+
+
+def _block(w, tensor_offsets, shapes=()):
+    name = w.string("main")
+    tensors = w.offset_vector(list(tensor_offsets))
+    shapes_v = w.offset_vector(list(shapes))
+    b = w.b
+    b.StartObject(6)
+    b.PrependUOffsetTRelativeSlot(0, name, 0)
+    b.PrependUOffsetTRelativeSlot(2, tensors, 0)
+    b.PrependUOffsetTRelativeSlot(5, shapes_v, 0)
+    return b.EndObject()
+
+
+if __name__ == "__main__":
+    _limit()
+    result = {"fuzz": fuzz, "crafted": crafted}[sys.argv[1]]()
+    print(json.dumps(result))

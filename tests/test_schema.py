@@ -1,0 +1,410 @@
+"""The TOSA flatbuffer layer: data encodings, file forms written by the real tools, regions,
+versions, and the errors a malformed file gives.
+
+Hand-checkable byte goldens come from the format facts (little-endian, int48 in 6 bytes, int4
+two per byte, low nibble first); where tosa-tools is installed its own encoder and serializer
+are the second opinion.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tosaint.builder import GraphBuilder
+from tosaint.errors import SchemaError, TosaError
+from tosaint.graph import Graph, Region, Version
+from tosaint.schema import reader
+from tosaint.schema.definition import ATTRIBUTES, DType, Op
+from tosaint.schema.loader import decode_data, encoded_size, load
+from tosaint.schema.writer import encode_data
+
+DATA = Path(__file__).parent / "data"
+
+
+# ---- data encodings ----------------------------------------------------------------------
+def test_int48_golden_bytes():
+    v = np.array([-(1 << 47) + 10, (1 << 47) - 1, -1, 0, 5], np.int64)
+    raw = encode_data(v, DType.INT48)
+    assert raw[:6] == bytes([0x0A, 0, 0, 0, 0, 0x80])          # -2^47+10 (tosa-facts 3.3)
+    assert raw[6:12] == bytes([0xFF] * 5 + [0x7F])
+    assert raw[12:18] == bytes([0xFF] * 6)
+    assert len(raw) == 30
+    back = decode_data(raw, DType.INT48, (5,))
+    assert back.dtype == np.int64 and np.array_equal(back, v)
+
+
+def test_int48_out_of_range_rejected():
+    with pytest.raises(SchemaError, match="int48"):
+        encode_data(np.array([1 << 47]), DType.INT48)
+
+
+def test_int4_golden_bytes_and_minus8():
+    raw = encode_data(np.array([1, -7, 3], np.int8), DType.INT4)
+    assert raw == bytes([0x91, 0x03])               # low nibble first, odd count pads with 0
+    assert np.array_equal(decode_data(raw, DType.INT4, (3,)), [1, -7, 3])
+    assert encoded_size(DType.INT4, 3) == 2
+    with pytest.raises(SchemaError, match="-8"):
+        decode_data(bytes([0x08]), DType.INT4, (1,))
+    with pytest.raises(SchemaError, match="int4"):
+        encode_data(np.array([-8]), DType.INT4)
+
+
+def test_bool_and_shape_decoding():
+    b = decode_data(bytes([0, 1, 2, 0]), DType.BOOL, (2, 2))
+    assert b.dtype == np.bool_ and b.tolist() == [[False, True], [True, False]]
+    assert encode_data(b, DType.BOOL) == bytes([0, 1, 1, 0])
+    s = decode_data(np.array([2, -6], "<i8").tobytes(), DType.SHAPE, (2,))
+    assert s.dtype == np.int64 and s.tolist() == [2, -6]
+
+
+@pytest.mark.parametrize("dtype,values", [
+    (DType.BOOL, [1, 0, 1]), (DType.INT4, [-7, 7, 0, 3, -1]), (DType.INT8, [-128, 127, 3]),
+    (DType.INT16, [-32768, 32767, 258]), (DType.INT32, [-(1 << 31), (1 << 31) - 1, 7]),
+    (DType.INT48, [-(1 << 47), (1 << 47) - 1, -2]), (DType.SHAPE, [1, -1, 1 << 40]),
+    (DType.INT64, [-(1 << 63), 1])])
+def test_encoding_matches_tosa_tools(dtype, values):
+    ts = pytest.importorskip("tosa_serializer")
+    official = bytes(ts.TosaSerializer.convertDataToUint8Vec(ts.DType(int(dtype)), values))
+    ours = encode_data(np.array(values), dtype)
+    assert ours == official
+    dec = decode_data(official, dtype, (len(values),))
+    assert np.array_equal(dec.astype(np.int64), np.array(values, np.int64))
+
+
+def test_short_data_is_a_schema_error():
+    with pytest.raises(SchemaError, match="needs 12"):
+        decode_data(bytes(11), DType.INT48, (2,))
+
+
+# ---- file forms --------------------------------------------------------------------------
+def _reshape_graph():
+    b = GraphBuilder()
+    x = b.input((1, 4, 4, 2), DType.INT16, name="x")
+    b.output(b.reshape(x, (4, 8)))
+    return b.build()
+
+
+def test_shape_values_go_to_block_shapes_by_default():
+    g = _reshape_graph()
+    raw = reader.read_root(g.to_bytes())["regions"][0]["blocks"][0]
+    assert [s["name"] for s in raw["shapes"]] == ["shape_1"]
+    assert raw["shapes"][0]["rank"] == 2
+    assert raw["shapes"][0]["data"] == np.array([4, 8], "<i8").tobytes()
+    assert "shape_1" not in [t["name"] for t in raw["tensors"]]
+    g2 = load(g.to_bytes())
+    assert g2 == g and g2.tensors["shape_1"].extra == {"shape_table": True}
+
+
+def test_old_shape_tensor_form_round_trips_in_that_form():
+    """Older serializers wrote shape values as TosaTensor of DType SHAPE with data."""
+    g = _reshape_graph()
+    g.tensors["shape_1"].extra["shape_table"] = False
+    data = g.to_bytes()
+    raw = reader.read_root(data)["regions"][0]["blocks"][0]
+    assert raw["shapes"] == []
+    t = next(t for t in raw["tensors"] if t["name"] == "shape_1")
+    assert t["type"] == DType.SHAPE and t["shape"] == (2,)
+    g2 = load(data)
+    assert g2.tensors["shape_1"].extra["shape_table"] is False
+    assert g2.tensors["shape_1"].data.tolist() == [4, 8]
+    assert g2 == g
+    assert g2.to_bytes() == data                    # stays in the tensor form
+
+
+def test_old_shape_tensor_form_runs_on_reference_model():
+    trm = pytest.importorskip("tosa_reference_model")
+    g = _reshape_graph()
+    g.tensors["shape_1"].extra["shape_table"] = False
+    x = np.arange(32, dtype=np.int16).reshape(1, 4, 4, 2)
+    outs, status = trm.run(load(g.to_bytes()).to_bytes(), [x])
+    assert status.name == "TOSA_VALID"
+    assert np.array_equal(outs[0], x.reshape(4, 8))
+
+
+def test_dataless_shape_value_loads():
+    g = _reshape_graph()
+    shp = g.tensors["shape_1"]
+    g.main.operators = [o for o in g.operators if o.op != Op.CONST_SHAPE]
+    g.main.inputs.append("shape_1")                 # a shape input: no data
+    shp.data = None
+    shp.extra["shape_table"] = True
+    g2 = load(g.to_bytes())
+    t = g2.tensors["shape_1"]
+    assert t.dtype == DType.SHAPE and t.data is None and t.shape == (2,)
+    assert g2 == g
+
+
+def _tosa_tools_graph():
+    """conv2d int16 x int8 -> int48 (int48 bias), RESCALE scale16 -> int16, RESHAPE, made with
+    the tosa-tools C++ serializer at its defaults (TOSA 1.1.0 draft)."""
+    ts = pytest.importorskip("tosa_serializer")
+    rng = np.random.default_rng(1)
+    s = ts.TosaSerializer()
+    x = s.addPlaceholder([1, 4, 4, 3], ts.DType.INT16)
+    w = s.addConst([2, 3, 3, 3], ts.DType.INT8, rng.integers(-127, 128, (2, 3, 3, 3)))
+    bias = s.addConst([2], ts.DType.INT48, np.array([-(1 << 40), 12345], np.int64))
+    izp = s.addConst([1], ts.DType.INT16, np.array([0], np.int16))
+    wzp = s.addConst([1], ts.DType.INT8, np.array([0], np.int8))
+    acc = s.addIntermediate([1, 4, 4, 2], ts.DType.INT48)
+    a = ts.TosaSerializerAttribute()
+    a.Conv2dAttribute([1, 1, 1, 1], [1, 1], [1, 1], False, ts.DType.INT48)
+    s.addOperator(ts.Op.CONV2D, [x.name, w.name, bias.name, izp.name, wzp.name], [acc.name], a)
+    mult = s.addConst([1], ts.DType.INT16, np.array([1 << 14], np.int16))
+    shift = s.addConst([1], ts.DType.INT8, np.array([30], np.int8))
+    rzp_in = s.addConst([1], ts.DType.INT48, np.array([0], np.int64))
+    rzp_out = s.addConst([1], ts.DType.INT16, np.array([0], np.int16))
+    y = s.addIntermediate([1, 4, 4, 2], ts.DType.INT16)
+    a = ts.TosaSerializerAttribute()
+    a.RescaleAttribute(False, ts.RoundingMode.SINGLE_ROUND, False, False, False)
+    s.addOperator(ts.Op.RESCALE, [acc.name, mult.name, shift.name, rzp_in.name, rzp_out.name],
+                  [y.name], a)
+    shp = s.addConst([2], ts.DType.SHAPE, np.array([4, 8], np.int64))
+    z = s.addIntermediate([4, 8], ts.DType.INT16)
+    a = ts.TosaSerializerAttribute()
+    a.ReshapeAttribute()
+    s.addOperator(ts.Op.RESHAPE, [y.name, shp.name], [z.name], a)
+    s.addOutputTensor(z)
+    return bytes(s.serialize())
+
+
+def test_tosa_tools_1_1_draft_file_loads_and_round_trips():
+    data = _tosa_tools_graph()
+    g = load(data)
+    assert g.version == Version(1, 1, 0, True)
+    assert g.software_version[:3] == (2026, 8, 0)
+    assert g.compatibility is not None
+    assert g.op_counts() == {"CONST": 8, "CONST_SHAPE": 1, "CONV2D": 1, "RESCALE": 1,
+                             "RESHAPE": 1}
+    bias = next(t for t in g.tensors.values() if t.dtype == DType.INT48 and t.data is not None
+                and t.shape == (2,))
+    assert bias.data.tolist() == [-(1 << 40), 12345]
+    shp = next(t for t in g.tensors.values() if t.dtype == DType.SHAPE)
+    assert shp.extra["shape_table"] is True and shp.data.tolist() == [4, 8]
+    again = load(g.to_bytes())
+    assert again == g
+    assert again.software_version == g.software_version
+    assert again.compatibility == g.compatibility
+
+
+def test_tosa_tools_file_rewritten_runs_bit_identically():
+    trm = pytest.importorskip("tosa_reference_model")
+    data = _tosa_tools_graph()
+    x = np.random.default_rng(2).integers(-32768, 32768, (1, 4, 4, 3)).astype(np.int16)
+    o1, s1 = trm.run(data, [x])
+    o2, s2 = trm.run(load(data).to_bytes(), [x])
+    assert s1.name == s2.name == "TOSA_VALID"
+    assert o1[0].dtype == o2[0].dtype == np.int16
+    assert np.array_equal(o1[0], o2[0])
+
+
+# ---- versions ------------------------------------------------------------------------------
+def test_version_default_and_override():
+    g = _reshape_graph()
+    assert load(g.to_bytes()).version == Version(1, 0, 0, False)
+    assert load(g.to_bytes(version=(1, 1, 0, True))).version == Version(1, 1, 0, True)
+    assert load(g.to_bytes(version=(1, 0, 1))).version == Version(1, 0, 1, False)
+    raw = reader.read_root(g.to_bytes())["version"]
+    assert (raw["_major"], raw["_minor"], raw["_patch"], raw["_draft"]) == (1, 0, 0, False)
+
+
+def test_version_2_is_rejected():
+    with pytest.raises(SchemaError, match="not a TOSA 1.x"):
+        load(_reshape_graph().to_bytes(version=(2, 0, 0, False)))
+
+
+# ---- regions and blocks ------------------------------------------------------------------
+def _sub_region(name, op):
+    b = GraphBuilder()
+    b.block.name = name
+    x = b.input((2, 3), DType.INT32, name=f"a_{name}")
+    y = b.input((2, 3), DType.INT32, name=f"b_{name}")
+    b.output(b.op(op, [x, y], (2, 3), DType.INT32, name=f"r_{name}"))
+    return Region(name, [b.block])
+
+
+def _cond_if_graph():
+    b = GraphBuilder()
+    c = b.input((), DType.BOOL, name="cond")
+    x = b.input((2, 3), DType.INT32, name="x")
+    y = b.input((2, 3), DType.INT32, name="y")
+    b.output(b.op(Op.COND_IF, [c, x, y], (2, 3), DType.INT32,
+                  dict(then_graph="then_r", else_graph="else_r"), name="out"))
+    g = b.build()
+    g.regions += [_sub_region("then_r", Op.ADD), _sub_region("else_r", Op.SUB)]
+    return g
+
+
+def test_regions_round_trip():
+    g = _cond_if_graph()
+    g2 = load(g.to_bytes())
+    assert g2 == g
+    assert [r.name for r in g2.regions] == ["main", "then_r", "else_r"]
+    assert g2.find_block("then_r").operators[0].op == Op.ADD
+    assert g2.operators[-1].attrs == {"then_graph": "then_r", "else_graph": "else_r"}
+
+
+def test_regions_run_on_reference_model():
+    trm = pytest.importorskip("tosa_reference_model")
+    data = _cond_if_graph().to_bytes()
+    x = np.arange(6, dtype=np.int32).reshape(2, 3)
+    y = np.full((2, 3), 10, np.int32)
+    for cond, want in ((True, x + y), (False, x - y)):
+        outs, status = trm.run(data, [np.array(cond), x, y])
+        assert status.name == "TOSA_VALID" and np.array_equal(outs[0], want)
+
+
+def test_while_loop_blocks_kept():
+    g = _cond_if_graph()
+    g.main.operators[-1].op = Op.WHILE_LOOP
+    g.main.operators[-1].attrs = {"cond_graph": "then_r", "body_graph": "else_r"}
+    g.regions[1].blocks.append(_sub_region("extra_block", Op.MUL).blocks[0])
+    g2 = load(g.to_bytes())
+    assert g2 == g and len(g2.regions[1].blocks) == 2
+    assert g2.find_block("extra_block").name == "extra_block"
+
+
+# ---- fields kept on round trip -----------------------------------------------------------
+def test_optional_fields_kept():
+    g = _reshape_graph()
+    g.software_version = (2026, 8, 0, "rc1")
+    g.compatibility = {"min_reader_version": (2026, 5, 0, ""), "features": 1}
+    g.operators[-1].location = "model.py:12"
+    t = g.tensors["x"]
+    t.extra.update(offset=64, size=128)
+    g.tensors["reshape_2"].variable = True
+    g.tensors["reshape_2"].variable_name = "state"
+    g2 = load(g.to_bytes())
+    assert g2 == g
+    assert g2.software_version == (2026, 8, 0, "rc1")
+    assert g2.compatibility == g.compatibility
+    assert g2.tensors["x"].extra == {"offset": 64, "size": 128}
+    assert g2.operators[-1].location == "model.py:12"
+
+
+def test_raw_data_of_uncomputed_types_kept():
+    b = GraphBuilder()
+    b.block.tensors["w"] = __import__("tosaint.graph", fromlist=["Tensor"]).Tensor(
+        "w", (4,), DType.BF16, None, extra={"raw_data": bytes(range(8))})
+    b.block.operators.append(__import__("tosaint.graph", fromlist=["Operator"]).Operator(
+        Op.CONST, [], ["w"], {}))
+    b.output("w")
+    g = b.build()
+    g2 = load(g.to_bytes())
+    assert g2.tensors["w"].extra["raw_data"] == bytes(range(8))
+    assert g2.to_bytes() == g.to_bytes()
+
+
+# ---- ExecuTorch exports (tests/data/executorch, made by benchmarks/executorch_export.py) --
+ET_MODELS = sorted(p.parent.name for p in (DATA / "executorch").glob("*/model.tosa"))
+
+
+@pytest.mark.parametrize("name", ET_MODELS)
+def test_executorch_file_loads_and_round_trips(name):
+    d = DATA / "executorch" / name
+    meta = json.loads((d / "meta.json").read_text())
+    g = load(d / "model.tosa")
+    assert g.version == Version(1, 0, 0, False)
+    assert g.inputs == [i["name"] for i in meta["inputs"]]
+    assert g.outputs == [o["name"] for o in meta["outputs"]]
+    for i in meta["inputs"]:
+        t = g.tensors[i["name"]]
+        assert (t.dtype.name, list(t.shape)) == (i["dtype"], i["shape"])
+    assert load(g.to_bytes()) == g
+
+
+@pytest.mark.parametrize("name", ET_MODELS)
+def test_executorch_file_rewritten_runs_bit_identically(name):
+    trm = pytest.importorskip("tosa_reference_model")
+    d = DATA / "executorch" / name
+    meta = json.loads((d / "meta.json").read_text())
+    inputs = [np.load(d / i["file"]) for i in meta["inputs"]]
+    outs, status = trm.run(load(d / "model.tosa").to_bytes(), inputs)
+    assert status.name == "TOSA_VALID"
+    for o, got in zip(meta["outputs"], outs):
+        want = np.load(d / o["file"])
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got, want)
+
+
+# ---- errors --------------------------------------------------------------------------------
+def test_not_a_tosa_file():
+    with pytest.raises(SchemaError, match="file identifier"):
+        load(b"\x10\x00\x00\x00ABCD" + bytes(32))
+    with pytest.raises(SchemaError, match="too short"):
+        load(b"TOSA")
+
+
+def test_unreadable_path(tmp_path):
+    with pytest.raises(SchemaError, match="cannot read"):
+        load(tmp_path / "missing.tosa")
+    with pytest.raises(SchemaError, match="cannot read"):
+        load(tmp_path)                               # a directory
+
+
+def test_huge_tensor_rejected_before_allocation():
+    b = GraphBuilder()
+    x = b.input((1 << 20, 1 << 20), DType.INT16, name="x")   # 2^40 elements
+    b.output(b.identity(x))
+    with pytest.raises(SchemaError, match="more than"):
+        load(b.build().to_bytes())
+
+
+def test_dangling_tensor_name_and_cycle():
+    g = _reshape_graph()
+    g.operators[-1].inputs[0] = "nowhere"
+    with pytest.raises(SchemaError, match="'nowhere'.*not declared"):
+        load(g.to_bytes())
+    b = GraphBuilder()
+    x = b.input((2,), DType.INT32, name="x")
+    a = b.op(Op.ADD, [x, "c"], (2,), DType.INT32, name="a")
+    b.op(Op.ADD, [x, a], (2,), DType.INT32, name="c")
+    b.output("c")
+    with pytest.raises(SchemaError, match="cycle"):
+        load(b.build().to_bytes())
+
+
+def test_wrong_attribute_union_type():
+    g = _reshape_graph()
+    data = bytearray(g.to_bytes())
+    # find the RESHAPE operator's union type byte (57) in its table and change it to 3
+    root = reader.read_root(bytes(data))
+    assert root["regions"][0]["blocks"][0]["operators"][1]["attribute_type"] == Op.RESHAPE
+    for new in (3, 200):
+        d = _patch_union_type(data, Op.RESHAPE, new)
+        with pytest.raises(SchemaError, match="attribute|union"):
+            load(d)
+
+
+def _patch_union_type(data, old, new):
+    """Change the attribute_type byte of the first operator whose op is ``old``."""
+    from flatbuffers import encode
+    from flatbuffers import number_types as N
+    buf = reader._Buf(bytes(data))
+    root = buf.follow(0, "")
+
+    def field(pos, slot):
+        vt = pos - encode.Get(N.SOffsetTFlags.packer_type, data, pos)
+        vt_len = encode.Get(N.VOffsetTFlags.packer_type, data, vt)
+        off = 4 + 2 * slot
+        rel = encode.Get(N.VOffsetTFlags.packer_type, data, vt + off) if off < vt_len else 0
+        return pos + rel if rel else None
+
+    def vec(pos):
+        v = buf.follow(pos, "")
+        n = encode.Get(N.UOffsetTFlags.packer_type, data, v)
+        return [buf.follow(v + 4 + 4 * i, "") for i in range(n)]
+
+    region = vec(field(root, 1))[0]
+    block = vec(field(region, 1))[0]
+    for op in vec(field(block, 1)):
+        if encode.Get(N.Uint32Flags.packer_type, data, field(op, 0)) == old:
+            out = bytearray(data)
+            out[field(op, 1)] = new
+            return bytes(out)
+    raise AssertionError("operator not found")
+
+
+def test_every_schema_error_is_a_tosa_error():
+    assert issubclass(SchemaError, TosaError)
+    assert len(ATTRIBUTES) == len(Op) - 1
