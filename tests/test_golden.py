@@ -42,7 +42,8 @@ def richer_graph():
         y = b.rescale(y, 1 << 30, 33, DType.INT16)            # x/8, in range
         y = b.rescale(y, [1 << 30, 3 << 28, 1 << 29, 1 << 30], [31, 31, 30, 32], DType.INT32)
         if Op.ADD in REGISTRY:
-            y = b.add(y, b.const(np.arange(4, dtype=np.int32) * 1000 - 1500, DType.INT32))
+            y = b.add(y, b.const(np.arange(4, dtype=np.int32).reshape(1, 1, 4) * 1000 - 1500,
+                                 DType.INT32))
         y = b.rescale(y, 1 << 30, 31, DType.INT16)
     if Op.CLAMP in REGISTRY:
         y = b.clamp(y, -3000, 2500)
