@@ -7,7 +7,7 @@ equal or 1, and the output shape must be the broadcast shape (ERROR_IF otherwise
 """
 import numpy as np
 
-from ..dtypes import RANGE, STORAGE
+from ..dtypes import RANGE, STORAGE, short
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
@@ -97,14 +97,17 @@ def mul(node):
     is32 = node.inputs[0].dtype == I32
 
     def run(a, b, _s):
-        node.require(0 <= shift <= 63, f"shift {shift} outside 0..63")
         if not is32:
-            # the reference model ignores the shift of i8/i16 MUL
-            node.require(shift == 0, f"shift {shift} != 0 for a {node.inputs[0].dtype.name} MUL",
-                         reference="ignores the shift")
+            # REQUIRE(0 <= shift <= 63) and REQUIRE(shift == 0 unless i32): the reference
+            # model ignores the shift of an i8/i16 MUL and returns the product
+            node.require(shift == 0, f"shift {shift} != 0 for an "
+                         f"{short(node.inputs[0].dtype)} MUL", reference="ignores the shift")
             return finish(a.astype(np.int32) * b.astype(np.int32), I32, shape)
+        node.require(shift <= 63, f"shift {shift} outside 0..63")
+        # a negative shift: the reference model takes the shift == 0 path (low 32 bits)
+        node.require(shift >= 0, f"shift {shift} outside 0..63", reference="ignores the shift")
         product = a.astype(np.int64) * b.astype(np.int64)
-        if shift == 0:
+        if shift <= 0:
             return finish(product.astype(np.int32), I32, shape)   # low 32 bits (apply_mul_s)
         product = (product + (1 << (shift - 1))) >> shift
         bad = _out_of_range(product, I32)
