@@ -408,3 +408,52 @@ def _patch_union_type(data, old, new):
 def test_every_schema_error_is_a_tosa_error():
     assert issubclass(SchemaError, TosaError)
     assert len(ATTRIBUTES) == len(Op) - 1
+
+
+# ---- tosaint inspect -----------------------------------------------------------------------
+def test_inspect_text_and_json(tmp_path, capsys):
+    from tosaint.cli import main
+    g = _cond_if_graph()
+    g.software_version = (2026, 8, 0, "")
+    path = tmp_path / "m.tosa"
+    g.save(path, version=(1, 1, 0, True))
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "TOSA version 1.1.0 (draft), written by serializer 2026.8.0" in text
+    assert "  cond: bool []" in text and "  out: int32 [2, 3]" in text
+    assert "COND_IF  1" in text and "regions: 3, blocks: 3" in text
+    assert main(["inspect", str(path), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["tosa_version"] == {"major": 1, "minor": 1, "patch": 0, "draft": True,
+                                 "text": "1.1.0 (draft)"}
+    assert s["inputs"] == [{"name": "cond", "dtype": "BOOL", "shape": []},
+                           {"name": "x", "dtype": "INT32", "shape": [2, 3]},
+                           {"name": "y", "dtype": "INT32", "shape": [2, 3]}]
+    assert s["op_counts"] == {"ADD": 1, "COND_IF": 1, "SUB": 1}
+    assert s["region_count"] == 3 and s["block_count"] == 3
+    assert s["constants"] == {"tensors": 0, "bytes": 0, "bytes_by_dtype": {}}
+
+
+def test_inspect_constant_bytes(tmp_path, capsys):
+    from tosaint.cli import main
+    b = GraphBuilder()
+    x = b.input((1, 2, 2, 3), DType.INT16, name="x")
+    w = b.const(np.ones((5, 1, 1, 3)), DType.INT8)                      # 15 bytes
+    bias = b.const(np.zeros(5), DType.INT48)                           # 30 bytes
+    b.output(b.conv2d(x, w, bias))                                     # zero points 2 + 1
+    path = tmp_path / "c.tosa"
+    b.build().save(path)
+    assert main(["inspect", str(path), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["constants"] == {"tensors": 4, "bytes": 48,
+                              "bytes_by_dtype": {"INT16": 2, "INT48": 30, "INT8": 16}}
+    assert s["outputs"][0]["dtype"] == "INT48" and s["outputs"][0]["shape"] == [1, 2, 2, 5]
+    assert s["software_version"] is None and s["tosa_version"]["text"] == "1.0.0"
+
+
+def test_inspect_bad_file_exit_code(tmp_path, capsys):
+    from tosaint.cli import main
+    p = tmp_path / "bad.tosa"
+    p.write_bytes(b"\x00" * 64)
+    assert main(["inspect", str(p)]) == 2
+    assert "SchemaError" in capsys.readouterr().err
