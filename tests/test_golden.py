@@ -1,5 +1,6 @@
 """tosaint golden: conformance-layout golden folders, their inputs, names, atomic writes, and
 bit-identical re-runs on the official reference model CLI (``--test_desc``)."""
+import importlib
 import json
 import os
 
@@ -188,7 +189,7 @@ def test_real_int32_overflow_is_not_a_golden(tmp_path):
 
 
 def test_interrupted_write_leaves_no_case(tmp_path, monkeypatch):
-    import tosaint.golden as gmod
+    gmod = importlib.import_module("tosaint.golden")   # the module, even if tosaint exports
     g = identity_graph(dtypes=(DType.INT8,))
 
     def boom(*a, **k):
@@ -263,3 +264,12 @@ def test_golden_folders_rerun_bit_identically_on_reference_model(tmp_path):
     np.save(p, e)
     problems = check_with_reference(r.path)
     assert problems and "1/" in problems[0]
+
+
+def test_verify_without_the_reference_model_is_bad_input(tmp_path, monkeypatch):
+    import tosaint.oracle
+    monkeypatch.setattr(tosaint.oracle, "available", lambda: False)
+    g = identity_graph(dtypes=(DType.INT8,))
+    with pytest.raises(InputError, match="tosa-tools"):
+        golden(g, random=True, output_dir=tmp_path / "o", verify=True)
+    assert not (tmp_path / "o").exists()

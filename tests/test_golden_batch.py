@@ -182,3 +182,13 @@ def test_killed_batch_is_completed_by_a_rerun(tmp_path, models):
     assert js["counts"]["skipped"] >= len(done)
     assert js["counts"]["ok"] + js["counts"]["skipped"] == len(names)
     check_all_valid(out, names)
+
+
+@pytest.mark.oracle
+def test_batch_verify_on_reference_model(tmp_path, models):
+    pytest.importorskip("tosa_reference_model")
+    spec = [{"model": str(m), "random": {"seed": 3, "count": 2}} for m in models]
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    rep = golden_batch(tmp_path / "s.json", output_dir=tmp_path / "o", jobs=2, verify=True)
+    assert rep.ok and rep.counts["ok"] == 2 * len(models)
+    assert all(r.verified is True for r in rep)

@@ -397,7 +397,10 @@ def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None) 
                      "" if created else "written concurrently", time.perf_counter() - t0,
                      str(path))
     if verify and created:
-        problems = check_with_reference(path)
+        try:
+            problems = check_with_reference(path)
+        except Exception as e:  # noqa: BLE001  (a broken oracle fails the case, not the run)
+            problems = [f"could not run: {type(e).__name__}: {e}"]
         res.verified = not problems
         if problems:
             res.status, res.message = "failed", "reference model: " + "; ".join(problems)
@@ -452,6 +455,7 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
     Returns a GoldenReport (``.ok``, ``.counts``, ``.results``, ``.exit_code``).
     """
     t0 = time.perf_counter()
+    require_oracle(verify)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(output_dir)
@@ -475,6 +479,14 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
 
 
 # ---- checking a folder on the reference model --------------------------------------------------
+def require_oracle(verify):
+    """``verify`` needs the reference model: say so before any work is done."""
+    if verify:
+        from .oracle import available
+        if not available():
+            raise InputError("--verify needs the reference model: pip install tosa-tools")
+
+
 def check_with_reference(case_dir, *, timeout=600):
     """Run ``case_dir`` with ``tosa_reference_model --test_desc`` and compare its outputs with
     the expected files.  Returns a list of problems (empty: bit-identical)."""

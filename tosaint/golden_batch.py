@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from .golden import (STATUSES, Case, CaseResult, GoldenReport, clean_stale_tmp, is_complete,
-                     plan_cases, run_cases)
+                     plan_cases, require_oracle, run_cases)
 
 
 class BatchSpecError(ValueError):
@@ -238,6 +238,7 @@ def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None
     the planned order; ``report.executor``/``report.jobs`` say where it ran.
     """
     t0 = time.perf_counter()
+    require_oracle(verify)
     if cases is None:
         if spec is None:
             raise BatchSpecError("give a spec (directory or JSON/YAML file) or cases")
