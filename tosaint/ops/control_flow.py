@@ -12,7 +12,7 @@ tosaint by default: set ``plan.max_while_iterations = N`` (an attribute of the p
 ``Plan``) to stop a runaway loop with a ``TosaError``.
 """
 from ..dtypes import short
-from ..errors import TosaError
+from ..errors import SchemaError, TosaError
 from ..interpreter import LEVEL_8K
 from ..registry import register
 from ..schema.definition import DType as T
@@ -27,10 +27,20 @@ def _list_shape(tensors):
     return [(T(t.dtype), tuple(t.shape)) for t in tensors]
 
 
-def _block_io(block_plan):
-    ins = [block_plan.tensor(n) for n in block_plan.inputs]
-    outs = [block_plan.tensor(n) for n in block_plan.outputs]
-    return ins, outs
+def _block_io(node, name):
+    """Input and output tensors of the block ``name`` (looked up before it is prepared, so that
+    a list mismatch is reported as such rather than as an error inside the block)."""
+    try:
+        block = node.plan.graph.find_block(name)
+    except KeyError:
+        raise SchemaError(f"{node.name}: no region or block named {name!r}") from None
+
+    def tensor(n):
+        t = block.tensors.get(n) or node.plan.find_tensor(n)
+        if t is None:
+            raise SchemaError(f"{node.name}: block {name!r} input/output {n!r} is not declared")
+        return t
+    return [tensor(n) for n in block.inputs], [tensor(n) for n in block.outputs]
 
 
 def _check_lists(node, what_a, a, what_b, b):
@@ -64,12 +74,13 @@ def cond_if(node):
                   f"({list(cond.shape)}); tensor_size(shape) must be 1")
     _list_level(node, "input_list", input_list)
     _list_level(node, "output_list", output_list)
-    then_plan = node.block(_graph_name(node, "then_graph"))
-    else_plan = node.block(_graph_name(node, "else_graph"))
-    for which, bp in (("then_graph", then_plan), ("else_graph", else_plan)):
-        ins, outs = _block_io(bp)
+    names = {w: _graph_name(node, w) for w in ("then_graph", "else_graph")}
+    for which, name in names.items():
+        ins, outs = _block_io(node, name)
         _check_lists(node, "input_list", input_list, f"{which} inputs", ins)
         _check_lists(node, "output_list", output_list, f"{which} outputs", outs)
+    then_plan = node.block(names["then_graph"])
+    else_plan = node.block(names["else_graph"])
 
     def run(c, *values):
         bp = then_plan if bool(c.reshape(-1)[0]) else else_plan
@@ -84,10 +95,9 @@ def while_loop(node):
     _list_level(node, "input_list", input_list)
     _list_level(node, "output_list", output_list)
     _check_lists(node, "input_list", input_list, "output_list", output_list)
-    cond_plan = node.block(_graph_name(node, "cond_graph"))
-    body_plan = node.block(_graph_name(node, "body_graph"))
-    c_ins, c_outs = _block_io(cond_plan)
-    b_ins, b_outs = _block_io(body_plan)
+    cond_name, body_name = _graph_name(node, "cond_graph"), _graph_name(node, "body_graph")
+    c_ins, c_outs = _block_io(node, cond_name)
+    b_ins, b_outs = _block_io(node, body_name)
     _check_lists(node, "input_list", input_list, "cond_graph inputs", c_ins)
     _check_lists(node, "input_list", input_list, "body_graph inputs", b_ins)
     _check_lists(node, "input_list", input_list, "body_graph outputs", b_outs)
@@ -97,6 +107,8 @@ def while_loop(node):
                   f"({list(c_outs[0].shape)}); it must have 1")
     node.error_if(c_outs[0].dtype != T.BOOL, f"cond_graph output type is "
                   f"{T(c_outs[0].dtype).name}; it must be BOOL")
+    cond_plan = node.block(cond_name)
+    body_plan = node.block(body_name)
     plan = node.plan
 
     def run(*values):
