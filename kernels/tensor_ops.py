@@ -1,0 +1,328 @@
+"""Fast, bit-exact CONV2D, CONV3D, TRANSPOSE_CONV2D, DEPTHWISE_CONV2D and MATMUL.
+
+Same names and arguments as the spec twins in ``tosaint.kernels.spec.tensor_ops``; every
+function returns ``(output, count)`` where ``count`` is the number of output values for which a
+spec REQUIRE failed (the output then holds what the reference model returns: int48 saturated,
+int32 wrapped).
+
+How the dense operators stay exact while using floating-point BLAS
+-------------------------------------------------------------------
+A dense convolution is a matrix product ``col[M, K] @ Wt[K, OC]`` where ``col`` holds the
+(zero-point corrected) input values of every tap (im2col) and ``Wt`` the corrected weights.
+Every product ``p = (x - izp) * (w - wzp)`` is an integer, and if
+``bound = K * max|x - izp| * max|w - wzp| < 2**mantissa`` (2**24 for float32, 2**53 for
+float64) then *every* partial sum a BLAS forms, in any order, with or without FMA, is an integer
+of magnitude <= bound and therefore exactly representable: no rounding ever happens and the
+float result equals the exact integer sum.  ``_float_type`` picks float32 when the bound allows
+(int8 x int8 without large zero points, K <= 1024) and float64 otherwise (int16 x int8: products
+< 2**23, exact for K < 2**30; int16 x int16 MATMUL: products <= 2**30, exact for C < 2**23).
+Beyond float64's bound the op falls back to the exact int64 spec twin.
+
+The exact float sums are converted to int64, then ``finalize`` adds the bias and applies the
+reference model's int48 saturation or int32 wrap.  The im2col matrix is built in row blocks
+(at most ``_BLOCK_ELEMS`` elements) so that memory stays within a small multiple of the
+operands.  Results do not depend on the thread count: every value is exact.
+"""
+import numpy as np
+
+from ._jit import jit, pjit, prange
+from .spec import tensor_ops as _spec
+
+__all__ = ["conv_weights", "conv2d", "conv3d", "transpose_conv2d", "depthwise_weights",
+           "depthwise_conv2d", "matmul", "finalize"]
+
+I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+#: im2col block size in elements (float64: 2 MiB)
+_BLOCK_ELEMS = 1 << 18
+
+
+def _float_type(bound):
+    """The narrowest float type in which sums of magnitude <= bound are exact (None: none)."""
+    if bound < (1 << 24):
+        return np.float32
+    if bound < (1 << 53):
+        return np.float64
+    return None
+
+
+# ---- finalize: bias, saturation / wrap -----------------------------------------------------
+@pjit
+def _finalize_rows(acc, bias, out, out48):
+    """out[r, oc] = acc[r, oc] + bias[oc or 0] with int48 saturation or int32 wrap.
+
+    ``acc`` holds exact integers (float or int64).  Returns the number of values where the
+    accumulator or the bias add left the output type's range."""
+    R, OC = acc.shape
+    bc1 = bias.shape[0] == 1
+    counts = np.zeros(R, np.int64)
+    for r in prange(R):
+        bad = 0
+        for oc in range(OC):
+            a = np.int64(acc[r, oc])
+            b = bias[0] if bc1 else bias[oc]
+            if out48:
+                t = a + b
+                if a < I48_MIN or a > I48_MAX or t < I48_MIN or t > I48_MAX:
+                    bad += 1
+                if t < I48_MIN:
+                    t = I48_MIN
+                elif t > I48_MAX:
+                    t = I48_MAX
+                out[r, oc] = t
+            else:
+                a32 = ((a + 2147483648) & 0xFFFFFFFF) - 2147483648
+                t = a32 + b
+                if a != a32 or t < I32_MIN or t > I32_MAX:
+                    bad += 1
+                out[r, oc] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
+        counts[r] = bad
+    return counts.sum()
+
+
+def finalize(acc, bias, out48):
+    acc = np.ascontiguousarray(acc)
+    shape = acc.shape
+    acc2 = acc.reshape(-1, shape[-1]) if acc.size else acc.reshape(0, max(shape[-1], 1))
+    out = np.empty(acc2.shape, np.int64 if out48 else np.int32)
+    n = _finalize_rows(acc2, np.asarray(bias, np.int64), out, out48)
+    return out.reshape(shape), int(n)
+
+
+# ---- dense convolutions: blocked im2col + exact float GEMM -----------------------------------
+@pjit
+def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd, pt, pl,
+            ud, uy, ux):
+    """Rows r0 .. r0+len(col) of the im2col matrix of a 3-D convolution.
+
+    x: [N, ID, IH, IW, C].  Output position (n, od, oy, ox) = row r (row-major); column
+    ((kd*KH + ky)*KW + kx)*C + c.  The tap reads the *upsampled* input U (U[i*u] = x[i], zero
+    elsewhere) at d = od*sd - pd + kd*dd (likewise y, x); outside U the value is 0 (padding),
+    inside it is x - izp.  ``u`` = 1 for ordinary convolutions, the stride for transposed ones.
+    """
+    N, ID, IH, IW, C = x.shape
+    R = col.shape[0]
+    for i in prange(R):
+        r = r0 + i
+        ox = r % OW
+        t = r // OW
+        oy = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+        k = 0
+        for kd in range(KD):
+            d = od * sd - pd + kd * dd
+            okd = d >= 0 and d % ud == 0 and d // ud < ID
+            for ky in range(KH):
+                y = oy * sy - pt + ky * dy
+                oky = okd and y >= 0 and y % uy == 0 and y // uy < IH
+                for kx in range(KW):
+                    xx = ox * sx - pl + kx * dx
+                    if oky and xx >= 0 and xx % ux == 0 and xx // ux < IW:
+                        src = x[n, d // ud, y // uy, xx // ux]
+                        for c in range(C):
+                            col[i, k + c] = np.int32(src[c]) - izp
+                    else:
+                        for c in range(C):
+                            col[i, k + c] = 0
+                    k += C
+
+
+class _Dense:
+    """Weights of a dense convolution prepared once: Wt [K, OC] in the exact float type."""
+
+    def __init__(self, weight, weight_zp, op, x_absmax):
+        w = np.asarray(weight, np.int64)
+        if op == "transpose_conv2d":
+            # TRANSPOSE_CONV2D is a stride-1 convolution of the stride-upsampled input with the
+            # kernel flipped in y and x (see transpose_conv2d below)
+            w = w[:, ::-1, ::-1, :]
+        if w.ndim == 4:
+            w = w[:, None]                                   # [OC, KD=1, KH, KW, IC]
+        self.oc, self.kd, self.kh, self.kw, self.ic = w.shape
+        self.k = self.kd * self.kh * self.kw * self.ic
+        wq = (w - int(weight_zp)).reshape(self.oc, self.k)
+        w_absmax = int(np.abs(wq).max()) if wq.size else 0
+        # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|
+        self.ftype = _float_type(self.k * int(x_absmax) * w_absmax)
+        self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
+        if self.ftype is not None:
+            self.wt = np.ascontiguousarray(wq.T.astype(self.ftype))
+
+
+def conv_weights(weight, weight_zp, op, x_absmax):
+    """Prepare the weights of CONV2D / CONV3D / TRANSPOSE_CONV2D once (at build)."""
+    return _Dense(weight, weight_zp, op, x_absmax)
+
+
+def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, ups, out48):
+    N, OD, OH, OW, OC = out5
+    M = N * OD * OH * OW
+    K = prep.k
+    out = np.empty((M, OC), np.int64 if out48 else np.int32)
+    bias = np.asarray(bias, np.int64)
+    rows = max(1, min(M, _BLOCK_ELEMS // max(K, 1)))
+    col = np.empty((rows, K), prep.ftype)
+    acc = np.empty((rows, OC), prep.ftype)
+    count = 0
+    for r0 in range(0, M, rows):
+        r1 = min(M, r0 + rows)
+        c = col[:r1 - r0]
+        a = acc[:r1 - r0]
+        _im2col(x5, np.int32(input_zp), r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
+                stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
+                pad_lo[0], pad_lo[1], pad_lo[2], ups[0], ups[1], ups[2])
+        np.matmul(c, prep.wt, out=a)                         # exact: see module docstring
+        count += _finalize_rows(a, bias, out[r0:r1], out48)
+    return out.reshape(out5), int(count)
+
+
+def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    if weights.ftype is None:
+        return _spec.conv2d(input, weights.spec, bias, input_zp, pad, stride, dilation,
+                            out_shape, out48)
+    N, OH, OW, OC = out_shape
+    out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC),
+                    (1, stride[0], stride[1]), (1, dilation[0], dilation[1]),
+                    (0, pad[0], pad[2]), (1, 1, 1), out48)
+    return out.reshape(out_shape), n
+
+
+def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    if weights.ftype is None:
+        return _spec.conv3d(input, weights.spec, bias, input_zp, pad, stride, dilation,
+                            out_shape, out48)
+    return _dense(input, weights, bias, input_zp, tuple(out_shape), tuple(stride),
+                  tuple(dilation), (pad[0], pad[2], pad[4]), (1, 1, 1), out48)
+
+
+def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape, out48):
+    """out[oy] = sum_ky x[(oy - out_pad_top - ky) / stride_y] * w[ky] over the taps where the
+    division is exact and in range.  With k' = KH-1-ky this is a stride-1, dilation-1
+    convolution of U (x upsampled by the stride, U[i*stride] = x[i]) with the flipped kernel
+    w'[k'] = w[KH-1-k'] and top padding KH-1+out_pad_top (>= 0 because out_pad > -KH)."""
+    if weights.ftype is None:
+        return _spec.transpose_conv2d(input, weights.spec, bias, input_zp, out_pad, stride,
+                                      out_shape, out48)
+    N, OH, OW, OC = out_shape
+    out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC), (1, 1, 1),
+                    (1, 1, 1), (0, weights.kh - 1 + out_pad[0], weights.kw - 1 + out_pad[2]),
+                    (1, stride[0], stride[1]), out48)
+    return out.reshape(out_shape), n
+
+
+# ---- depthwise: direct loops, int32 partial sums ----------------------------------------------
+class _Depthwise:
+    def __init__(self, weight, weight_zp, x_absmax):
+        w = np.asarray(weight, np.int64)
+        KH, KW, C, M = w.shape
+        self.kh, self.kw, self.c, self.m = KH, KW, C, M
+        wq = (w - int(weight_zp)).reshape(KH * KW, C * M)
+        w_absmax = int(np.abs(wq).max()) if wq.size else 0
+        # headroom proof: one tap adds at most p = max|x-izp| * max|w-wzp| to an int32 partial
+        # sum, so `chunk` = (2**31-1) // p taps never overflow int32; after every `chunk` taps
+        # the partial sums are flushed into int64.  int16 x int8: p < 2**23, chunk >= 256;
+        # int8 x int8: p <= 255*255, chunk >= 33025.
+        p = max(1, int(x_absmax) * w_absmax)
+        self.chunk = max(1, min(KH * KW, (2 ** 31 - 1) // p))
+        self.wq = np.ascontiguousarray(wq.astype(np.int32))
+        self.spec = _spec.depthwise_weights(weight, weight_zp, x_absmax)
+
+
+def depthwise_weights(weight, weight_zp, x_absmax):
+    return _Depthwise(weight, weight_zp, x_absmax)
+
+
+@pjit
+def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48):
+    N, IH, IW, C = x.shape
+    _, OH, OW, CM = out.shape
+    bc1 = bias.shape[0] == 1
+    counts = np.zeros(N * OH, np.int64)
+    for row in prange(N * OH):
+        n = row // OH
+        oy = row % OH
+        acc32 = np.empty(CM, np.int32)
+        acc64 = np.empty(CM, np.int64)
+        bad = 0
+        for ox in range(OW):
+            acc32[:] = 0
+            acc64[:] = 0
+            used = 0
+            for ky in range(KH):
+                y = oy * sy - pt + ky * dy
+                if y < 0 or y >= IH:
+                    continue
+                for kx in range(KW):
+                    xx = ox * sx - pl + kx * dx
+                    if xx < 0 or xx >= IW:
+                        continue
+                    src = x[n, y, xx]
+                    wr = wq[ky * KW + kx]
+                    if M == 1:
+                        for c in range(C):
+                            acc32[c] += (np.int32(src[c]) - izp) * wr[c]
+                    else:
+                        for c in range(C):
+                            v = np.int32(src[c]) - izp
+                            for m in range(M):
+                                acc32[c * M + m] += v * wr[c * M + m]
+                    used += 1
+                    if used == chunk:
+                        for j in range(CM):
+                            acc64[j] += acc32[j]
+                            acc32[j] = 0
+                        used = 0
+            for j in range(CM):
+                a = acc64[j] + acc32[j]
+                b = bias[0] if bc1 else bias[j]
+                if out48:
+                    t = a + b
+                    if a < I48_MIN or a > I48_MAX or t < I48_MIN or t > I48_MAX:
+                        bad += 1
+                    if t < I48_MIN:
+                        t = I48_MIN
+                    elif t > I48_MAX:
+                        t = I48_MAX
+                    out[n, oy, ox, j] = t
+                else:
+                    a32 = ((a + 2147483648) & 0xFFFFFFFF) - 2147483648
+                    t = a32 + b
+                    if a != a32 or t < I32_MIN or t > I32_MAX:
+                        bad += 1
+                    out[n, oy, ox, j] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
+        counts[row] = bad
+    return counts.sum()
+
+
+def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    out = np.empty(out_shape, np.int64 if out48 else np.int32)
+    n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
+                   stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
+                   weights.chunk, np.asarray(bias, np.int64), out, out48)
+    return out, int(n)
+
+
+# ---- matmul -----------------------------------------------------------------------------------
+def matmul(A, B, A_zp, B_zp, out48):
+    """Batched exact float GEMM.  bound = C * max|A-A_zp| * max|B-B_zp| (module docstring):
+    int8: C * 255 * 255; int16 x int16 (zero points 0): C * 2**30, float64-exact for C < 2**23."""
+    N, H, C = A.shape
+    W = B.shape[2]
+    amax = max(abs(-128 - int(A_zp)), abs(127 - int(A_zp))) if A.dtype == np.int8 else 32768
+    bmax = max(abs(-128 - int(B_zp)), abs(127 - int(B_zp))) if B.dtype == np.int8 else 32768
+    ftype = _float_type(C * amax * bmax)
+    if ftype is None:
+        return _spec.matmul(A, B, A_zp, B_zp, out48)
+    a = A.astype(ftype)
+    if A_zp:
+        a -= A_zp
+    b = B.astype(ftype)
+    if B_zp:
+        b -= B_zp
+    acc = np.matmul(a, b)                                     # exact: see the docstring
+    out = np.empty((N * H, W), np.int64 if out48 else np.int32)
+    n = _finalize_rows(acc.reshape(N * H, W), np.zeros(1, np.int64), out, out48)
+    return out.reshape(N, H, W), int(n)
