@@ -1,0 +1,112 @@
+"""Capture a torch module with torch.export and run its ATen graph in float with observers."""
+from __future__ import annotations
+
+import operator
+import re
+
+import torch
+from torch.fx.node import map_arg
+
+from ..errors import UnsupportedOp
+
+
+def export(module, example_inputs):
+    module = module.eval()
+    with torch.no_grad():
+        ep = torch.export.export(module, tuple(example_inputs))
+    return ep
+
+
+def constants(ep):
+    """placeholder name -> float tensor for parameters, buffers and lifted constants."""
+    out = {}
+    sd = ep.state_dict
+    for spec in ep.graph_signature.input_specs:
+        kind = spec.kind.name
+        if kind == "USER_INPUT":
+            continue
+        name = spec.arg.name
+        if spec.target in sd:
+            out[name] = sd[spec.target]
+        elif spec.target in ep.constants:
+            out[name] = ep.constants[spec.target]
+        else:
+            raise UnsupportedOp(f"cannot find the value of {kind} {spec.target!r}")
+    return out
+
+
+def user_inputs(ep):
+    return [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+
+
+def source_line(node):
+    """'file.py:LINE: code' of the user's source that created ``node`` (from stack_trace)."""
+    st = node.meta.get("stack_trace") or ""
+    lines = st.strip().splitlines()
+    best = None
+    for i, line in enumerate(lines):
+        m = re.match(r'\s*File "([^"]+)", line (\d+), in (\S+)', line)
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            path = m.group(1)
+            short = path.rsplit("/", 1)[-1]
+            loc = f"{short}:{m.group(2)}: {code}"
+            if "/torch/" not in path:
+                best = loc
+            elif best is None:
+                best = loc
+    return best or "<unknown source>"
+
+
+def aten_name(node):
+    t = node.target
+    if t is operator.getitem:
+        return "getitem"
+    return str(t)
+
+
+class FloatRunner:
+    """Evaluate the exported graph in float, recording every node's value."""
+
+    def __init__(self, ep):
+        self.ep = ep
+        self.graph = ep.graph_module.graph
+        self.consts = constants(ep)
+        self.inputs = user_inputs(ep)
+
+    def run(self, *args):
+        env = {}
+        args = list(args)
+        if len(args) != len(self.inputs):
+            raise TypeError(f"the module takes {len(self.inputs)} inputs, {len(args)} given")
+        user = dict(zip(self.inputs, args))
+        outs = None
+        with torch.no_grad():
+            for node in self.graph.nodes:
+                if node.op == "placeholder":
+                    env[node.name] = (self.consts[node.name] if node.name in self.consts else
+                                      user[node.name])
+                elif node.op == "call_function":
+                    a = map_arg(node.args, lambda n: env[n.name])
+                    k = map_arg(node.kwargs, lambda n: env[n.name])
+                    env[node.name] = node.target(*a, **k)
+                elif node.op == "get_attr":
+                    env[node.name] = getattr(self.ep.graph_module, node.target)
+                elif node.op == "output":
+                    outs = map_arg(node.args[0], lambda n: env[n.name])
+        return env, outs
+
+
+class Observer:
+    """Per-node max |x| over the calibration set, and the float activations themselves."""
+
+    def __init__(self):
+        self.amax = {}
+        self.acts = {}
+
+    def update(self, env):
+        for name, v in env.items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                a = float(v.detach().abs().max()) if v.numel() else 0.0
+                self.amax[name] = max(self.amax.get(name, 0.0), a)
+                self.acts.setdefault(name, []).append(v.detach())
