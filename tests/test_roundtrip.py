@@ -252,3 +252,42 @@ def test_written_files_run_on_reference_model(name):
         assert status2.name == "TOSA_VALID"
         assert all(np.array_equal(a, b) for a, b in zip(outs, again))
     assert all(np.array_equal(a, b) for a, b in zip(results[None], results[(1, 1, 0, True)]))
+
+
+# ---- Vela: a written a16w8 file compiles for Ethos-U85 ---------------------------------------
+def _vela_exe():
+    import shutil
+    import sys
+    from pathlib import Path
+    exe = Path(sys.executable).parent / "vela"
+    return str(exe) if exe.exists() else shutil.which("vela")
+
+
+@pytest.mark.vela
+@pytest.mark.parametrize("version", [None, (1, 1, 0, True)], ids=["1.0.0", "1.1.0-draft"])
+def test_vela_compiles_written_a16w8(tmp_path, version):
+    """The bundled a16w8 graph (int16 CONV2D with int48 bias, RESCALE scale16, int16 TABLE,
+    RESCALE, MAX_POOL2D, RESHAPE), written by tosaint, compiles with vela for ethos-u85-256
+    with every operator on the NPU.  (Vela finds ``--config Arm/vela.ini`` in its own package:
+    ``ethosu/config_files/Arm/vela.ini``.)"""
+    import subprocess
+    pytest.importorskip("ethosu.vela")
+    exe = _vela_exe()
+    if exe is None:
+        pytest.skip("vela executable not found")
+    g, _ = _a16w8()
+    path = tmp_path / "a16w8.tosa"
+    g.save(path, version=version)
+    out = tmp_path / "out"
+    p = subprocess.run([exe, "--accelerator-config", "ethos-u85-256", "--config",
+                        "Arm/vela.ini", "--system-config", "Ethos_U85_SYS_DRAM_Mid",
+                        "--memory-mode", "Sram_Only", "--output-format", "raw",
+                        "--output-dir", str(out), str(path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "CPU operators = 0 (0.0%)" in p.stdout
+    z = np.load(out / "a16w8_vela.npz")
+    assert bytes(z["cmd_data"][()])[:4] == b"COP1"
+    assert z["input_elem_size"].tolist() == [2] and z["output_elem_size"].tolist() == [2]
+    assert z["input_shape"].tolist() == [[1, 1, 1, 8, 8, 4]]
+    assert z["output_shape"].tolist() == [[1, 1, 1, 1, 1, 128]]
