@@ -253,6 +253,19 @@ def _argmax(shape, axis, dt=T.INT8):
     return f
 
 
+def _resize(scale, offset, border, mode="NEAREST", shape=(1, 4, 4, 2), dt=T.INT8):
+    from tosaint.schema.definition import ResizeMode
+
+    @g
+    def f(b):
+        y = b.resize(b.input(shape, dt), scale, offset, border, ResizeMode[mode])
+        if mode == "BILINEAR":
+            y = b.rescale(y, 1, 2, dt)
+        b.output(y)
+    f.__name__ = f"resize_{mode}_{scale}_{offset}_{border}_{shape[1]}x{shape[2]}"
+    return f
+
+
 @g
 def table16(b):
     b.output(b.table(b.input((1, 4, 8), T.INT16), np.arange(513) - 256))
@@ -319,6 +332,13 @@ VIOLATIONS = [
     ("u55.argmax", _argmax((1, 4, 8), 1), U55),
     ("u55.argmax", _argmax((1, 4, 128), 2), U55),
     ("u55.argmax", _argmax((2, 3, 4, 8), 3), U55),
+    ("u55.resize", _resize((2, 1, 2, 1), (0, 0), (1, 1)), U55),
+    ("u55.resize", _resize((3, 1, 3, 1), (0, 0), (0, 0)), U55),
+    ("u55.resize", _resize((6, 2, 6, 2), (-2, -2), (2, 2)), U55),
+    ("u55.resize", _resize((16, 1, 16, 1), (0, 0), (0, 0), shape=(1, 3, 3, 2)), U55),
+    ("u55.resize", _resize((1, 2, 1, 2), (0, 0), (0, 0)), U55),
+    ("u55.resize", _resize((2, 1, 2, 1), (0, 0), (1, 1), "BILINEAR"), U55),
+    ("u55.resize", _resize((4, 2, 4, 2), (-1, -1), (1, 1), "BILINEAR"), U55),
     ("u85.dynamic_weights", _tconv(2, dyn_w=True), U85),
     ("u85.dynamic_weights", _tconv(2, dyn_b=True), U85),
     ("u85.dynamic_weights", _conv3d(kd=2, dyn_w=True), U85),
@@ -338,6 +358,13 @@ ACCEPTED = [
     (_tconv((2, 1), ifm=(1, 1, 4, 4), k=(1, 3)), U55), (_conv3d(kd=1), U55),
     (_argmax((1, 4, 8), 2), U55), (_conv(dyn_w=True), U85), (_conv3d(kd=1, dyn_w=True), U85),
     (_binary(Op.BITWISE_AND, T.INT32), U85), (select, U85), (gather, U85),
+    (_resize((2, 1, 2, 1), (0, 0), (0, 0)), U55),                       # align corners 2x
+    (_resize((4, 1, 4, 1), (0, 0), (0, 0)), U55),                       # align corners 4x
+    (_resize((4, 2, 4, 2), (-1, -1), (1, 1), dt=T.INT16), U55),         # half-pixel 2x
+    (_resize((16, 2, 16, 2), (-7, -7), (7, 7)), U55),                   # half-pixel 8x
+    (_resize((3, 3, 3, 3), (0, 0), (0, 0)), U55),                       # identity
+    (_resize((3, 1, 3, 1), (0, 0), (0, 0), shape=(1, 1, 1, 2)), U55),   # 1x1 input
+    (_resize((2, 1, 2, 1), (0, 0), (1, 1), "BILINEAR"), U85),
 ]
 
 

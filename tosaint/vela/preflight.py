@@ -15,8 +15,12 @@ One finding is preflight-only: a CONV bias outside signed int40 on U55/U65.  Vel
 accepts it and silently keeps only the low 40 bits (the weight stream of bias 2^40 equals that
 of bias 0), so the compiled network would compute something else.
 
-Not modelled (left to Vela): RESIZE (its U55 decomposition accepts some power-of-two
-upscales and not others), shape limits on axes > 65536, TRANSPOSE shape limits.
+RESIZE on U55/U65 follows Vela's LegaliseResize gate (scheduler_decompose.cpp): identity and
+1x1-input NEAREST resizes are rewritten away; otherwise NEAREST needs a 2, 4 or 8 upscale with
+align-corners or half-pixel-centre parameters; BILINEAR was refused in every configuration
+tried (also with the documented following RESCALE), so it is reported.
+
+Not modelled (left to Vela): shape limits on axes > 65536, TRANSPOSE shape limits.
 """
 from __future__ import annotations
 
@@ -61,6 +65,9 @@ RULES = {
     "u55.avg_pool_padded_kernel": "AVG_POOL2D with padding needs kernel <= 8x8",
     "u55.argmax": "ARGMAX needs int8 input, the last axis, C <= 127 and unit leading "
                   "dimensions",
+    "u55.resize": "RESIZE on Ethos-U55/U65: NEAREST only, 2x/4x/8x upscale with align-corners "
+                  "or half-pixel-centre parameters (BILINEAR was refused in every "
+                  "configuration measured)",
     "u85.dynamic_weights": "TRANSPOSE_CONV2D (and CONV3D with kernel depth > 1) need constant "
                            "weights and bias on Ethos-U85",
 }
@@ -210,6 +217,10 @@ def _u55_op(ctx, o, add):
         pad = tuple(o.attrs.get("pad") or (0, 0, 0, 0))
         if any(pad) and (kh > 8 or kw > 8):
             add(o, "u55.avg_pool_padded_kernel", f"kernel {kh}x{kw} with padding {pad}")
+    if op == Op.RESIZE:
+        why = _u55_resize(ctx, o)
+        if why:
+            add(o, "u55.resize", why)
     if op == Op.ARGMAX:
         shape = ctx.t(o.inputs[0]).shape
         axis = int(o.attrs.get("axis", 0))
@@ -225,6 +236,44 @@ def _u55_op(ctx, o, add):
             why.append(f"leading dimensions {tuple(shape[:-3])} are not 1")
         if why:
             add(o, "u55.argmax", "; ".join(why))
+
+
+def _u55_resize(ctx, o):
+    """Why Vela 5.2.0 cannot run this RESIZE on U55/U65, or None."""
+    from ..schema.definition import ResizeMode
+
+    def vals(i):
+        t = ctx.t(o.inputs[i])
+        return None if t.data is None else [int(v) for v in np.asarray(t.data).reshape(-1)]
+    scale, offset, border = vals(1), vals(2), vals(3)
+    if scale is None or offset is None or border is None:
+        return "scale/offset/border are not constant"
+    ny, dy, nx, dx = scale
+    oy, ox = offset
+    by, bx = border
+    _, ih, iw, _ = ctx.t(o.inputs[0]).shape
+    _, oh, ow, _ = ctx.t(o.outputs[0]).shape
+    mode = ResizeMode(o.attrs.get("mode", ResizeMode.NEAREST))
+    if by == bx == oy == ox == 0 and ((ny == dy == nx == dx == 1) or
+                                      (mode == ResizeMode.NEAREST and ny == dy and nx == dx)):
+        return None
+    if mode != ResizeMode.NEAREST:
+        return f"{mode.name} resize (scale {scale}, offset {offset}, border {border})"
+    if ih * iw == 1:
+        return None
+    hpc = (dy == 2 and dx == 2 and ny % 2 == 0 and nx % 2 == 0 and ox == -(nx // 2 - 1)
+           and oy == -(ny // 2 - 1))
+    up_h, up_w = (ny // 2, nx // 2) if hpc else (ny, nx)
+    up = max(up_h, up_w)
+    if up not in (2, 4, 8):
+        return f"upscale {up} (scale {scale}) is not 2, 4 or 8"
+    if (up_h == 1 and ih != 1) or (up_w == 1 and iw != 1):
+        return f"upscale {up_h}x{up_w}: a unit upscale needs that input dimension to be 1"
+    align = max((oh - 1) / max(ih - 1, 1), (ow - 1) / max(iw - 1, 1)) == up
+    if not (hpc or align):
+        return (f"scale {scale}, offset {offset}, border {border} is neither align-corners nor "
+                f"half-pixel-centres")
+    return None
 
 
 def _u85_op(ctx, o, add):
