@@ -82,7 +82,7 @@ class GraphBuilder:
         arr = np.asarray(value)
         if shape is not None:
             arr = arr.reshape(shape)
-        arr = np.ascontiguousarray(arr.astype(STORAGE[dtype]))
+        arr = np.array(arr, dtype=STORAGE[dtype], order="C")  # keeps rank 0
         name = name or self._name("const")
         self._add_tensor(name, arr.shape, dtype, arr)
         self.block.operators.append(Operator(Op.CONST, [], [name], default_attrs(Op.CONST)))
