@@ -1,9 +1,12 @@
 """COND_IF / WHILE_LOOP (EXT-CONTROLFLOW) and variables (EXT-VARIABLE): graphs built with
 GraphBuilder plus hand-made regions, against the reference model where it can run them."""
+import itertools
+
 import numpy as np
 import pytest
 
 import tosaint
+import tosaint.ops  # noqa: F401  (fills the registry)
 from tosaint import DType, Op, Operator, Region
 from tosaint.builder import GraphBuilder
 from tosaint.errors import ErrorIfViolation, LevelLimitError, TosaError, UnpredictableError
@@ -11,6 +14,7 @@ from tosaint.graph import Graph
 from tosaint.registry import REGISTRY
 
 IMPLS = ["numba", "spec"]
+_ids = itertools.count()
 
 
 def sub_block(name, inputs, build):
@@ -18,6 +22,7 @@ def sub_block(name, inputs, build):
     adds its operators and returns its output names."""
     b = GraphBuilder()
     b.block.name = name
+    b._name = lambda prefix: f"{name}_{prefix}_{next(_ids)}"   # names unique across blocks
     names = [b.input(s, d, name=n) for n, s, d in inputs]
     outs = build(b, *names)
     b.output(*(outs if isinstance(outs, (list, tuple)) else [outs]))
