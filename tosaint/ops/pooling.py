@@ -1,1 +1,138 @@
-"""Pooling and ARGMAX (spec chapter "Tensor Operators")."""
+"""Pooling and ARGMAX (spec chapter "Tensor Operators"): AVG_POOL2D, MAX_POOL2D, ARGMAX.
+
+Build checks every ERROR_IF of AVG_POOL2D.tosac / MAX_POOL2D.tosac / ARGMAX.tosac and the level
+limits; run calls one kernel (``tosaint.kernels.pooling`` or its spec twin).
+"""
+import numpy as np
+
+from ..dtypes import RANGE, STORAGE
+from ..registry import register
+from ..schema.definition import DType as T
+from ..schema.definition import Op
+
+#: the reference model instantiates these operators for ranks up to 6 only
+REF_MAX_RANK = 6
+_I32_MAX = (1 << 31) - 1
+
+
+def _pool_params(node):
+    """Validate the attributes and shapes shared by AVG_POOL2D and MAX_POOL2D."""
+    x, out = node.inputs[0], node.outputs[0]
+    node.error_if(len(x.shape) != 4, f"input rank {len(x.shape)} != 4 (NHWC)")
+    node.error_if(len(out.shape) != 4, f"output rank {len(out.shape)} != 4 (NHWC)")
+    kernel = tuple(node.attrs["kernel"])
+    stride = tuple(node.attrs["stride"])
+    pad = tuple(node.attrs["pad"])
+    node.error_if(len(kernel) != 2, f"kernel has {len(kernel)} values, not 2 [kernel_y, kernel_x]")
+    node.error_if(len(stride) != 2, f"stride has {len(stride)} values, not 2 [stride_y, stride_x]")
+    node.error_if(len(pad) != 4,
+                  f"pad has {len(pad)} values, not 4 [pad_top, pad_bottom, pad_left, pad_right]")
+    n, ih, iw, c = x.shape
+    on, oh, ow, oc = out.shape
+    ky, kx = kernel
+    sy, sx = stride
+    pt, pb, pl, pr = pad
+    node.error_if(ky < 1 or kx < 1, f"kernel_y {ky} or kernel_x {kx} < 1")
+    node.error_if(sy < 1 or sx < 1, f"stride_y {sy} or stride_x {sx} < 1")
+    node.error_if(min(pad) < 0, f"pad {list(pad)} has a value < 0")
+    node.error_if(pl >= kx or pr >= kx,
+                  f"pad_left {pl} or pad_right {pr} >= kernel_x {kx}")
+    node.error_if(pt >= ky or pb >= ky,
+                  f"pad_top {pt} or pad_bottom {pb} >= kernel_y {ky}")
+    node.error_if(on != n, f"output batch {on} != input batch {n}")
+    node.error_if(oc != c, f"output channels {oc} != input channels {c}")
+    for what, o, i, p0, p1, k, s, names in (
+            ("height", oh, ih, pt, pb, ky, sy, "IH+pad_top+pad_bottom-kernel_y)/stride_y"),
+            ("width", ow, iw, pl, pr, kx, sx, "IW+pad_left+pad_right-kernel_x)/stride_x")):
+        num = i + p0 + p1 - k
+        node.error_if(num % s != 0,
+                      f"output {what}: ({names} = {num}/{s} is not an integer (idiv_check)")
+        node.error_if(o != num // s + 1,
+                      f"output {what} {o} != ({names}+1 = {num // s + 1}")
+    node.level_check(ky <= 8192 and kx <= 8192, f"kernel {list(kernel)} > MAX_KERNEL 8192")
+    node.level_check(sy <= 8192 and sx <= 8192, f"stride {list(stride)} > MAX_STRIDE 8192")
+    node.level_check(max(pad) <= 8192, f"pad {list(pad)} > MAX_KERNEL 8192")
+    return (ky, kx), (sy, sx), (pt, pl), tuple(out.shape)
+
+
+def _zero_point(node, i, what, dtype):
+    zp = np.asarray(node.const(i)).reshape(-1)
+    node.error_if(zp.size != 1, f"{what} has {zp.size} values, not 1")
+    zp = int(zp[0])
+    node.error_if(dtype != T.INT8 and zp != 0,
+                  f"{what} {zp} != 0 (a zero point is only allowed for int8)")
+    return zp
+
+
+@register(Op.AVG_POOL2D, {(T.INT8, T.INT8, T.INT8, T.INT8): "PRO-INT",
+                          (T.INT16, T.INT16, T.INT16, T.INT16): "EXT-INT16"},
+          operands=("input", "input_zp", "output_zp"))
+def avg_pool2d(node):
+    dt = node.inputs[0].dtype
+    acc_type = node.attrs.get("acc_type")
+    name = T(acc_type).name if acc_type in T._value2member_map_ else acc_type
+    node.error_if(acc_type != T.INT32,
+                  f"acc_type {name} != INT32 (the accumulator of integer AVG_POOL2D)")
+    (ky, kx), (sy, sx), (pt, pl), out_shape = _pool_params(node)
+    in_zp = _zero_point(node, 1, "input_zp", dt)
+    out_zp = _zero_point(node, 2, "output_zp", dt)
+    lo, hi = RANGE[dt]
+    store = STORAGE[dt]
+    _, ih, iw, _ = node.inputs[0].shape
+    # the accumulator can only leave int32 when (taps) * max|value - zp| does
+    taps = min(ky, ih) * min(kx, iw)
+    check_acc = taps * (hi - lo) > _I32_MAX
+    k = node.k
+
+    def run(x, input_zp, output_zp):
+        out = np.empty(out_shape, store)
+        bad_acc, bad_scale = k.avg_pool2d(x, out, ky, kx, sy, sx, pt, pl, in_zp, out_zp,
+                                          lo, hi, check_acc)
+        node.require(bad_acc == 0, "int32 accumulator out of range (apply_add_s)",
+                     reference="wraps", count=int(bad_acc))
+        node.require(bad_scale == 0, "apply_scale_32 value out of range", count=int(bad_scale))
+        return out
+    return run
+
+
+@register(Op.MAX_POOL2D, {(T.INT8, T.INT8): "PRO-INT", (T.INT16, T.INT16): "EXT-INT16"},
+          operands=("input",))
+def max_pool2d(node):
+    (ky, kx), (sy, sx), (pt, pl), out_shape = _pool_params(node)
+    store = STORAGE[node.inputs[0].dtype]
+    k = node.k
+
+    def run(x):
+        out = np.empty(out_shape, store)
+        k.max_pool2d(x, out, ky, kx, sy, sx, pt, pl)
+        return out
+    return run
+
+
+@register(Op.ARGMAX, {(T.INT8, T.INT32): "PRO-INT", (T.INT16, T.INT32): "EXT-INT16"},
+          operands=("input",))
+def argmax(node):
+    x, out = node.inputs[0], node.outputs[0]
+    shape1, shape = tuple(x.shape), tuple(out.shape)
+    rank = len(shape1)
+    axis = int(node.attrs["axis"])
+    node.error_if(rank < 1, "input rank 0 < 1")
+    node.error_if(rank > REF_MAX_RANK,
+                  f"input rank {rank} > {REF_MAX_RANK} (the reference model supports ranks "
+                  f"1 to {REF_MAX_RANK})")
+    node.error_if(axis < 0 or axis >= rank, f"axis {axis} is outside [0, rank(input)-1 = "
+                  f"{rank - 1}]")
+    expect = shape1[:axis] + shape1[axis + 1:]
+    node.error_if(shape != expect, f"output shape {list(shape)} != input shape without axis "
+                  f"{axis} {list(expect)}")
+    node.error_if(shape1[axis] < 1, f"input dimension {axis} is empty")
+    left = int(np.prod(shape1[:axis], dtype=np.int64))
+    right = int(np.prod(shape1[axis + 1:], dtype=np.int64))
+    view = (left, shape1[axis], right)
+    k = node.k
+
+    def run(a):
+        res = np.empty((left, right), np.int32)
+        k.argmax(a.reshape(view), res)
+        return res.reshape(shape)
+    return run

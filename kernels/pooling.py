@@ -1,0 +1,126 @@
+"""Pooling and ARGMAX kernels (spec chapter "Tensor Operators": AVG_POOL2D, MAX_POOL2D, ARGMAX).
+
+The window loops keep the channel axis innermost (NHWC), so every tap is a contiguous run of C
+values; the parallel loop is over (batch, output row), whose outputs are independent, so the
+result does not depend on the number of threads.
+"""
+import numpy as np
+
+from ._jit import jit, pjit, prange
+from .scale import apply_scale_32, reciprocal_scale
+
+__all__ = ["avg_pool2d", "max_pool2d", "argmax"]
+
+
+@pjit
+def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp, lo, hi,
+               check_acc):
+    """AVG_POOL2D of NHWC ``x`` into ``out`` (same dtype, shape [N,OH,OW,C]).
+
+    Only the taps inside the input count.  The int32 accumulation is checked step by step
+    (apply_add_s REQUIRE) only when ``check_acc`` (the op layer knows when it cannot overflow);
+    an overflowing step wraps to int32, as the reference model's int32 accumulator does.
+    Returns (accumulator overflows, failed apply_scale_32 REQUIREs).
+    """
+    n_ = x.shape[0]
+    oh = out.shape[1]
+    bad = np.zeros((n_ * oh, 2), np.int64)
+    for t in prange(n_ * oh):
+        n = t // oh
+        _avg_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left, input_zp,
+                      output_zp, lo, hi, check_acc, bad[t])
+    return bad[:, 0].sum(), bad[:, 1].sum()
+
+
+@jit
+def _avg_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp,
+                  lo, hi, check_acc, bad):
+    ih, iw, c_ = x.shape[1], x.shape[2], x.shape[3]
+    ow = out.shape[2]
+    acc = np.empty(c_, np.int64)
+    iy = oy * sy - pad_top
+    y0 = max(iy, 0)
+    y1 = min(iy + ky_, ih)
+    for ox in range(ow):
+        ix = ox * sx - pad_left
+        x0 = max(ix, 0)
+        x1 = min(ix + kx_, iw)
+        for c in range(c_):
+            acc[c] = 0
+        count = (y1 - y0) * (x1 - x0)
+        for y in range(y0, y1):
+            for xx in range(x0, x1):
+                if check_acc:
+                    for c in range(c_):
+                        a = acc[c] + (np.int64(x[n, y, xx, c]) - input_zp)
+                        if a < -2147483648 or a > 2147483647:
+                            bad[0] += 1
+                            a = ((a + 2147483648) & 0xFFFFFFFF) - 2147483648
+                        acc[c] = a
+                else:
+                    for c in range(c_):
+                        acc[c] += np.int64(x[n, y, xx, c])
+        if not check_acc:
+            for c in range(c_):
+                acc[c] -= count * input_zp
+        ms = reciprocal_scale(count)
+        for c in range(c_):
+            r = apply_scale_32(acc[c], ms[0], ms[1], False)
+            if not r[1]:
+                bad[1] += 1
+            v = r[0] + output_zp
+            if v < lo:
+                v = lo
+            elif v > hi:
+                v = hi
+            out[n, oy, ox, c] = v
+
+
+@pjit
+def max_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left):
+    """MAX_POOL2D of NHWC ``x`` into ``out``: the maximum of the taps inside the input."""
+    n_ = x.shape[0]
+    oh = out.shape[1]
+    for t in prange(n_ * oh):
+        n = t // oh
+        _max_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left)
+    return 0
+
+
+@jit
+def _max_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left):
+    ih, iw, c_ = x.shape[1], x.shape[2], x.shape[3]
+    ow = out.shape[2]
+    iy = oy * sy - pad_top
+    y0 = max(iy, 0)
+    y1 = min(iy + ky_, ih)
+    for ox in range(ow):
+        ix = ox * sx - pad_left
+        x0 = max(ix, 0)
+        x1 = min(ix + kx_, iw)
+        for c in range(c_):
+            out[n, oy, ox, c] = x[n, y0, x0, c]
+        for y in range(y0, y1):
+            for xx in range(x0, x1):
+                for c in range(c_):
+                    v = x[n, y, xx, c]
+                    if v > out[n, oy, ox, c]:
+                        out[n, oy, ox, c] = v
+
+
+@jit
+def argmax(x3, out2):
+    """ARGMAX of ``x3`` viewed as [left, axis, right] into int32 ``out2`` [left, right]: the
+    first index holding the maximum (the spec's strict ``result != max_value`` update)."""
+    left, a, right = x3.shape
+    for i in range(left):
+        for r in range(right):
+            best = x3[i, 0, r]
+            idx = 0
+            for j in range(1, a):
+                v = x3[i, j, r]
+                if v > best:
+                    best = v
+                    idx = j
+            out2[i, r] = idx
+    return 0
