@@ -285,3 +285,10 @@ def test_rank_7_is_rejected_and_level_8k_limits_lists():
     assert tosaint.run_tosa(g, [np.ones(1, np.int8)])[g.outputs[0]].shape == (65,)
     with pytest.raises(LevelLimitError, match="65 inputs > MAX_TENSOR_LIST_SIZE 64"):
         tosaint.run_tosa(g, [np.ones(1, np.int8)], level="8K")
+
+
+def test_rank0_concat_is_rejected():
+    # the spec's shape[axis] does not exist at rank 0; the reference model rejects the graph too
+    with pytest.raises(ErrorIfViolation, match="rank-0 inputs have no axis"):
+        tosaint.prepare(_bad(lambda b, x: b.op(Op.CONCAT, [x, x], (), DType.INT8, dict(axis=0)),
+                             shape=()))

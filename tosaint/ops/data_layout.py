@@ -80,10 +80,10 @@ def concat(node):
         for d in range(rank0):
             node.error_if(d != axis and out.shape[d] != ins[0].shape[d],
                           f"output dimension {d} is {out.shape[d]} != {ins[0].shape[d]}")
+    # rank 0: the axis check admits axis 0, but shape[axis] does not exist; the reference model
+    # rejects such a graph as invalid
+    node.error_if(rank0 == 0, "rank-0 inputs have no axis to concatenate along")
     k = node.k
-    if rank0 == 0:
-        # rank-0 CONCAT: the spec's axis check allows axis 0; the output is the first input
-        return lambda *xs: xs[0].copy()
     return lambda *xs: k.concat(xs, axis)
 
 
