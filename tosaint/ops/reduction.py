@@ -1,1 +1,87 @@
-"""reduction operators."""
+"""Reduction operators (spec chapter "Reduction Operators"): REDUCE_ALL, REDUCE_ANY,
+REDUCE_MAX, REDUCE_MIN, REDUCE_SUM for the integer profile.
+
+The input is viewed as [left, axis, right]; the output keeps the input's rank with dimension 1
+at ``axis``.
+"""
+import numpy as np
+
+from ..registry import register
+from ..schema.definition import DType as T
+from ..schema.definition import Op
+
+#: the reference model instantiates the reductions for ranks 1 to 6
+REF_MAX_RANK = 6
+
+
+def _reduce_view(node):
+    """Validate axis and shapes (the ERROR_IFs shared by all reductions); return the
+    [left, axis, right] view and the [left, right] result shape."""
+    x, out = node.inputs[0], node.outputs[0]
+    shape1, shape = tuple(x.shape), tuple(out.shape)
+    rank = len(shape1)
+    axis = int(node.attrs["axis"])
+    node.error_if(rank < 1, "input rank 0 < 1")
+    node.error_if(rank > REF_MAX_RANK,
+                  f"input rank {rank} > {REF_MAX_RANK} (the reference model supports ranks "
+                  f"1 to {REF_MAX_RANK})")
+    node.error_if(axis < 0 or axis >= rank,
+                  f"axis {axis} is outside [0, rank(input)-1 = {rank - 1}]")
+    node.error_if(len(shape) != rank, f"output rank {len(shape)} != input rank {rank}")
+    node.error_if(shape[axis] != 1, f"output shape[{axis}] = {shape[axis]} != 1")
+    expect = shape1[:axis] + (1,) + shape1[axis + 1:]
+    node.error_if(shape != expect, f"output shape {list(shape)} != {list(expect)} (the input "
+                  f"shape with 1 at axis {axis})")
+    node.error_if(shape1[axis] < 1, f"input dimension {axis} is empty")
+    left = int(np.prod(shape1[:axis], dtype=np.int64))
+    right = int(np.prod(shape1[axis + 1:], dtype=np.int64))
+    return (left, shape1[axis], right), (left, right), shape
+
+
+@register(Op.REDUCE_SUM, {(T.INT32, T.INT32): "PRO-INT"}, operands=("input",))
+def reduce_sum(node):
+    view, res_shape, shape = _reduce_view(node)
+    k = node.k
+
+    def run(x):
+        res = np.empty(res_shape, np.int32)
+        bad = k.reduce_sum(x.reshape(view), res)
+        node.require(bad == 0, "int32 sum out of range (apply_add_s)", count=int(bad))
+        return res.reshape(shape)
+    return run
+
+
+def _minmax(is_max):
+    def build(node):
+        view, res_shape, shape = _reduce_view(node)
+        k = node.k
+
+        def run(x):
+            res = np.empty(res_shape, x.dtype)
+            k.reduce_minmax(x.reshape(view), res, is_max)
+            return res.reshape(shape)
+        return run
+    return build
+
+
+_MINMAX = {(T.INT8, T.INT8): "PRO-INT", (T.INT16, T.INT16): "PRO-INT",
+           (T.INT32, T.INT32): "PRO-INT"}
+register(Op.REDUCE_MAX, _MINMAX, operands=("input",))(_minmax(True))
+register(Op.REDUCE_MIN, _MINMAX, operands=("input",))(_minmax(False))
+
+
+def _logical(is_all):
+    def build(node):
+        view, res_shape, shape = _reduce_view(node)
+        k = node.k
+
+        def run(x):
+            res = np.empty(res_shape, np.bool_)
+            k.reduce_bool(x.reshape(view), res, is_all)
+            return res.reshape(shape)
+        return run
+    return build
+
+
+register(Op.REDUCE_ALL, {(T.BOOL, T.BOOL): "PRO-INT"}, operands=("input",))(_logical(True))
+register(Op.REDUCE_ANY, {(T.BOOL, T.BOOL): "PRO-INT"}, operands=("input",))(_logical(False))
