@@ -1,18 +1,20 @@
 """Pooling and ARGMAX kernels (spec chapter "Tensor Operators": AVG_POOL2D, MAX_POOL2D, ARGMAX).
 
 The window loops keep the channel axis innermost (NHWC), so every tap is a contiguous run of C
-values; the parallel loop is over (batch, output row), whose outputs are independent, so the
-result does not depend on the number of threads.
+values.  The kernels are serial on purpose: pooling does a few adds per loaded value and is
+memory bound (1x56x56x64 3x3 int16 takes ~0.5 ms on one core), so a parallel loop only adds
+thread start-up and synchronisation cost, which is large on a loaded machine.  Serial kernels
+also make the result trivially independent of NUMBA_NUM_THREADS.
 """
 import numpy as np
 
-from ._jit import jit, pjit, prange
+from ._jit import jit
 from .scale import apply_scale_32, reciprocal_scale
 
 __all__ = ["avg_pool2d", "max_pool2d", "argmax"]
 
 
-@pjit
+@jit
 def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp, lo, hi,
                check_acc):
     """AVG_POOL2D of NHWC ``x`` into ``out`` (same dtype, shape [N,OH,OW,C]).
@@ -25,7 +27,7 @@ def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp,
     n_ = x.shape[0]
     oh = out.shape[1]
     bad = np.zeros((n_ * oh, 2), np.int64)
-    for t in prange(n_ * oh):
+    for t in range(n_ * oh):
         n = t // oh
         _avg_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left, input_zp,
                       output_zp, lo, hi, check_acc, bad[t])
@@ -76,12 +78,12 @@ def _avg_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, 
             out[n, oy, ox, c] = v
 
 
-@pjit
+@jit
 def max_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left):
     """MAX_POOL2D of NHWC ``x`` into ``out``: the maximum of the taps inside the input."""
     n_ = x.shape[0]
     oh = out.shape[1]
-    for t in prange(n_ * oh):
+    for t in range(n_ * oh):
         n = t // oh
         _max_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left)
     return 0
