@@ -291,3 +291,99 @@ def test_vela_compiles_written_a16w8(tmp_path, version):
     assert z["input_elem_size"].tolist() == [2] and z["output_elem_size"].tolist() == [2]
     assert z["input_shape"].tolist() == [[1, 1, 1, 8, 8, 4]]
     assert z["output_shape"].tolist() == [[1, 1, 1, 1, 1, 128]]
+
+
+# ---- the whole conformance suite (not in CI: it has no suite) --------------------------------
+@pytest.mark.slow
+@pytest.mark.oracle
+def test_conformance_suite_round_trip():
+    """TOSAINT_CTS_DIR=DIR: every positive test loads, round-trips and runs bit-identically on
+    the reference model after the rewrite; every negative test loads (and stays TOSA_ERROR) or
+    gives a TosaError.  Same as ``python -m tests.roundtrip_suite DIR``."""
+    import os
+    root = os.environ.get("TOSAINT_CTS_DIR")
+    if not root:
+        pytest.skip("set TOSAINT_CTS_DIR to a conformance suite (python -m tests.cts OUT)")
+    pytest.importorskip("tosa_reference_model")
+    from tests.roundtrip_suite import run_suite
+    r = run_suite([root], log=lambda *a: None)
+    assert r["tests"] > 0
+    assert r["failures"] == [], r["failures"][:10]
+
+
+# ---- the official generated flatbuffers reader (tosa-tools' ``tosa`` package) reads our files
+def _camel(name):
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+
+
+def _official_field(obj, name, ftype):
+    get = getattr(obj, _camel(name))
+    if ftype in ("[int32]", "[ubyte]"):
+        return tuple(get(j) for j in range(getattr(obj, _camel(name) + "Length")()))
+    if ftype == "string":
+        v = get()
+        return None if v is None else v.decode("utf-8")
+    return get()
+
+
+@pytest.mark.parametrize("op", ALL_OPS, ids=lambda o: o.name)
+def test_official_reader_sees_every_attribute(op):
+    import importlib
+    pytest.importorskip("tosa.TosaGraph")
+    from tosa.TosaGraph import TosaGraph
+    g, attrs = _op_graph(op)
+    data = g.to_bytes()
+    root = TosaGraph.GetRootAs(bytearray(data), 0)
+    assert root.TosaGraphBufferHasIdentifier(data, 0)
+    v = root.Version()
+    assert (v._Major(), v._Minor(), v._Patch(), v._Draft()) == (1, 0, 0, False)
+    blk = root.Regions(0).Blocks(0)
+    assert blk.Name() == b"main"
+    fop = blk.Operators(blk.OperatorsLength() - 1)
+    assert fop.Op() == int(op) and fop.AttributeType() == int(op)
+    if op in (Op.CONST, Op.CONST_SHAPE):
+        return
+    assert [fop.Inputs(i).decode() for i in range(fop.InputsLength())] == ["x"]
+    assert fop.Location().Text().decode() == f"{op.name}:1"
+    tname, fields = ATTRIBUTES[op]
+    cls = getattr(importlib.import_module(f"tosa.{tname}"), tname)
+    table = fop.Attribute()
+    obj = cls()
+    obj.Init(table.Bytes, table.Pos)
+    for name, ftype in fields:
+        want = attrs[name]
+        want = int(want) if ftype in ENUMS or ftype == "bool" else \
+            tuple(want) if ftype == "[ubyte]" else want
+        got = _official_field(obj, name, ftype)
+        assert (int(got) if ftype == "bool" else got) == want, name
+
+
+def test_official_reader_sees_tensor_data_and_shapes():
+    pytest.importorskip("tosa.TosaGraph")
+    from tosa.TosaGraph import TosaGraph
+    b = GraphBuilder()
+    for d in CONST_DTYPES:
+        if d == DType.SHAPE:
+            b.const_shape(_values(d), name="c_SHAPE")
+        else:
+            b.const(_values(d), d, name=f"c_{d.name}")
+    b.output(*[n for n in b.block.tensors if n != "c_SHAPE"])
+    g = b.build()
+    data = g.to_bytes()
+    blk = TosaGraph.GetRootAs(bytearray(data), 0).Regions(0).Blocks(0)
+    seen = {}
+    for i in range(blk.TensorsLength()):
+        t = blk.Tensors(i)
+        name = t.Name().decode()
+        assert t.Type() == int(g.tensors[name].dtype)
+        assert tuple(t.ShapeAsNumpy()) == g.tensors[name].shape
+        seen[name] = t.DataAsNumpy().tobytes()
+        # force_align 8 of the data vector (a reader may map it as wider types)
+        assert not t.DataIsNone() and t._tab.Vector(t._tab.Offset(10)) % 8 == 0
+    for d in CONST_DTYPES:
+        if d != DType.SHAPE:
+            assert seen[f"c_{d.name}"] == encode_data(_values(d), d), d
+    assert blk.ShapesLength() == 1
+    s = blk.Shapes(0)
+    assert s.Name() == b"c_SHAPE" and s.Rank() == 7
+    assert s.DataAsNumpy().tobytes() == _values(DType.SHAPE).astype("<i8").tobytes()
