@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BackendError, TosaError
+from ..errors import BackendError
 
 #: target -> (default system config, default memory mode), as ExecuTorch's
 #: ``EthosUCompileSpec`` chooses them.
@@ -175,18 +175,23 @@ def vela_flags(target, system_config=None, memory_mode=None, extra_flags=()):
 
 
 def _explain(message, graph):
-    """Vela's message plus the graph operators it can be about."""
-    m = re.search(r"operation \((\w+)\)", message)
-    if not m or graph is None:
-        return message, None
-    tosa = REGOR_OP_NAMES.get(m.group(1))
-    if tosa is None:
-        return message, None
-    names = [o.name for b in graph.blocks() for o in b.operators if o.op.name == tosa]
-    if not names:
-        return message, None
-    shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
-    return f"{message} (TOSA {tosa}: {shown})", tosa
+    """Vela's message plus the graph operators it can be about.
+
+    Vela names operators by its own type names, either as "operation (MatMul)" or, in TOSA
+    validation errors, as a "Conv2D:" line; map them back to the TOSA ops of the graph.
+    """
+    names = re.findall(r"operation \((\w+)\)", message)
+    names += re.findall(r"^(\w+):\s*$", message, flags=re.M)
+    if not names or graph is None:
+        return message
+    notes = []
+    for regor_name in dict.fromkeys(names):
+        tosa = REGOR_OP_NAMES.get(regor_name)
+        ops = [o.name for b in graph.blocks() for o in b.operators if o.op.name == tosa]
+        if ops:
+            shown = ", ".join(ops[:5]) + (f" (+{len(ops) - 5} more)" if len(ops) > 5 else "")
+            notes.append(f"TOSA {tosa}: {shown}")
+    return f"{message.rstrip()} ({'; '.join(notes)})" if notes else message
 
 
 def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=None,
@@ -213,13 +218,11 @@ def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=N
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 rc = _vela.main(argv)
-        except SystemExit as e:          # argparse errors (bad flag values)
+        except SystemExit:               # argparse errors (bad flag values)
             raise BackendError(f"Vela ({target}) rejected its arguments "
                                f"{' '.join(flags)}: {log.getvalue().strip()[-500:]}") from None
-        except TosaError:
-            raise
         except Exception as e:           # regor RuntimeError, Vela's own error classes
-            msg, _ = _explain(str(e) or type(e).__name__, g)
+            msg = _explain(str(e) or type(e).__name__, g)
             raise BackendError(f"Vela ({target}) cannot compile the graph: "
                                f"{type(e).__name__}: {msg}") from None
         finally:
