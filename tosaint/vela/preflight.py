@@ -61,7 +61,8 @@ RULES = {
     "u55.shift_dtype": "ARITHMETIC_RIGHT_SHIFT and LOGICAL_LEFT_SHIFT need int32 on "
                        "Ethos-U55/U65",
     "u55.reduce_minmax_dtype": "REDUCE_MAX/REDUCE_MIN support int8 and int16 only",
-    "u55.reverse_axis": "REVERSE along the channel (last) axis is not supported",
+    "u55.reverse_axis": "REVERSE along the channel (last) axis is not supported (unless Vela "
+                        "reshapes it: rank > 4, or rank 4 with N > 1)",
     "u55.avg_pool_padded_kernel": "AVG_POOL2D with padding needs kernel <= 8x8",
     "u55.argmax": "ARGMAX needs int8 input, the last axis, C <= 127 and unit leading "
                   "dimensions",
@@ -208,10 +209,15 @@ def _u55_op(ctx, o, add):
         if dt not in (DType.INT8, DType.INT16):
             add(o, "u55.reduce_minmax_dtype", f"{op.name} of {dt.name.lower()} (int8/int16 only)")
     if op == Op.REVERSE:
-        rank = len(ctx.t(o.inputs[0]).shape)
+        shape = ctx.t(o.inputs[0]).shape
+        rank = len(shape)
         axis = int(o.attrs.get("axis", 0))
-        if axis == rank - 1:
-            add(o, "u55.reverse_axis", f"axis {axis} is the channel axis of a rank-{rank} tensor")
+        # Vela reshapes rank > 4, and rank 4 with N > 1, around the axis (ReshapeReverse);
+        # otherwise only H and W can be reversed
+        reshaped = rank > 4 or (rank == 4 and (shape[0] > 1 or axis == 0))
+        if axis == rank - 1 and not reshaped:
+            add(o, "u55.reverse_axis", f"axis {axis} is the channel axis of a rank-{rank} "
+                                       f"tensor of shape {tuple(shape)}")
     if op == Op.AVG_POOL2D:
         kh, kw = tuple(o.attrs.get("kernel") or (1, 1))[:2]
         pad = tuple(o.attrs.get("pad") or (0, 0, 0, 0))
