@@ -245,6 +245,8 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
                       tuple(comp["min_reader_version"][k] for k in
                             ("_major", "_minor", "_micro", "_modifier")),
                       "features": comp["features"]})
+    #: fields of a newer schema found in the file ("where: slot i"); they are not written back
+    graph.dropped_fields = list(root["_unknown_fields"])
     if not root["regions"] or not root["regions"][0]["blocks"]:
         raise SchemaError("TosaGraph: no region with a block (no main graph)")
     for ri, r in enumerate(root["regions"]):

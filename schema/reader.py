@@ -18,7 +18,7 @@ _MAX_DEPTH = 32
 
 
 class _Buf:
-    __slots__ = ("b", "n", "budget")
+    __slots__ = ("b", "n", "budget", "unknown")
 
     def __init__(self, data):
         self.b = data
@@ -26,6 +26,9 @@ class _Buf:
         # Objects may be shared (a DAG), so a small hostile file could make a naive decoder
         # do quadratic work.  A valid file decodes each element about once: cap the total.
         self.budget = 4 * self.n + 4096
+        #: fields present in the file beyond the schema tosaint knows (a newer writer's):
+        #: "where: slot i", at most 100 of them
+        self.unknown = []
 
     def spend(self, count, where):
         self.budget -= count
@@ -97,6 +100,14 @@ def read_table(buf, pos, table_name, fields, slots, where, depth=0):
         raise SchemaError(f"{where}: nesting too deep")
     vt, vt_len, obj_len = _vtable(buf, pos, where)
     buf.spend(len(fields), where)
+    known = 4 + 2 * len(slots)
+    if vt_len > known and len(buf.unknown) < 100:
+        # a newer schema's fields: tosaint cannot know their types, so they are reported
+        # (``Graph.dropped_fields``) and not written back
+        buf.spend((vt_len - known) // 2, where)
+        for off in range(known, vt_len, 2):
+            if buf.get(N.VOffsetTFlags, vt + off, where) and len(buf.unknown) < 100:
+                buf.unknown.append(f"{where}: slot {(off - 4) // 2}")
 
     def field_pos(name):
         off = slots[name]
@@ -187,5 +198,7 @@ def read_root(data):
         raise SchemaError(f"file identifier is {bytes(data[4:8])!r}, not {FILE_IDENTIFIER!r}: "
                           "not a TOSA flatbuffer")
     root = buf.follow(0, "TosaGraph")
-    return read_table(buf, root, "TosaGraph", TABLES["TosaGraph"], _SLOTS["TosaGraph"],
-                      "TosaGraph")
+    out = read_table(buf, root, "TosaGraph", TABLES["TosaGraph"], _SLOTS["TosaGraph"],
+                     "TosaGraph")
+    out["_unknown_fields"] = buf.unknown
+    return out

@@ -457,3 +457,35 @@ def test_inspect_bad_file_exit_code(tmp_path, capsys):
     p.write_bytes(b"\x00" * 64)
     assert main(["inspect", str(p)]) == 2
     assert "SchemaError" in capsys.readouterr().err
+
+
+def test_fields_of_a_newer_schema_are_reported(tmp_path, capsys):
+    """A newer writer may append fields; tosaint reads the file, names what it dropped."""
+    from tosaint.cli import main
+    from tosaint.schema import writer
+    from tosaint.schema.definition import TABLES
+    g = _reshape_graph()
+    real = TABLES["TosaTensor"]
+    TABLES["TosaTensor"] = real + (("future_field", "uint32"),)
+    try:
+        g.tensors["x"].extra["future_field"] = 7
+        orig = writer._tensor_dict
+
+        def with_future(t):
+            d = orig(t)
+            d["future_field"] = t.extra.get("future_field")
+            return d
+        writer._tensor_dict = with_future
+        data = g.to_bytes()
+    finally:
+        TABLES["TosaTensor"] = real
+        writer._tensor_dict = orig
+        g.tensors["x"].extra.clear()
+    g2 = load(data)
+    assert g2 == g
+    assert g2.dropped_fields == ["TosaGraph.regions[0].blocks[0].tensors[0]: slot 14"]
+    assert load(g2.to_bytes()).dropped_fields == []
+    p = tmp_path / "new.tosa"
+    p.write_bytes(data)
+    assert main(["inspect", str(p)]) == 0
+    assert "fields unknown to tosaint (not kept on rewrite): 1" in capsys.readouterr().out

@@ -58,6 +58,7 @@ def summarize(graph, path=None):
                                                   "tensors": len(b.tensors)}
                                                  for b in r.blocks]} for r in graph.regions],
     }
+    out["unknown_fields"] = list(getattr(graph, "dropped_fields", []))
     out["region_count"] = len(graph.regions)
     out["block_count"] = sum(len(r.blocks) for r in graph.regions)
     return out
@@ -87,6 +88,9 @@ def format_text(s):
                  + ("" if s["region_count"] == 1 else
                     " (" + ", ".join(f"{r['name']}: {len(r['blocks'])}" for r in s["regions"])
                     + ")"))
+    if s["unknown_fields"]:
+        lines.append(f"fields unknown to tosaint (not kept on rewrite): "
+                     f"{len(s['unknown_fields'])}, e.g. {s['unknown_fields'][0]}")
     return "\n".join(lines)
 
 
