@@ -387,3 +387,21 @@ def test_official_reader_sees_tensor_data_and_shapes():
     s = blk.Shapes(0)
     assert s.Name() == b"c_SHAPE" and s.Rank() == 7
     assert s.DataAsNumpy().tobytes() == _values(DType.SHAPE).astype("<i8").tobytes()
+
+
+def test_bundled_example_is_up_to_date():
+    """tosaint/examples/a16w8_conv.* are what make_examples.py builds (and the reference model
+    gives the stored expected output)."""
+    from pathlib import Path
+
+    import tosaint
+    d = Path(tosaint.__file__).parent / "examples"
+    g, inputs = _a16w8()
+    assert load(d / "a16w8_conv.tosa") == g
+    x = np.load(d / "a16w8_conv_input.npy")
+    assert x.dtype == np.int16 and np.array_equal(x, inputs[0])
+    trm = pytest.importorskip("tosa_reference_model")
+    outs, status = trm.run((d / "a16w8_conv.tosa").read_bytes(), [x])
+    assert status.name == "TOSA_VALID"
+    want = np.load(d / "a16w8_conv_expected.npy")
+    assert outs[0].dtype == want.dtype and np.array_equal(outs[0], want)
