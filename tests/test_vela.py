@@ -165,6 +165,11 @@ def cast_bool(b):
 
 
 @g
+def const_bool_output(b):
+    b.output(b.const(np.array([[True, False]]), T.BOOL))
+
+
+@g
 def reshape_bool(b):
     b.output(b.reshape(b.input((1, 4, 8), T.BOOL), (4, 8)))
 
@@ -313,6 +318,7 @@ VIOLATIONS = [
     ("u55.unsupported_op", gather, U55),
     ("u55.bool", cast_bool, U55),
     ("u55.bool", reshape_bool, U55),
+    ("u55.bool", const_bool_output, U55),
     ("u55.dynamic_weights", _conv(dyn_w=True), U55),
     ("u55.dynamic_weights", _conv(dyn_b=True), U55),
     ("u55.dynamic_weights", _conv(dyn_w=True, depthwise=True), U55),

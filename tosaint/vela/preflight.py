@@ -148,10 +148,12 @@ def _u55_op(ctx, o, add):
     if op in U55_UNSUPPORTED:
         add(o, "u55.unsupported_op", f"{op.name} is not supported on Ethos-U55/U65")
         return
-    if op in (Op.CONST, Op.CONST_SHAPE):
+    if op == Op.CONST_SHAPE:
         return
     bools = [n for n in list(o.inputs) + list(o.outputs)
              if n in ctx.block.tensors and ctx.dtype(n) == DType.BOOL]
+    if op == Op.CONST:   # a bool constant matters on its own only as a graph output
+        bools = [n for n in bools if n in ctx.outputs]
     if bools:
         add(o, "u55.bool", f"bool tensor {bools[0]!r} (Ethos-U55/U65 have no bool support)")
     if op == Op.MATMUL and ctx.dtype(o.inputs[0]) == DType.INT16:
