@@ -192,3 +192,21 @@ def test_batch_verify_on_reference_model(tmp_path, models):
     rep = golden_batch(tmp_path / "s.json", output_dir=tmp_path / "o", jobs=2, verify=True)
     assert rep.ok and rep.counts["ok"] == 2 * len(models)
     assert all(r.verified is True for r in rep)
+
+
+def _parallel_sum(a):
+    s = 0
+    for i in prange(a.size):    # noqa: F821  (numba prange, bound below)
+        s += a[i]
+    return s
+
+
+def test_pool_starts_after_parallel_numba_ran_in_this_process(tmp_path, models):
+    """Forking a process whose OpenMP threads are running aborts the child ("fork() called
+    from a process already using GNU OpenMP"); the pool must not fork this process."""
+    from tosaint.kernels import _jit
+    globals()["prange"] = _jit.prange
+    f = _jit.numba.njit(parallel=True)(_parallel_sum)
+    assert f(np.arange(10_000)) == sum(range(10_000))
+    rep = golden_batch(models[0].parent, output_dir=tmp_path / "o", count=4, jobs=2)
+    assert rep.ok and rep.counts["ok"] == 4 * len(models)

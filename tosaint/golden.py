@@ -249,6 +249,22 @@ def _tmp_dir(output_dir, name):
     return Path(output_dir) / f"{TMP_PREFIX}{name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
+def _pid_alive(pid):
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
 def clean_stale_tmp(output_dir):
     """Remove temp dirs that a killed run on this host left behind (their pid is gone)."""
     host = safe_name(socket.gethostname(), 30)
@@ -264,15 +280,8 @@ def clean_stale_tmp(output_dir):
         if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
             continue
         pid = int(parts[2])
-        if pid == os.getpid():
-            continue                  # ours (another thread may be writing it)
-        try:
-            os.kill(pid, 0)
-            continue                  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue                  # ours (another thread may be writing it), or running
         shutil.rmtree(e.path, ignore_errors=True)
         removed += 1
     return removed

@@ -189,6 +189,15 @@ def _chunks(cases, jobs, max_chunk=16):
     return out
 
 
+def _init_worker():
+    """One Numba thread per worker process: the pool already uses every core."""
+    try:
+        import numba
+        numba.set_num_threads(1)
+    except Exception:  # noqa: BLE001  (only a performance setting)
+        pass
+
+
 def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
     if jobs <= 1:
         for ch in chunks:
@@ -196,9 +205,15 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    method = "fork" if sys.platform.startswith("linux") else None
-    ctx = mp.get_context(method)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # not "fork": a process that ran a parallel Numba kernel (GNU OpenMP threads) must not
+    # fork.  The forkserver starts clean and preloads tosaint once for every worker.
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["tosaint.golden", "tosaint.ops"])
+    else:
+        ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                             initializer=_init_worker) as pool:
         futs = [pool.submit(run_cases, ch, output_dir, impl=impl, verify=verify)
                 for ch in chunks]
         try:
