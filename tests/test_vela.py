@@ -416,6 +416,7 @@ def test_bias_beyond_int40_is_found_although_vela_truncates_it_silently():
     assert v.run_vela(graph, U55).weight_data == v.run_vela(_bias_graph(0), U55).weight_data
     with pytest.raises(BackendError, match="conv_bias_int40"):
         v.compile(graph, U55)
+    assert v.compile(graph, U55, preflight=False).cmd_data.startswith(b"COP1")
 
 
 def test_u65_follows_u55_rules():

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,9 @@ for _m in (256, 512):
 for _m in (128, 256, 512, 1024, 2048):
     TARGETS[f"ethos-u85-{_m}"] = ("Ethos_U85_SYS_DRAM_Mid", "Sram_Only")
 del _m
+
+#: Vela runs in-process and redirects sys.stdout while it runs: one compile at a time
+_LOCK = threading.Lock()
 
 #: the regor OpType name Vela prints -> the TOSA operator it comes from (graph_builder.cpp)
 REGOR_OP_NAMES = {
@@ -216,7 +220,7 @@ def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=N
             f.write(data)
         argv = flags + [f"--output-dir={out}", model]
         try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            with _LOCK, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 rc = _vela.main(argv)
         except SystemExit:               # argparse errors (bad flag values)
             raise BackendError(f"Vela ({target}) rejected its arguments "
@@ -259,7 +263,7 @@ def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=N
 
 
 def compile(graph, target="ethos-u85-256", *, system_config=None, memory_mode=None,
-            extra_flags=(), per_layer=False) -> VelaResult:
+            extra_flags=(), per_layer=False, preflight=True) -> VelaResult:
     """Compile ``graph`` (a Graph, a path or flatbuffer bytes) for ``target`` with Vela.
 
     Targets: ethos-u55-32/64/128/256, ethos-u65-256/512, ethos-u85-128/256/512/1024/2048.
@@ -269,14 +273,15 @@ def compile(graph, target="ethos-u85-256", *, system_config=None, memory_mode=No
     ``per_layer`` adds Vela's per-layer performance table.
 
     Raises BackendError listing every :func:`~tosaint.vela.check` finding before Vela is
-    called, or wrapping Vela's own error (with the TOSA operators it concerns).
+    called (``preflight=False`` skips the check), or wrapping Vela's own error (with the TOSA
+    operators it concerns).
     """
     from .preflight import check, format_findings
     if target not in TARGETS:
         raise BackendError(f"unknown Ethos-U target {target!r}; choose one of "
                            f"{', '.join(TARGETS)}")
     data, g = _graph_bytes(graph)
-    findings = check(g, target)
+    findings = check(g, target) if preflight else []
     if findings:
         raise BackendError(f"{target} cannot run this graph ({len(findings)} finding(s)):\n"
                            + format_findings(findings))
