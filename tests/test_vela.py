@@ -420,9 +420,15 @@ def test_bias_beyond_int40_is_found_although_vela_truncates_it_silently():
 
 
 def test_u65_follows_u55_rules():
-    assert [f.rule for f in check(matmul16(), "ethos-u65-256")] == ["u55.int16_matmul"]
-    with pytest.raises(BackendError):
-        vela().run_vela(matmul16(), "ethos-u65-256")
+    """Every U55 violation is found and refused on Ethos-U65 as well."""
+    v = vela()
+    for rule, make, target in VIOLATIONS:
+        if target != U55:
+            continue
+        graph = make()
+        assert [f.rule for f in check(graph, "ethos-u65-512")] == [rule], make.__name__
+        with pytest.raises(BackendError):
+            v.run_vela(graph, "ethos-u65-512")
 
 
 def test_check_reads_bytes_and_paths(tmp_path):
