@@ -5,7 +5,8 @@ a truncated or hostile file gives a :class:`SchemaError` that says where (the pa
 being read), never an IndexError, a hang or a huge allocation.  Values are decoded with the
 ``flatbuffers`` runtime's packers.
 """
-from flatbuffers import encode
+import struct
+
 from flatbuffers import number_types as N
 
 from tosaint.errors import SchemaError
@@ -39,7 +40,7 @@ class _Buf:
     def get(self, flags, pos, where):
         if pos < 0 or pos + flags.bytewidth > self.n:
             raise SchemaError(f"{where}: offset {pos} outside the {self.n}-byte buffer")
-        return encode.Get(flags.packer_type, self.b, pos)
+        return flags.packer_type.unpack_from(self.b, pos)[0]
 
     def follow(self, pos, where):
         """Target of the uoffset stored at ``pos``."""
@@ -160,8 +161,7 @@ def read_table(buf, pos, table_name, fields, slots, where, depth=0):
                 out[name] = ()
             else:
                 start, n = buf.vector(p, 4, w)
-                out[name] = tuple(encode.Get(N.Int32Flags.packer_type, buf.b, start + 4 * i)
-                                  for i in range(n))
+                out[name] = struct.unpack_from(f"<{n}i", buf.b, start)
         elif ftype == "[ubyte]":
             if p is None:
                 out[name] = None
