@@ -5,6 +5,7 @@ in ``block.shapes`` or as SHAPE tensors) and by the ExecuTorch Arm backend (1.0.
 data is decoded per dtype; every size is checked before anything is allocated.
 """
 import os
+import stat
 
 import numpy as np
 
@@ -73,16 +74,22 @@ def _read_src(src):
         return bytes(src)
     path = os.fspath(src)
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
     except OSError as e:
         raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
-    if size > MAX_FILE_BYTES:
-        raise SchemaError(f"{path}: {size} bytes is larger than a TOSA flatbuffer can be")
+    if not stat.S_ISREG(st.st_mode):
+        # a directory, a FIFO or a device like /dev/zero: reading it could block or never end
+        raise SchemaError(f"{path}: cannot read (not a regular file)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise SchemaError(f"{path}: {st.st_size} bytes is larger than a TOSA flatbuffer can be")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SchemaError(f"{path}: larger than a TOSA flatbuffer can be")
+    return data
 
 
 def _fmt_shape(shape):

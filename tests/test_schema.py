@@ -6,6 +6,7 @@ two per byte, low nibble first); where tosa-tools is installed its own encoder a
 are the second opinion.
 """
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -340,6 +341,12 @@ def test_unreadable_path(tmp_path):
         load(tmp_path / "missing.tosa")
     with pytest.raises(SchemaError, match="cannot read"):
         load(tmp_path)                               # a directory
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SchemaError, match="not a regular file"):
+        load(fifo)                                   # would block forever if opened
+    with pytest.raises(SchemaError, match="not a regular file"):
+        load("/dev/zero")                            # would never end
 
 
 def test_huge_tensor_rejected_before_allocation():
