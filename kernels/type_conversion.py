@@ -74,6 +74,9 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                     ok = False
             if not ok:
                 bad_s += 1
+                if mode < INEXACT32:    # no value: the graph is unpredictable
+                    out[r, c] = 0
+                    continue
             res = scaled + out_zp
             if res < -2147483648 or res > 2147483647:
                 bad_z += 1
