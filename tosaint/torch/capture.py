@@ -40,22 +40,32 @@ def user_inputs(ep):
 
 
 def source_line(node):
-    """'file.py:LINE: code' of the user's source that created ``node`` (from stack_trace)."""
+    """Where ``node`` came from: '[module.path Type] file.py:LINE: code'.
+
+    The code line is the innermost frame of the user's code in the node's stack_trace (torch
+    records forward() frames), else the innermost torch frame.
+    """
     st = node.meta.get("stack_trace") or ""
     lines = st.strip().splitlines()
-    best = None
+    user = inner = None
     for i, line in enumerate(lines):
         m = re.match(r'\s*File "([^"]+)", line (\d+), in (\S+)', line)
         if m:
             code = lines[i + 1].strip() if i + 1 < len(lines) else ""
             path = m.group(1)
-            short = path.rsplit("/", 1)[-1]
-            loc = f"{short}:{m.group(2)}: {code}"
+            loc = f"{path.rsplit('/', 1)[-1]}:{m.group(2)}: {code}"
+            inner = loc
             if "/torch/" not in path:
-                best = loc
-            elif best is None:
-                best = loc
-    return best or "<unknown source>"
+                user = loc
+    loc = user or inner or "<unknown source>"
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, typ = list(stack.values())[-1]
+        typ = typ.__name__ if isinstance(typ, type) else str(typ).rsplit(".", 1)[-1]
+        path = str(path).replace("L['self'].", "")
+        if path:
+            loc = f"[{path} {typ}] {loc}"
+    return loc
 
 
 def aten_name(node):

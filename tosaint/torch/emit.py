@@ -99,7 +99,28 @@ class Emitter:
 
     # ---- calibration facts ----------------------------------------------------------------
     def amax(self, name):
-        return float(self.obs.amax.get(name, 0.0))
+        a = float(self.obs.amax.get(name, 0.0))
+        if self.adt == DType.INT8 and a > 0 and self.obs.acts.get(name):
+            a = self._mse_clip(name, a)
+        return a
+
+    def _mse_clip(self, name, a):
+        """int8: the clipping range (<= max |x|) with the least quantization error."""
+        cache = self.__dict__.setdefault("_clip", {})
+        if name not in cache:
+            xs = torch.cat([t.detach().double().reshape(-1) for t in self.obs.acts[name]])
+            if xs.numel() > 200000:
+                xs = xs[torch.randperm(xs.numel(), generator=torch.Generator().manual_seed(0))
+                        [:200000]]
+            best, best_err = a, None
+            for f in np.linspace(1.0, 0.3, 36):
+                s = a * f / self.qmax
+                err = float(((torch.clamp(torch.round(xs / s), -self.qmax, self.qmax) * s - xs)
+                             ** 2).sum())
+                if best_err is None or err < best_err:
+                    best, best_err = a * f, err
+            cache[name] = best
+        return cache[name]
 
     def scale_for(self, amax):
         return (amax if amax > 0 else 1.0) / self.qmax
@@ -466,7 +487,7 @@ class Emitter:
         return self.new(self.reshape(y, shape), sy, shape)
 
     def op_matmul(self, node, p):
-        a, b = p["self"], p["other"]
+        a, b = p["self"], p.get("other", p.get("mat2"))
         if isinstance(a, QT) and isinstance(b, QT):
             return self._matmul_act(node, a, b)
         if isinstance(a, QT):
