@@ -1,0 +1,1 @@
+"""tosaint benchmarks against the TOSA reference model: ``python -m benchmarks --help``."""

@@ -1,0 +1,389 @@
+"""Time tosaint against the TOSA reference model on the same graphs, inputs and process.
+
+    python -m benchmarks [--json FILE] [--repeat N] [--only CASE[,CASE]] [--threads-check]
+                         [--no-cold] [--no-memory]
+
+For every case of ``benchmarks.graphs``: the graph is built with GraphBuilder and serialised
+once; tosaint runs it with ``run_tosa`` (the plan is prepared and the kernels compiled in a
+warm-up run), the reference model's python binding runs the same bytes on the same inputs
+(``tosa_reference_model.run``, which parses and validates the graph on every call, as its users
+call it).  The two alternate, ``--repeat`` times each (more for short cases, up to ~2 s per
+case) after one warm-up each; the table shows medians, the ratio also of the minima.  The outputs of both are compared bit for bit (shape, dtype, ``np.array_equal``).
+
+Also measured, each in a fresh subprocess:
+
+* cold start: ``import tosaint`` + build and run the tiny graph, with an empty NUMBA_CACHE_DIR
+  (everything the graph needs is compiled) and again with that cache warm;
+* peak memory of the convolution cases: the growth of the resident set (VmHWM after resetting
+  it) and the tracemalloc peak during one warm run, next to the bytes of inputs + weights +
+  outputs;
+* ``--threads-check``: every case with NUMBA_NUM_THREADS=1 and =2; the outputs must be equal.
+
+A case whose operators are not all registered in tosaint is reported as "not implemented".
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEMORY_CASES = ("conv2d_a16w8", "conv2d_a8w8", "depthwise_a16w8")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence the reference model's per-call version warnings (its C++ code writes them to
+    file descriptors 1 and 2)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def reference_module():
+    try:
+        import tosa_reference_model
+        return tosa_reference_model
+    except ImportError:
+        return None
+
+
+def missing_ops(graph):
+    """Operators of ``graph`` that tosaint does not implement (yet)."""
+    import tosaint.ops  # noqa: F401  (fills the registry)
+    from tosaint.registry import REGISTRY
+    from tosaint.schema.definition import Op
+    missing = set()
+    for block in graph.blocks():
+        for o in block.operators:
+            if Op(o.op) not in REGISTRY:
+                missing.add(Op(o.op).name)
+    return sorted(missing)
+
+
+def compare(mine, theirs):
+    """'' when every output is bit-equal, else what differs first."""
+    if len(mine) != len(theirs):
+        return f"{len(mine)} outputs vs {len(theirs)}"
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        if a.shape != b.shape:
+            return f"output {i}: shape {a.shape} != {b.shape}"
+        if a.dtype != b.dtype:
+            return f"output {i}: dtype {a.dtype} != {b.dtype}"
+        if not np.array_equal(a, b):
+            return f"output {i}: {int(np.sum(a != b))}/{a.size} values differ"
+    return ""
+
+
+def tosaint_outputs(case):
+    import tosaint
+    res = tosaint.run_tosa(case.graph, case.inputs)
+    return [res[n] for n in case.graph.outputs]
+
+
+def bench_case(case, repeat, ref):
+    row = dict(case=case.name, note=case.note, macs=case.macs, ops=sum(case.ops.values()))
+    missing = missing_ops(case.graph)
+    if missing:
+        row.update(status="not implemented", missing=missing)
+        return row
+    graph_bytes = case.graph.to_bytes()
+    try:
+        t0 = time.perf_counter()
+        mine = tosaint_outputs(case)                  # prepare + compile + first run
+        row["tosaint_first_s"] = time.perf_counter() - t0
+    except Exception as e:  # an op that exists but fails is reported, not fatal
+        row.update(status=f"tosaint error: {type(e).__name__}: {e}"[:300])
+        return row
+    ts, tr = [], []
+    if ref is not None:
+        with quiet_stderr():
+            outs, status = ref.run(graph_bytes, case.inputs)
+        row["reference_status"] = int(status)
+        if int(status) != 0:
+            row["status"] = f"reference model status {status}"
+        else:
+            diff = compare(mine, list(outs))
+            row["bit_equal"] = not diff
+            row["status"] = "ok" if not diff else f"MISMATCH {diff}"
+    else:
+        row["status"] = "ok (no reference model)"
+    import tosaint
+    # on a loaded machine a sub-millisecond run is often preempted for a whole time slice:
+    # short cases get more runs (up to ~2 s per case) so the median is not a lottery
+    t0 = time.perf_counter()
+    tosaint.run_tosa(case.graph, case.inputs)
+    if ref is not None:
+        with quiet_stderr():
+            ref.run(graph_bytes, case.inputs)
+    once = time.perf_counter() - t0
+    repeat = max(repeat, min(100, int(2.0 / max(once, 1e-6))))
+    row["repeat"] = repeat
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        tosaint.run_tosa(case.graph, case.inputs)
+        ts.append(time.perf_counter() - t0)
+        if ref is not None:
+            with quiet_stderr():
+                t0 = time.perf_counter()
+                ref.run(graph_bytes, case.inputs)
+                tr.append(time.perf_counter() - t0)
+    row["tosaint_ms"] = statistics.median(ts) * 1e3
+    row["tosaint_ms_min"] = min(ts) * 1e3
+    row["tosaint_ms_all"] = [t * 1e3 for t in ts]
+    if tr:
+        row["reference_ms"] = statistics.median(tr) * 1e3
+        row["reference_ms_min"] = min(tr) * 1e3
+        row["reference_ms_all"] = [t * 1e3 for t in tr]
+        row["ratio"] = row["reference_ms"] / row["tosaint_ms"]
+        row["ratio_min"] = row["reference_ms_min"] / row["tosaint_ms_min"]
+    if case.macs:
+        row["gmacs_tosaint"] = case.macs / (row["tosaint_ms"] / 1e3) / 1e9
+        if tr:
+            row["gmacs_reference"] = case.macs / (row["reference_ms"] / 1e3) / 1e9
+    return row
+
+
+# ---- subprocess workers -------------------------------------------------------------------
+def _sub(args, env=None, timeout=1800):
+    e = dict(os.environ)
+    e.update(env or {})
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable] + args, cwd=ROOT, env=e, capture_output=True, text=True,
+                       timeout=timeout)
+    return p, time.perf_counter() - t0
+
+
+_COLD = """
+import time
+t0 = time.perf_counter()
+import tosaint
+from benchmarks.graphs import make_tiny_linear
+c = make_tiny_linear()
+r = tosaint.run_tosa(c.graph, c.inputs)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start():
+    """Seconds for a fresh process to import tosaint and run the tiny graph: with an empty
+    Numba cache, then with the cache the first run left."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="tosaint-numba-cache-") as cache:
+        for label in ("cold_cache", "warm_cache"):
+            p, wall = _sub(["-c", _COLD], {"NUMBA_CACHE_DIR": cache})
+            if p.returncode:
+                out[label] = dict(error=p.stderr.strip().splitlines()[-1:])
+                continue
+            out[label] = dict(in_process_s=float(p.stdout.split()[-1]), process_wall_s=wall)
+    return out
+
+
+def _worker_memory(name):
+    import gc
+    import tracemalloc
+
+    import tosaint
+    from benchmarks.graphs import CASES
+    case = CASES[name]()
+    tosaint.run_tosa(case.graph, case.inputs)          # prepare + compile
+    gc.collect()
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        return None
+    rss0 = status("VmRSS")
+    reset = False
+    try:
+        with open("/proc/self/clear_refs", "w") as f:   # resets VmHWM to the current RSS
+            f.write("5")
+        reset = True
+    except OSError:
+        pass
+    tracemalloc.start()
+    tosaint.run_tosa(case.graph, case.inputs)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    hwm = status("VmHWM")
+    print(json.dumps(dict(case=name, io_bytes=case.io_bytes, tracemalloc_peak=peak,
+                          rss_before=rss0, rss_peak=hwm,
+                          rss_growth=(hwm - rss0) if reset else None)))
+
+
+def memory(names):
+    rows = []
+    for n in names:
+        p, _ = _sub(["-m", "benchmarks.run", "--worker-memory", n])
+        if p.returncode:
+            rows.append(dict(case=n, error=p.stderr.strip().splitlines()[-1:]))
+        else:
+            rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def _worker_outputs(name, path):
+    from benchmarks.graphs import CASES
+    case = CASES[name]()
+    outs = tosaint_outputs(case)
+    np.savez(path, *outs)
+
+
+def threads_check(names):
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in names:
+            got = {}
+            err = ""
+            for threads in ("1", "2"):
+                path = os.path.join(d, f"{n}-{threads}.npz")
+                p, _ = _sub(["-m", "benchmarks.run", "--worker-outputs", n, path],
+                            {"NUMBA_NUM_THREADS": threads})
+                if p.returncode:
+                    err = (p.stderr.strip().splitlines() or ["?"])[-1]
+                    break
+                with np.load(path) as z:
+                    got[threads] = [z[k] for k in sorted(z.files, key=lambda s: int(s[4:]))]
+            if err:
+                rows.append(dict(case=n, identical=None, error=err[:200]))
+            else:
+                diff = compare(got["1"], got["2"])
+                rows.append(dict(case=n, identical=not diff, diff=diff))
+    return rows
+
+
+# ---- report ---------------------------------------------------------------------------------
+def _fmt(v, spec):
+    width = int(spec.split(".")[0].rstrip("df"))
+    return f"{'-':>{width}}" if v is None else format(v, spec)
+
+
+def print_table(rows):
+    head = f"{'case':18} {'runs':>4} {'tosaint ms':>11} {'reference ms':>13} " \
+           f"{'ref/tosaint':>11} {'(min)':>7} {'GMAC/s':>7} {'ref GMAC/s':>10}  status"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['case']:18} {_fmt(r.get('repeat'), '4d')} {_fmt(r.get('tosaint_ms'), '11.2f')} "
+              f"{_fmt(r.get('reference_ms'), '13.2f')} {_fmt(r.get('ratio'), '11.2f')} "
+              f"{_fmt(r.get('ratio_min'), '7.2f')} "
+              f"{_fmt(r.get('gmacs_tosaint'), '7.2f')} {_fmt(r.get('gmacs_reference'), '10.2f')}"
+              f"  {r.get('status', '')}"
+              + (f" (missing {', '.join(r['missing'])})" if r.get("missing") else ""))
+
+
+def machine():
+    return dict(python=platform.python_version(), cpus=os.cpu_count(),
+                loadavg=os.getloadavg(), numba_threads=os.environ.get("NUMBA_NUM_THREADS"),
+                platform=platform.platform())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    ap.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per case (default 5)")
+    ap.add_argument("--only", metavar="CASE[,CASE]", help="only these cases")
+    ap.add_argument("--threads-check", action="store_true",
+                    help="also run every case with NUMBA_NUM_THREADS=1 and 2 and compare")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--list", action="store_true", help="list the cases")
+    ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-outputs", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker_memory:
+        _worker_memory(a.worker_memory)
+        return 0
+    if a.worker_outputs:
+        _worker_outputs(*a.worker_outputs)
+        return 0
+    from .graphs import CASES
+    if a.list:
+        for n, f in CASES.items():
+            print(f"{n:18} {f().note}")
+        return 0
+    names = list(CASES)
+    if a.only:
+        names = [n.strip() for n in a.only.split(",")]
+        unknown = [n for n in names if n not in CASES]
+        if unknown:
+            ap.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
+    if a.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    ref = reference_module()
+    report = dict(machine=machine(), repeat=a.repeat,
+                  reference_model=getattr(ref, "__version__", None) if ref else None)
+    if ref is None:
+        print("tosa_reference_model is not installed: timing tosaint only")
+    rows = []
+    for n in names:
+        case = CASES[n]()
+        print(f"[{n}] {case.note}", file=sys.stderr, flush=True)
+        rows.append(bench_case(case, a.repeat, ref))
+    report["cases"] = rows
+    print()
+    print_table(rows)
+    failed = any(r.get("status", "").startswith("MISMATCH") for r in rows)
+    if not a.no_cold:
+        report["cold_start"] = cs = cold_start()
+        print("\ncold start (fresh process: import tosaint + build and run tiny_linear):")
+        for k, v in cs.items():
+            if "error" in v:
+                print(f"  {k:11} error {v['error']}")
+            else:
+                print(f"  {k:11} {v['in_process_s']:6.2f} s in process, "
+                      f"{v['process_wall_s']:6.2f} s process wall time")
+    mem_names = [n for n in names if n in MEMORY_CASES]
+    if mem_names and not a.no_memory:
+        report["memory"] = mem = memory(mem_names)
+        print("\npeak memory of one warm run (subprocess):")
+        for m in mem:
+            if "error" in m:
+                print(f"  {m['case']:18} error {m['error']}")
+                continue
+            g = m.get("rss_growth")
+            print(f"  {m['case']:18} inputs+weights+outputs {m['io_bytes'] / 2**20:7.2f} MiB, "
+                  f"tracemalloc peak {m['tracemalloc_peak'] / 2**20:7.2f} MiB, RSS growth "
+                  + ("-" if g is None else f"{g / 2**20:7.2f} MiB"))
+    if a.threads_check:
+        report["threads_check"] = tc = threads_check(names)
+        print("\nNUMBA_NUM_THREADS=1 vs 2:")
+        for t in tc:
+            print(f"  {t['case']:18} "
+                  + ("identical" if t["identical"] else
+                     f"error {t.get('error')}" if t["identical"] is None else
+                     f"DIFFERENT {t['diff']}"))
+        failed |= any(t["identical"] is False for t in tc)
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    print(f"\nmachine: {report['machine']['cpus']} CPUs, load average at start "
+          f"{report['machine']['loadavg'][0]:.1f}, at end {os.getloadavg()[0]:.1f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1, default=float)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
