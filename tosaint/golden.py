@@ -416,9 +416,23 @@ def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None) 
     return res
 
 
-def run_cases(cases, output_dir, *, impl="numba", verify=False):
-    """Run a list of cases in this process (the unit of work of the batch executors)."""
+def run_cases(cases, output_dir, *, impl="numba", verify=False, numba_threads=None):
+    """Run a list of cases in this process (the unit of work of the batch executors).
+
+    ``numba_threads``: threads for parallel Numba kernels in this thread (the batch
+    executors pass 1: their workers already fill the cores)."""
+    if numba_threads:
+        set_numba_threads(numba_threads)
     return [run_case(c, output_dir, impl=impl, verify=verify) for c in cases]
+
+
+def set_numba_threads(n):
+    """Limit parallel Numba kernels run from the calling thread to ``n`` threads."""
+    try:
+        import numba
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # noqa: BLE001  (only a performance setting)
+        pass
 
 
 # ---- planning ---------------------------------------------------------------------------------

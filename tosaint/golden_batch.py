@@ -189,15 +189,6 @@ def _chunks(cases, jobs, max_chunk=16):
     return out
 
 
-def _init_worker():
-    """One Numba thread per worker process: the pool already uses every core."""
-    try:
-        import numba
-        numba.set_num_threads(1)
-    except Exception:  # noqa: BLE001  (only a performance setting)
-        pass
-
-
 def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
     if jobs <= 1:
         for ch in chunks:
@@ -212,10 +203,10 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
         ctx.set_forkserver_preload(["tosaint.golden", "tosaint.ops"])
     else:
         ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                             initializer=_init_worker) as pool:
-        futs = [pool.submit(run_cases, ch, output_dir, impl=impl, verify=verify)
-                for ch in chunks]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        # one Numba thread per worker: the workers already fill the cores
+        futs = [pool.submit(run_cases, ch, output_dir, impl=impl, verify=verify,
+                            numba_threads=1) for ch in chunks]
         try:
             for f in as_completed(futs):
                 on_done(f.result())
@@ -234,8 +225,8 @@ def _run_dask(chunks, output_dir, scheduler, impl, verify, on_done):
     own = not isinstance(scheduler, Client)
     client = Client(scheduler, set_as_default=False) if own else scheduler
     try:
-        futs = [client.submit(run_cases, ch, output_dir, impl=impl, verify=verify, pure=False)
-                for ch in chunks]
+        futs = [client.submit(run_cases, ch, output_dir, impl=impl, verify=verify,
+                              numba_threads=1, pure=False) for ch in chunks]
         for f in as_completed(futs, loop=client.loop):
             on_done(f.result())
     finally:
