@@ -210,3 +210,11 @@ def test_pool_starts_after_parallel_numba_ran_in_this_process(tmp_path, models):
     assert f(np.arange(10_000)) == sum(range(10_000))
     rep = golden_batch(models[0].parent, output_dir=tmp_path / "o", count=4, jobs=2)
     assert rep.ok and rep.counts["ok"] == 4 * len(models)
+
+
+def test_output_dir_inside_a_directory_spec_is_not_read_as_models(tmp_path, models):
+    d = models[0].parent
+    rep = golden_batch(d, output_dir=d / "goldens", count=2, jobs=1)
+    assert rep.counts["ok"] == 2 * len(models)
+    rep = golden_batch(d, output_dir=d / "goldens", count=2, jobs=1)
+    assert len(rep) == 2 * len(models) and rep.counts["skipped"] == 2 * len(models)

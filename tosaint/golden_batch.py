@@ -43,11 +43,13 @@ class BatchSpecError(ValueError):
 
 
 # ---- spec -------------------------------------------------------------------------------------
-def _read_entries(spec):
+def _read_entries(spec, exclude=None):
     p = Path(spec)
     if p.is_dir():
+        ex = Path(exclude).resolve() if exclude else None
         models = sorted(q for q in p.rglob("*.tosa") if not any(
-            part.startswith(".") for part in q.relative_to(p).parts))
+            part.startswith(".") for part in q.relative_to(p).parts)
+            and not (ex and q.resolve().is_relative_to(ex)))
         if not models:
             raise BatchSpecError(f"{spec}: no .tosa files in this directory")
         return [{"model": str(m.resolve())} for m in models], p
@@ -77,11 +79,12 @@ def _read_entries(spec):
     return data, p.parent
 
 
-def plan_batch(spec, *, seed=0, count=1):
+def plan_batch(spec, *, seed=0, count=1, exclude=None):
     """Expand a spec into cases (deduplicated by name, in spec order).
 
-    ``seed``/``count`` are the defaults for entries that name neither inputs nor random."""
-    entries, base = _read_entries(spec)
+    ``seed``/``count`` are the defaults for entries that name neither inputs nor random;
+    ``exclude``: a directory whose models a directory spec skips (the output directory)."""
+    entries, base = _read_entries(spec, exclude)
     cases, seen = [], set()
     for i, e in enumerate(entries):
         where = f"{spec}: entry {i}"
@@ -248,7 +251,7 @@ def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None
     if cases is None:
         if spec is None:
             raise BatchSpecError("give a spec (directory or JSON/YAML file) or cases")
-        cases = plan_batch(spec, seed=seed, count=count)
+        cases = plan_batch(spec, seed=seed, count=count, exclude=output_dir)
     output_dir = os.path.abspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     clean_stale_tmp(output_dir)
