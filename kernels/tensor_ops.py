@@ -92,14 +92,12 @@ def finalize(acc, bias, out48):
 
 # ---- dense convolutions: blocked im2col + exact float GEMM -----------------------------------
 @pjit
-def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd, pt, pl,
-            ud, uy, ux):
-    """Rows r0 .. r0+len(col) of the im2col matrix of a 3-D convolution.
+def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd, pt, pl):
+    """Rows r0 .. r0+len(col) of the im2col matrix of a 3-D convolution (CONV3D.tosac loops).
 
     x: [N, ID, IH, IW, C].  Output position (n, od, oy, ox) = row r (row-major); column
-    ((kd*KH + ky)*KW + kx)*C + c.  The tap reads the *upsampled* input U (U[i*u] = x[i], zero
-    elsewhere) at d = od*sd - pd + kd*dd (likewise y, x); outside U the value is 0 (padding),
-    inside it is x - izp.  ``u`` = 1 for ordinary convolutions, the stride for transposed ones.
+    ((kd*KH + ky)*KW + kx)*C + c holds x[n, d, y, x, c] - izp with d = od*sd - pd + kd*dd
+    (likewise y, x), or 0 where (d, y, x) is outside the input (padding contributes 0).
     """
     N, ID, IH, IW, C = x.shape
     R = col.shape[0]
@@ -114,14 +112,14 @@ def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd,
         k = 0
         for kd in range(KD):
             d = od * sd - pd + kd * dd
-            okd = d >= 0 and d % ud == 0 and d // ud < ID
+            okd = d >= 0 and d < ID
             for ky in range(KH):
                 y = oy * sy - pt + ky * dy
-                oky = okd and y >= 0 and y % uy == 0 and y // uy < IH
+                oky = okd and y >= 0 and y < IH
                 for kx in range(KW):
                     xx = ox * sx - pl + kx * dx
-                    if oky and xx >= 0 and xx % ux == 0 and xx // ux < IW:
-                        src = x[n, d // ud, y // uy, xx // ux]
+                    if oky and xx >= 0 and xx < IW:
+                        src = x[n, d, y, xx]
                         for c in range(C):
                             col[i, k + c] = np.int32(src[c]) - izp
                     else:
@@ -131,25 +129,32 @@ def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd,
 
 
 class _Dense:
-    """Weights of a dense convolution prepared once: Wt [K, OC] in the exact float type."""
+    """Weights of a dense convolution prepared once, in the exact float type.
+
+    CONV2D / CONV3D: ``wt`` [K, OC] with K = KD*KH*KW*IC (the im2col column order).
+    TRANSPOSE_CONV2D: ``wt`` [IC, KH*KW*OC]: every input pixel times the weights gives its
+    contribution to all KH*KW output positions it reaches (scattered by ``_scatter_add``).
+    """
 
     def __init__(self, weight, weight_zp, op, x_absmax):
-        w = np.asarray(weight, np.int64)
-        if op == "transpose_conv2d":
-            # TRANSPOSE_CONV2D is a stride-1 convolution of the stride-upsampled input with the
-            # kernel flipped in y and x (see transpose_conv2d below)
-            w = w[:, ::-1, ::-1, :]
+        w = np.asarray(weight, np.int64) - int(weight_zp)
+        self.transpose = op == "transpose_conv2d"
         if w.ndim == 4:
             w = w[:, None]                                   # [OC, KD=1, KH, KW, IC]
         self.oc, self.kd, self.kh, self.kw, self.ic = w.shape
-        self.k = self.kd * self.kh * self.kw * self.ic
-        wq = (w - int(weight_zp)).reshape(self.oc, self.k)
-        w_absmax = int(np.abs(wq).max()) if wq.size else 0
-        # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|
+        w_absmax = int(np.abs(w).max()) if w.size else 0
+        if self.transpose:
+            # each GEMM sum runs over IC only: bound = IC * max|x-izp| * max|w-wzp|
+            self.k = self.ic
+            wq = w[:, 0].transpose(3, 1, 2, 0).reshape(self.ic, self.kh * self.kw * self.oc)
+        else:
+            # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|
+            self.k = self.kd * self.kh * self.kw * self.ic
+            wq = w.reshape(self.oc, self.k).T
         self.ftype = _float_type(self.k * int(x_absmax) * w_absmax)
         self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
         if self.ftype is not None:
-            self.wt = np.ascontiguousarray(wq.T.astype(self.ftype))
+            self.wt = np.ascontiguousarray(wq.astype(self.ftype))
 
 
 def conv_weights(weight, weight_zp, op, x_absmax):
@@ -157,7 +162,7 @@ def conv_weights(weight, weight_zp, op, x_absmax):
     return _Dense(weight, weight_zp, op, x_absmax)
 
 
-def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, ups, out48):
+def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48):
     N, OD, OH, OW, OC = out5
     M = N * OD * OH * OW
     K = prep.k
@@ -173,7 +178,7 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, ups, out48)
         a = acc[:r1 - r0]
         _im2col(x5, np.int32(input_zp), r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
                 stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
-                pad_lo[0], pad_lo[1], pad_lo[2], ups[0], ups[1], ups[2])
+                pad_lo[0], pad_lo[1], pad_lo[2])
         np.matmul(c, prep.wt, out=a)                         # exact: see module docstring
         count += _finalize_rows(a, bias, out[r0:r1], out48)
     return out.reshape(out5), int(count)
@@ -186,7 +191,7 @@ def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out
     N, OH, OW, OC = out_shape
     out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC),
                     (1, stride[0], stride[1]), (1, dilation[0], dilation[1]),
-                    (0, pad[0], pad[2]), (1, 1, 1), out48)
+                    (0, pad[0], pad[2]), out48)
     return out.reshape(out_shape), n
 
 
@@ -195,22 +200,67 @@ def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out
         return _spec.conv3d(input, weights.spec, bias, input_zp, pad, stride, dilation,
                             out_shape, out48)
     return _dense(input, weights, bias, input_zp, tuple(out_shape), tuple(stride),
-                  tuple(dilation), (pad[0], pad[2], pad[4]), (1, 1, 1), out48)
+                  tuple(dilation), (pad[0], pad[2], pad[4]), out48)
+
+
+@jit
+def _scatter_add(g, r0, acc, IH, IW, KH, KW, sy, sx, opt, opl):
+    """acc[n, iy*sy+opt+ky, ix*sx+opl+kx, oc] += g[i, (ky*KW+kx)*OC+oc] for input pixel
+    r0+i = (n, iy, ix), where the output position is in range (TRANSPOSE_CONV2D.tosac read the
+    other way round: output oy takes input y/stride_y where y = oy-out_pad_top-ky divides)."""
+    N, OH, OW, OC = acc.shape
+    for i in range(g.shape[0]):
+        r = r0 + i
+        ix = r % IW
+        iy = (r // IW) % IH
+        n = r // (IW * IH)
+        for ky in range(KH):
+            oy = iy * sy + opt + ky
+            if oy < 0 or oy >= OH:
+                continue
+            for kx in range(KW):
+                ox = ix * sx + opl + kx
+                if ox < 0 or ox >= OW:
+                    continue
+                base = (ky * KW + kx) * OC
+                for oc in range(OC):
+                    acc[n, oy, ox, oc] += np.int64(g[i, base + oc])
+
+
+@jit
+def _to_float(x, izp, r0, dst):
+    """dst[i, c] = x[r0+i, c] - izp (x: [pixels, C])."""
+    for i in range(dst.shape[0]):
+        for c in range(dst.shape[1]):
+            dst[i, c] = np.int32(x[r0 + i, c]) - izp
 
 
 def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape, out48):
-    """out[oy] = sum_ky x[(oy - out_pad_top - ky) / stride_y] * w[ky] over the taps where the
-    division is exact and in range.  With k' = KH-1-ky this is a stride-1, dilation-1
-    convolution of U (x upsampled by the stride, U[i*stride] = x[i]) with the flipped kernel
-    w'[k'] = w[KH-1-k'] and top padding KH-1+out_pad_top (>= 0 because out_pad > -KH)."""
+    """Every input pixel (n, iy, ix) contributes x[n,iy,ix,:] @ w[oc,ky,kx,:] to output
+    (iy*stride_y + out_pad_top + ky, ix*stride_x + out_pad_left + kx): exactly the taps of the
+    spec's loop where (oy - out_pad_top - ky) is a multiple of the stride.  The per-pixel GEMM
+    sums run over IC only (exact in the chosen float type), the scatter adds in int64."""
     if weights.ftype is None:
         return _spec.transpose_conv2d(input, weights.spec, bias, input_zp, out_pad, stride,
                                       out_shape, out48)
-    N, OH, OW, OC = out_shape
-    out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC), (1, 1, 1),
-                    (1, 1, 1), (0, weights.kh - 1 + out_pad[0], weights.kw - 1 + out_pad[2]),
-                    (1, stride[0], stride[1]), out48)
-    return out.reshape(out_shape), n
+    N, IH, IW, IC = input.shape
+    x2 = input.reshape(N * IH * IW, IC)
+    acc = np.zeros(out_shape, np.int64)
+    cols = weights.wt.shape[1]
+    rows = max(1, min(N * IH * IW, _BLOCK_ELEMS // max(cols, IC, 1)))
+    xb = np.empty((rows, IC), weights.ftype)
+    g = np.empty((rows, cols), weights.ftype)
+    for r0 in range(0, N * IH * IW, rows):
+        r1 = min(N * IH * IW, r0 + rows)
+        _to_float(x2, np.int32(input_zp), r0, xb[:r1 - r0])
+        np.matmul(xb[:r1 - r0], weights.wt, out=g[:r1 - r0])   # exact: see the docstring
+        _scatter_add(g[:r1 - r0], r0, acc, IH, IW, weights.kh, weights.kw, stride[0],
+                     stride[1], out_pad[0], out_pad[2])
+    OC = out_shape[3]
+    out = acc if out48 else np.empty(out_shape, np.int32)
+    n = _finalize_rows(acc.reshape(-1, OC), np.asarray(bias, np.int64), out.reshape(-1, OC),
+                       out48)
+    return out, int(n)
 
 
 # ---- depthwise: direct loops, int32 partial sums ----------------------------------------------

@@ -128,10 +128,11 @@ def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape,
         for oy in range(OH):
             iy = oy - out_pad_top
             ix = ox - out_pad_left
-            for ky in range(KH):
+            # the ky for which the spec's condition on y holds (found at once, as a vector)
+            y_all = iy - np.arange(KH)
+            y_ok = (0 <= y_all) & (y_all < IH * stride_y) & (y_all % stride_y == 0)
+            for ky in np.nonzero(y_ok)[0]:
                 y = iy - ky
-                if not (0 <= y < IH * stride_y and y % stride_y == 0):
-                    continue
                 for kx in range(KW):
                     x = ix - kx
                     ok = (0 <= x) & (x < IW * stride_x) & (x % stride_x == 0)
