@@ -237,6 +237,7 @@ class TensorDiff:
     reference_value: int | None = None
     note: str = ""
     location: str | None = None
+    op_inputs: list = field(default_factory=list)   # the op's input tensors
 
     @property
     def diverges(self):
@@ -346,7 +347,7 @@ class DiffReport:
 
     def format(self, max_list=10):
         c = self.counts
-        lines = [f"{self.model}: {self.n_ops} ops, {len(self.entries)} tensors in execution "
+        lines = [f"{self.model}: {self.n_ops} operators, {len(self.entries)} tensors in execution "
                  f"order; compared {self.compared} against {self.source}: "
                  f"{c.get('equal', 0)} equal, {c.get('differs', 0) + c.get('shape', 0)} differ, "
                  f"{c.get('missing', 0)} missing, {c.get('unreadable', 0)} unreadable"]
@@ -360,6 +361,10 @@ class DiffReport:
             where = f" at {first.location}" if first.location else ""
             lines.append(f"first divergence: op #{first.op_index} {first.op}{where}")
             lines.append(f"  {first.describe()}")
+            if first.op_inputs:
+                status = {e.tensor: e.status for e in self.entries}
+                lines.append("  its inputs: " + ", ".join(
+                    f"{n} ({status.get(n, 'constant')})" for n in first.op_inputs))
             later = [e for e in self.entries if e.diverges and e is not first]
             if later:
                 lines.append(f"  then {len(later)} more tensor(s) differ, e.g. "
@@ -424,7 +429,7 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
     label = str(model) if isinstance(model, (str, os.PathLike)) else "graph"
     report = DiffReport(label, n_ops=len(plan.main.steps), source=source, tosaint_error=err)
 
-    def add(name, op, idx, location=None, const=False):
+    def add(name, op, idx, location=None, const=False, op_inputs=()):
         t = graph.main.tensors.get(name)
         want = ref.get(name)
         if name not in got:
@@ -435,7 +440,7 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
             return
         a = got[name]
         base = dict(size=int(a.size), dtype=DType(t.dtype).name.lower() if t else str(a.dtype),
-                    shape=list(a.shape), location=location)
+                    shape=list(a.shape), location=location, op_inputs=list(op_inputs))
         if want is None:
             if not const:
                 report.entries.append(TensorDiff(name, op, idx, "missing", **base))
@@ -451,7 +456,7 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
         if const and not include_consts and all(ref.get(n) is None for n in s.outs):
             continue
         for n in s.outs:
-            add(n, s.node.name, i, s.node.operator.location, const=const)
+            add(n, s.node.name, i, s.node.operator.location, const=const, op_inputs=s.ins)
     report.extras = [n for n in ref.extras() if n not in got]
     return report
 
