@@ -2,7 +2,9 @@
 
 Mutations of real files (built here with GraphBuilder: CI has no conformance suite) are checked
 with hypothesis, derandomized and bounded: bit flips, truncation, inserted and deleted bytes,
-and 32-bit words overwritten with huge lengths/offsets.  A file that still loads must write back
+32-bit words overwritten with huge lengths/offsets, and structure-aware field mutations (one
+decoded field set to any value of its type, vectors of tables with elements dropped or
+duplicated, then re-encoded, so that the semantic checks see well-formed flatbuffers).  A file that still loads must write back
 and load again to an equal graph.  Crafted buffers check the things random mutation rarely
 reaches: shared sub-objects (a DAG whose naive decoding explodes), a 2^40-element tensor,
 a shape of 100k huge dims, long operator chains.
@@ -36,7 +38,7 @@ def test_fuzz_mutations_only_raise_tosa_errors():
     stats = _run_worker("fuzz")
     print(stats)
     kinds = stats["kinds"]
-    assert set(kinds) == {"bitflip", "truncate", "insert", "delete", "huge_word"}
+    assert set(kinds) == {"bitflip", "truncate", "insert", "delete", "huge_word", "field"}
     for k, c in kinds.items():
         assert c["examples"] >= EXAMPLES // 2, (k, c)
     # the mutations must reach both outcomes, or the test checks nothing
@@ -181,7 +183,99 @@ def fuzz():
     run("delete", st.tuples(st.integers(0, 1 << 20), st.integers(1, 64)),
         lambda d, m: d[:m[0] % len(d)] + d[m[0] % len(d) + m[1]:])
     run("huge_word", st.tuples(st.integers(0, 1 << 20), huge), huge_word)
+    run("field", _field_mutations(st), _structured(files))
     return {"kinds": stats, "file_sizes": [len(f) for f in files]}
+
+
+# ---- structure-aware mutation: decode a file, change one field to any value of its type,
+# ---- encode it again (so the loader's semantic checks see well-formed flatbuffers)
+def _leaves(d, tname, path=()):
+    """(path, field type) of every field of the decoded table ``d`` and its sub-tables."""
+    from tosaint.schema.definition import ATTRIBUTES, Op, TABLES
+    fields = TABLES[tname] if tname in TABLES else None
+    if fields is None:
+        fields = ATTRIBUTES[Op(d["__op__"])][1]
+    for name, ftype in fields:
+        p = path + (name,)
+        v = d.get(name)
+        if ftype == "union":
+            yield path + ("attribute_type",), "utype"
+            if v is not None:
+                v["__op__"] = d["attribute_type"]
+                yield from _leaves(v, None, p)
+        elif ftype.startswith("[") and ftype[1:-1] in TABLES:
+            yield p, "tables"
+            for i, x in enumerate(v or []):
+                yield from _leaves(x, ftype[1:-1], p + (i,))
+        elif ftype in TABLES:
+            yield p, "table"
+            if v is not None:
+                yield from _leaves(v, ftype, p)
+        else:
+            yield p, ftype
+
+
+def _field_mutations(st):
+    i32 = st.one_of(st.integers(-3, 8), st.integers(-(1 << 31), (1 << 31) - 1))
+    u32 = st.one_of(st.integers(0, 120), st.integers(0, (1 << 32) - 1))
+    values = {
+        "int32": i32, "uint32": u32, "uint64": st.integers(0, (1 << 64) - 1),
+        "bool": st.booleans(), "utype": st.integers(0, 255),
+        "string": st.one_of(st.none(), st.text(max_size=6), st.sampled_from(
+            ["x", "main", "conv_3", "const_4", "shape_17", "then", "", "out"])),
+        "[int32]": st.one_of(st.none(), st.lists(i32, max_size=6)),
+        "[ubyte]": st.one_of(st.none(), st.binary(max_size=40)),
+        "[string]": st.lists(st.sampled_from(["x", "p", "cond", "out", "const_4", "zz", ""]),
+                             max_size=4),
+        "tables": st.tuples(st.sampled_from(["drop", "dup", "clear"]), st.integers(0, 50)),
+        "table": st.just(None),
+    }
+    # (which leaf of the drawn kind, (kind, value))
+    return st.tuples(st.integers(0, 1 << 16), st.sampled_from(sorted(values)).flatmap(
+        lambda k: st.tuples(st.just(k), values[k])))
+
+
+def _structured(files):
+    import copy
+
+    from tosaint.schema import reader
+    from tosaint.schema.definition import ENUMS, FILE_IDENTIFIER, TABLES
+    from tosaint.schema.writer import _Writer
+    decoded = [reader.read_root(f) for f in files]
+
+    def mutate(data, m):
+        i, (kind, value) = m
+        root = copy.deepcopy(decoded[files.index(data)])
+        leaves = list(_leaves(root, "TosaGraph"))
+        # prefer a leaf of the drawn kind; else any leaf (then the value may not fit its type)
+        same = [lf for lf in leaves if lf[1] == kind or (kind == "uint32" and lf[1] in ENUMS)]
+        if not same:
+            return data
+        path, ftype = same[i % len(same)]
+        parent = root
+        for k in path[:-1]:
+            parent = parent[k]
+        last = path[-1]
+        if ftype == "tables":
+            vec = list(parent.get(last) or [])
+            op, n = value
+            if vec and op == "drop":
+                del vec[n % len(vec)]
+            elif vec and op == "dup":
+                vec.insert(n % len(vec), vec[n % len(vec)])
+            elif op == "clear":
+                vec = []
+            parent[last] = vec
+        else:
+            parent[last] = value
+        w = _Writer()
+        try:
+            off = w.table("TosaGraph", TABLES["TosaGraph"], root)
+        except (ValueError, KeyError):
+            return data            # e.g. a union type that names no op: not writable by us
+        w.b.Finish(off, file_identifier=FILE_IDENTIFIER)
+        return bytes(w.b.Output())
+    return mutate
 
 
 def _raw_graph(build_block, n_blocks=1, block_repeats=1):
