@@ -420,3 +420,20 @@ def test_edge_cases_vs_reference():
     g = graph([((2,), I16)], lambda b, x: b.table(x, tbl))
     assert _oracle(g, [np.array([-1, 5], np.int16)]) == "TOSA_UNPREDICTABLE"
     assert _oracle(g, [np.array([-300, 5], np.int16)]) == "TOSA_VALID"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_outputs_are_c_contiguous(impl):
+    """Whatever layout a producer hands over (TRANSPOSE may return a view), elementwise
+    outputs are C-contiguous arrays of the declared shape and dtype."""
+    x = np.arange(12, dtype=np.int32).reshape(3, 4)
+    xt = x.T
+    cases = [(lambda b, t: b.op(Op.ABS, [t], (4, 3), I32), xt),
+             (lambda b, t: b.cast(t, I8), xt.astype(np.int8)),
+             (lambda b, t: b.cast(t, BOOL), xt != 0),
+             (lambda b, t: b.binary(Op.LOGICAL_RIGHT_SHIFT, t, t), xt >> xt)]
+    for make, want in cases:
+        g = graph([((3, 4), I32)], lambda b, t: make(b, b.transpose(t, [1, 0])))
+        out = run1(g, [x], impl)
+        assert out.flags.c_contiguous
+        check(out, np.ascontiguousarray(want))

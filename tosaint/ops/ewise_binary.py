@@ -54,8 +54,9 @@ def check_same_shape(node):
 
 
 def finish(value, dtype, shape):
-    """An ndarray of the declared storage dtype and shape (NumPy returns scalars for rank 0)."""
-    return np.asarray(value, STORAGE[dtype]).reshape(shape)
+    """A C-contiguous ndarray of the declared storage dtype and shape (NumPy returns scalars
+    for rank 0, and keeps the memory order of a transposed input)."""
+    return np.require(value, STORAGE[dtype], "C").reshape(shape)
 
 
 def _out_of_range(c, dtype):
@@ -217,9 +218,11 @@ def table(node):
                   f"table has shape {list(tt.shape)}, expected [{size}]")
     k = node.k
     if not is16:
+        # table[value + 128], indexed through the unsigned view: u = value + 128 mod 256
+        rot_const = np.roll(node.const(1), -128) if node.is_const(1) else None
+
         def run8(x, tbl):
-            # table[value + 128], indexed through the unsigned view: u = value + 128 mod 256
-            rot = np.roll(tbl, -128)
+            rot = rot_const if rot_const is not None else np.roll(tbl, -128)
             return finish(rot[np.asarray(x).view(np.uint8)], I8, shape)
         return run8
 

@@ -5,6 +5,7 @@ from ..dtypes import STORAGE, short
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op, RoundingMode
+from .ewise_binary import finish
 
 # ---- CAST ---------------------------------------------------------------------------------
 _INTS = (T.INT8, T.INT16, T.INT32)
@@ -18,11 +19,11 @@ def cast(node):
     a, out = node.inputs[0], node.outputs[0]
     node.error_if(tuple(a.shape) != tuple(out.shape),
                   f"input shape {list(a.shape)} != output shape {list(out.shape)}")
-    if out.dtype == T.BOOL:
-        return lambda x: x != 0                  # out = (in != 0) ? true : false
-    st = STORAGE[out.dtype]
+    shape, dtype = tuple(out.shape), out.dtype
+    if dtype == T.BOOL:
+        return lambda x: finish(x != 0, dtype, shape)    # out = (in != 0) ? true : false
     # bool -> 1/0; widening sign-extends; narrowing truncates (keeps the low bits)
-    return lambda x: x.astype(st)
+    return lambda x: finish(x.astype(STORAGE[dtype]), dtype, shape)
 
 
 # ---- RESCALE ------------------------------------------------------------------------------
