@@ -324,3 +324,19 @@ def test_cast_error_if():
     b.output(b.cast(t, I8))
     with pytest.raises(ErrorIfViolation, match="not supported"):
         tosaint.prepare(b.build())
+
+
+def test_rescale_inexact_ties_vs_reference():
+    """INEXACT_ROUND on exact halves (power-of-two scales) and on values that fp32 cannot hold
+    exactly: the reference model's fp32 product and rint (ties to even) are copied bit for bit."""
+    rng = np.random.default_rng(99)
+    x = np.concatenate([np.arange(-40, 40), rng.integers(-2 ** 31, 2 ** 31, 200),
+                        (2 ** 24 + np.arange(-5, 6)) * 3]).astype(np.int32)
+    for m, s in ((1 << 30, 31), (1 << 30, 33), (3 << 29, 35), (2 ** 31 - 1, 40),
+                 (1234567891, 45)):
+        g = rescale_graph(x.shape, I32, I32, m, s, rounding_mode=R.INEXACT_ROUND)
+        assert _oracle(g, [x]) == "TOSA_VALID"
+    y = np.arange(-32768, 32768, 7, dtype=np.int16)
+    g = rescale_graph(y.shape, I16, I8, 16385, 17, scale32=False,
+                      rounding_mode=R.INEXACT_ROUND, output_zp=3)
+    assert _oracle(g, [y]) == "TOSA_VALID"
