@@ -287,3 +287,21 @@ def test_target_is_recorded_and_u85_lowering_unchanged():
     b = tt.lower(m, x, target="ethos-u85-256")
     assert b.target == "ethos-u85-256"
     assert [o.op for o in a.graph.operators] == [o.op for o in b.graph.operators]
+
+
+def test_u55_target_lowers_int16_bmm_through_the_vela_helpers_bit_identically():
+    pytest.importorskip("tosaint.vela.u55")
+    from tosaint import vela
+    torch.manual_seed(1)
+    m = Fn(lambda a, b: torch.softmax(a @ b, -1))
+    x = (torch.randn(2, 4, 8), torch.randn(2, 8, 6))
+    a = tt.lower(m, x)
+    b = tt.lower(m, x, target="ethos-u55-128")
+    t = b.graph.tensors
+    assert not any(o.op == tosaint.Op.MATMUL and t[o.inputs[0]].dtype == tosaint.DType.INT16
+                   for o in b.graph.operators)
+    assert vela.check(b.graph, "ethos-u55-128") == []
+    ra, rb = a.run(*x), b.run(*x)
+    for na, nb in zip(a.graph.outputs, b.graph.outputs):
+        assert np.array_equal(ra[na], rb[nb])
+    check_reference(b, x, rb)
