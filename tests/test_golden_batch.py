@@ -136,13 +136,15 @@ def test_batch_local_pool_and_dask_cluster_agree(tmp_path, models, capsys):
                                   host="127.0.0.1", protocol="tcp://",
                                   dashboard_address=None) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        rep = golden_batch(tmp_path / "s.json", output_dir=tmp_path / "dask",
-                           scheduler=cluster.scheduler_address)
-        assert rep.ok and rep.counts["ok"] == total and summary(rep)["executor"] == "dask"
+        rc = cli_main(["golden", "--batch", str(tmp_path / "s.json"), "-o",
+                       str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address,
+                       "--json"])
+        js = json.loads(capsys.readouterr().out)
+        assert rc == 0 and js["counts"]["ok"] == total and js["executor"] == "dask"
         # a re-run on the cluster finds everything done
         rep2 = golden_batch(tmp_path / "s.json", output_dir=tmp_path / "dask",
                             scheduler=cluster.scheduler_address)
-        assert rep2.counts["skipped"] == total
+        assert rep2.counts["skipped"] == total and summary(rep2)["executor"] == "dask"
     a, b = tree(tmp_path / "local"), tree(tmp_path / "dask")
     assert len(a) == total * 4 and a.keys() == b.keys()     # desc, model, input, expected
     assert all(a[k] == b[k] for k in a)
