@@ -273,3 +273,21 @@ def test_verify_without_the_reference_model_is_bad_input(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="tosa-tools"):
         golden(g, random=True, output_dir=tmp_path / "o", verify=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_crashing_case_fails_alone(tmp_path, monkeypatch):
+    import tosaint.interpreter as interp
+    real = interp.run_tosa
+    calls = []
+
+    def flaky(graph, inputs, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise IndexError("bug in some op")
+        return real(graph, inputs, **kw)
+
+    monkeypatch.setattr(interp, "run_tosa", flaky)
+    rep = golden(identity_graph(dtypes=(DType.INT8,)), random=True, count=3,
+                 output_dir=tmp_path / "o")
+    assert [r.status for r in rep] == ["ok", "failed", "ok"]
+    assert rep.results[1].message == "CRASH IndexError: bug in some op"

@@ -402,6 +402,9 @@ def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None) 
     except (TosaError, OSError, ValueError, KeyError) as e:
         return CaseResult(case.name, "failed", f"{type(e).__name__}: {e}",
                           time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001  (a crash in one case must not stop a batch)
+        return CaseResult(case.name, "failed", f"CRASH {type(e).__name__}: {e}",
+                          time.perf_counter() - t0)
     res = CaseResult(case.name, "ok" if created else "skipped",
                      "" if created else "written concurrently", time.perf_counter() - t0,
                      str(path))
