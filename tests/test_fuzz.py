@@ -23,7 +23,7 @@ import pytest
 MEMORY_LIMIT = 1 << 30          # bytes of address space for the worker
 CPU_LIMIT = 100                 # seconds of CPU for the worker
 #: hypothesis examples per mutation kind (TOSAINT_FUZZ_EXAMPLES overrides, for long manual runs)
-EXAMPLES = int(os.environ.get("TOSAINT_FUZZ_EXAMPLES", 400))
+EXAMPLES = int(os.environ.get("TOSAINT_FUZZ_EXAMPLES", 300))
 
 
 def _run_worker(mode):
