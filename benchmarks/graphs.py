@@ -36,6 +36,8 @@ class Case:
     #: sizes in bytes of graph inputs + constants (weights) + graph outputs
     io_bytes: int = 0
     ops: dict = field(default_factory=dict)
+    #: bytes of the largest tensor computed inside the graph (int48 is held as int64)
+    largest_intermediate: int = 0
 
 
 # ---- quantisation helpers ---------------------------------------------------------------------
@@ -95,7 +97,12 @@ def _finish(name, b, inputs, macs, note=""):
         t = g.main.tensors[n]
         io += int(np.prod(t.shape)) * np.dtype({I8: np.int8, I16: np.int16, I32: np.int32}
                                                .get(t.dtype, np.int64)).itemsize
-    return Case(name, g, inputs, macs, note, io, g.op_counts())
+    case = Case(name, g, inputs, macs, note, io, g.op_counts())
+    store = {I8: 1, I16: 2, I32: 4, DType.BOOL: 1}
+    case.largest_intermediate = max(
+        (int(np.prod(t.shape)) * store.get(t.dtype, 8) for n, t in g.main.tensors.items()
+         if t.data is None and n not in g.inputs and n not in g.outputs), default=0)
+    return case
 
 
 def _rand16(rng, shape, sigma=3000):

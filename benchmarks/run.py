@@ -228,7 +228,8 @@ def _worker_memory(name):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     hwm = status("VmHWM")
-    print(json.dumps(dict(case=name, io_bytes=case.io_bytes, tracemalloc_peak=peak,
+    print(json.dumps(dict(case=name, io_bytes=case.io_bytes,
+                          largest_intermediate=case.largest_intermediate, tracemalloc_peak=peak,
                           rss_before=rss0, rss_peak=hwm,
                           rss_growth=(hwm - rss0) if reset else None)))
 
@@ -236,7 +237,10 @@ def _worker_memory(name):
 def memory(names):
     rows = []
     for n in names:
-        p, _ = _sub(["-m", "benchmarks.run", "--worker-memory", n])
+        # a fixed mmap threshold makes glibc return every large block on free, so the RSS
+        # after the warm-up run does not already hold this run's peak
+        p, _ = _sub(["-m", "benchmarks.run", "--worker-memory", n],
+                    {"MALLOC_MMAP_THRESHOLD_": "65536"})
         if p.returncode:
             rows.append(dict(case=n, error=p.stderr.strip().splitlines()[-1:]))
         else:
@@ -364,9 +368,10 @@ def main(argv=None):
                 print(f"  {m['case']:18} error {m['error']}")
                 continue
             g = m.get("rss_growth")
-            print(f"  {m['case']:18} inputs+weights+outputs {m['io_bytes'] / 2**20:7.2f} MiB, "
-                  f"tracemalloc peak {m['tracemalloc_peak'] / 2**20:7.2f} MiB, RSS growth "
-                  + ("-" if g is None else f"{g / 2**20:7.2f} MiB"))
+            print(f"  {m['case']:18} inputs+weights+outputs {m['io_bytes'] / 2**20:6.2f} MiB "
+                  f"(+ largest intermediate {m['largest_intermediate'] / 2**20:6.2f} MiB): "
+                  f"tracemalloc peak {m['tracemalloc_peak'] / 2**20:6.2f} MiB, RSS growth "
+                  + ("-" if g is None else f"{g / 2**20:6.2f} MiB"))
     if a.threads_check:
         report["threads_check"] = tc = threads_check(names)
         print("\nNUMBA_NUM_THREADS=1 vs 2:")
