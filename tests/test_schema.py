@@ -496,3 +496,28 @@ def test_fields_of_a_newer_schema_are_reported(tmp_path, capsys):
     p.write_bytes(data)
     assert main(["inspect", str(p)]) == 0
     assert "fields unknown to tosaint (not kept on rewrite): 1" in capsys.readouterr().out
+
+
+def test_python_serializer_file_loads():
+    """tosa-tools' (deprecated) pure-Python serializer: int48/int4/bool constants, a shape."""
+    ser = pytest.importorskip("serializer.tosa_serializer")
+    from tosa.DType import DType as TD
+    from tosa.Op import Op as TO
+    s = ser.TosaSerializer("")
+    x = s.addPlaceholder([1, 4], TD.INT16, None)
+    s.addConst([4], TD.INT48, np.array([-(1 << 47), 1, -1, (1 << 47) - 1], np.int64))
+    s.addConst([3], TD.INT4, np.array([-7, 7, 1], np.int8))
+    s.addConst([3], TD.BOOL, np.array([True, False, True]))
+    shp = s.addConst([2], TD.SHAPE, np.array([2, 2], np.int64))
+    y = s.addIntermediate([2, 2], TD.INT16)
+    a = ser.TosaSerializerAttribute()
+    a.ReshapeAttribute()
+    s.addOperator(TO.RESHAPE, [x.name, shp.name], [y.name], a)
+    s.addOutputTensor(y)
+    g = load(bytes(s.serialize()))
+    assert g.software_version is not None
+    got = {t.name: t.data.tolist() for t in g.tensors.values() if t.data is not None}
+    assert got == {"const-0": [-(1 << 47), 1, -1, (1 << 47) - 1], "const-1": [-7, 7, 1],
+                   "const-2": [True, False, True], "const-3": [2, 2]}
+    assert g.tensors["const-3"].extra == {"shape_table": True}
+    assert load(g.to_bytes()) == g
