@@ -116,7 +116,15 @@ def _base_files():
         i = sb.input((2, 3), DType.INT32, name=f"i_{name}")
         sb.output(sb.op(op, [i], (2, 3), DType.INT32, name=f"o_{name}"))
         regions.regions.append(Region(name, [sb.block]))
-    return [a16w8.to_bytes(), regions.to_bytes()]
+    files = [a16w8.to_bytes(), regions.to_bytes()]
+    # and one file of another writer (ExecuTorch via tosa-tools' C++ serializer: shared
+    # vtables and strings, another field order), from tests/data
+    foreign = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "executorch",
+                           "linear", "model.tosa")
+    if os.path.exists(foreign):
+        with open(foreign, "rb") as f:
+            files.append(f.read())
+    return files
 
 
 def _check(data, counts):
