@@ -327,6 +327,29 @@ def make_conformer(blocks=2, T=64, D=144, heads=4):
     return case
 
 
+def make_executorch_conformer():
+    """The conformer-like block exported by ExecuTorch's Arm backend (a16w8) that the tests
+    keep in tests/data/executorch/conformer (a real ExecuTorch graph, small shapes)."""
+    import json
+    import os
+
+    import tosaint
+    d = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                     "data", "executorch", "conformer")
+    g = tosaint.load(os.path.join(d, "model.tosa"))
+    with open(os.path.join(d, "meta.json")) as f:
+        meta = json.load(f)
+    inputs = [np.load(os.path.join(d, i["file"])) for i in meta["inputs"]]
+    case = Case("et_conformer", g, inputs, 0)
+    case.ops = g.op_counts()
+    n = sum(case.ops.values())
+    nc = n - case.ops.get("CONST", 0) - case.ops.get("CONST_SHAPE", 0)
+    shape = "x".join(str(v) for v in meta["inputs"][0]["shape"])
+    case.note = (f"ExecuTorch {meta['versions']['executorch']} a16w8 export, input {shape}: "
+                 f"{nc} ops (+{n - nc} CONST/CONST_SHAPE)")
+    return case
+
+
 CASES = {
     "conv2d_a16w8": make_conv2d_a16w8,
     "conv2d_a8w8": make_conv2d_a8w8,
@@ -335,5 +358,6 @@ CASES = {
     "table_i16": make_table_i16,
     "avg_pool2d_i16": make_avg_pool_i16,
     "conformer_a16w8": make_conformer,
+    "et_conformer": make_executorch_conformer,
     "tiny_linear": make_tiny_linear,
 }
