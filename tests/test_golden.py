@@ -291,3 +291,12 @@ def test_a_crashing_case_fails_alone(tmp_path, monkeypatch):
                  output_dir=tmp_path / "o")
     assert [r.status for r in rep] == ["ok", "failed", "ok"]
     assert rep.results[1].message == "CRASH IndexError: bug in some op"
+
+
+def test_random_needs_a_drawable_dtype(tmp_path):
+    b = GraphBuilder()
+    s = b.input((2,), DType.SHAPE, name="s")
+    x = b.input((2,), DType.INT8, name="x")
+    b.output(b.identity(x), s)
+    with pytest.raises(InputError, match="SHAPE"):
+        golden(b.build(), random=True, output_dir=tmp_path / "o")

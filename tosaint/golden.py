@@ -499,6 +499,10 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
         if missing and not random:
             raise InputError(f"graph input(s) {missing} not given (use random=True to "
                              "draw them)")
+        for n in missing:
+            dt = DType(graph.main.tensors[n].dtype)
+            if dt not in RANGE or dt in (DType.SHAPE, DType.INT64):
+                raise InputError(f"graph input {n!r} has type {dt.name}: give it with inputs")
     results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph))
                for c in cases]
     return GoldenReport(results, time.perf_counter() - t0, str(output_dir))
