@@ -23,6 +23,12 @@ reference model's int48 saturation or int32 wrap.  The im2col matrix is built in
 (at most ``_BLOCK_ELEMS`` elements) so that memory stays within a small multiple of the
 operands.  Results do not depend on the thread count: every value is exact.
 """
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._jit import jit, pjit, prange
@@ -34,8 +40,8 @@ __all__ = ["conv_weights", "conv2d", "conv3d", "transpose_conv2d", "depthwise_we
 I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 
-#: im2col block size in elements (float64: 2 MiB)
-_BLOCK_ELEMS = 1 << 18
+#: im2col block size in elements, per worker thread (float64: 1 MiB)
+_BLOCK_ELEMS = 1 << 17
 
 
 def _float_type(bound):
@@ -47,8 +53,69 @@ def _float_type(bound):
     return None
 
 
+# ---- threads: one BLAS thread per worker, blocks spread over the workers ---------------------
+# OpenBLAS's own worker threads (like libgomp's) spin-wait between calls; alternating them with
+# other parallel work on a busy 2-core machine made one CONV2D take ~1 s instead of ~3 ms.  So
+# every GEMM here runs single-threaded inside a worker of a small thread pool (numpy and the
+# Numba kernels release the GIL), each worker handling its own blocks.  The thread-local
+# OpenBLAS setting (openblas_set_num_threads_local, OpenBLAS >= 0.3.27) leaves the rest of the
+# process alone; without it the GEMMs simply use the BLAS's default threads.  The results are
+# exact integers, so they do not depend on the number of threads.
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _blas_local_setter():
+    here = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(here, "*openblas*"))):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    return None
+
+
+_SET_LOCAL = _blas_local_setter()
+
+
+def _worker_init():
+    if _SET_LOCAL is not None:
+        _SET_LOCAL(1)
+
+
+def _threads():
+    import numba
+    return max(1, numba.get_num_threads())
+
+
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, numba_threads_max()),
+                                       initializer=_worker_init,
+                                       thread_name_prefix="tosaint-blas")
+    return _POOL
+
+
+def numba_threads_max():
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _run_parallel(nblocks, work):
+    """work(tid, blocks) for tid in 0..nt-1 on the pool (blocks tid, tid+nt, ...); returns the
+    sum of the results."""
+    nt = max(1, min(_threads(), nblocks))
+    futures = [_pool().submit(work, t, range(t, nblocks, nt)) for t in range(nt)]
+    return sum(f.result() for f in futures)
+
+
 # ---- finalize: bias, saturation / wrap -----------------------------------------------------
-@pjit
+@jit
 def _finalize_rows(acc, bias, out, out48):
     """out[r, oc] = acc[r, oc] + bias[oc or 0] with int48 saturation or int32 wrap.
 
@@ -56,9 +123,8 @@ def _finalize_rows(acc, bias, out, out48):
     accumulator or the bias add left the output type's range."""
     R, OC = acc.shape
     bc1 = bias.shape[0] == 1
-    counts = np.zeros(R, np.int64)
-    for r in prange(R):
-        bad = 0
+    bad = 0
+    for r in range(R):
         for oc in range(OC):
             a = np.int64(acc[r, oc])
             b = bias[0] if bc1 else bias[oc]
@@ -77,8 +143,7 @@ def _finalize_rows(acc, bias, out, out48):
                 if a != a32 or t < I32_MIN or t > I32_MAX:
                     bad += 1
                 out[r, oc] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
-        counts[r] = bad
-    return counts.sum()
+    return bad
 
 
 def finalize(acc, bias, out48):
@@ -91,7 +156,7 @@ def finalize(acc, bias, out48):
 
 
 # ---- dense convolutions: blocked im2col + exact float GEMM -----------------------------------
-@pjit
+@jit
 def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd, pt, pl):
     """Rows r0 .. r0+len(col) of the im2col matrix of a 3-D convolution (CONV3D.tosac loops).
 
@@ -101,7 +166,7 @@ def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd,
     """
     N, ID, IH, IW, C = x.shape
     R = col.shape[0]
-    for i in prange(R):
+    for i in range(R):
         r = r0 + i
         ox = r % OW
         t = r // OW
@@ -169,18 +234,26 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48):
     out = np.empty((M, OC), np.int64 if out48 else np.int32)
     bias = np.asarray(bias, np.int64)
     rows = max(1, min(M, _BLOCK_ELEMS // max(K, 1)))
-    col = np.empty((rows, K), prep.ftype)
-    acc = np.empty((rows, OC), prep.ftype)
-    count = 0
-    for r0 in range(0, M, rows):
-        r1 = min(M, r0 + rows)
-        c = col[:r1 - r0]
-        a = acc[:r1 - r0]
-        _im2col(x5, np.int32(input_zp), r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
-                stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
-                pad_lo[0], pad_lo[1], pad_lo[2])
-        np.matmul(c, prep.wt, out=a)                         # exact: see module docstring
-        count += _finalize_rows(a, bias, out[r0:r1], out48)
+    nblocks = -(-M // rows)
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        col = np.empty((rows, K), prep.ftype)
+        acc = np.empty((rows, OC), prep.ftype)
+        count = 0
+        for blk in blocks:
+            r0 = blk * rows
+            r1 = min(M, r0 + rows)
+            c = col[:r1 - r0]
+            a = acc[:r1 - r0]
+            _im2col(x5, izp, r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
+                    stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
+                    pad_lo[0], pad_lo[1], pad_lo[2])
+            np.matmul(c, prep.wt, out=a)                     # exact: see module docstring
+            count += _finalize_rows(a, bias, out[r0:r1], out48)
+        return count
+
+    count = _run_parallel(nblocks, work)
     return out.reshape(out5), int(count)
 
 
@@ -245,21 +318,29 @@ def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape,
                                       out_shape, out48)
     N, IH, IW, IC = input.shape
     x2 = input.reshape(N * IH * IW, IC)
+    OC = out_shape[3]
     acc = np.zeros(out_shape, np.int64)
     cols = weights.wt.shape[1]
-    rows = max(1, min(N * IH * IW, _BLOCK_ELEMS // max(cols, IC, 1)))
-    xb = np.empty((rows, IC), weights.ftype)
-    g = np.empty((rows, cols), weights.ftype)
-    for r0 in range(0, N * IH * IW, rows):
-        r1 = min(N * IH * IW, r0 + rows)
-        _to_float(x2, np.int32(input_zp), r0, xb[:r1 - r0])
-        np.matmul(xb[:r1 - r0], weights.wt, out=g[:r1 - r0])   # exact: see the docstring
-        _scatter_add(g[:r1 - r0], r0, acc, IH, IW, weights.kh, weights.kw, stride[0],
-                     stride[1], out_pad[0], out_pad[2])
-    OC = out_shape[3]
-    out = acc if out48 else np.empty(out_shape, np.int32)
-    n = _finalize_rows(acc.reshape(-1, OC), np.asarray(bias, np.int64), out.reshape(-1, OC),
-                       out48)
+    P = N * IH * IW
+    rows = max(1, min(P, _BLOCK_ELEMS // max(cols, IC, 1)))
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        # one worker: the scatter-adds of different pixels may hit the same output
+        xb = np.empty((rows, IC), weights.ftype)
+        g = np.empty((rows, cols), weights.ftype)
+        for r0 in range(0, P, rows):
+            r1 = min(P, r0 + rows)
+            _to_float(x2, izp, r0, xb[:r1 - r0])
+            np.matmul(xb[:r1 - r0], weights.wt, out=g[:r1 - r0])   # exact: see docstring
+            _scatter_add(g[:r1 - r0], r0, acc, IH, IW, weights.kh, weights.kw, stride[0],
+                         stride[1], out_pad[0], out_pad[2])
+        out = acc if out48 else np.empty(out_shape, np.int32)
+        n = _finalize_rows(acc.reshape(-1, OC), np.asarray(bias, np.int64),
+                           out.reshape(-1, OC), out48)
+        return out, n
+
+    out, n = _pool().submit(work, 0, None).result()
     return out, int(n)
 
 
@@ -366,13 +447,27 @@ def matmul(A, B, A_zp, B_zp, out48):
     ftype = _float_type(C * amax * bmax)
     if ftype is None:
         return _spec.matmul(A, B, A_zp, B_zp, out48)
-    a = A.astype(ftype)
-    if A_zp:
-        a -= A_zp
     b = B.astype(ftype)
     if B_zp:
         b -= B_zp
-    acc = np.matmul(a, b)                                     # exact: see the docstring
-    out = np.empty((N * H, W), np.int64 if out48 else np.int32)
-    n = _finalize_rows(acc.reshape(N * H, W), np.zeros(1, np.int64), out, out48)
-    return out.reshape(N, H, W), int(n)
+    out = np.empty((N, H, W), np.int64 if out48 else np.int32)
+    zero = np.zeros(1, np.int64)
+    # blocks of rows of A (per batch), each worker its own
+    rows = max(1, min(H, max(64, _BLOCK_ELEMS // max(C, W, 1))))
+    per = -(-H // rows)
+
+    def work(tid, blocks):
+        count = 0
+        for blk in blocks:
+            n, h0 = divmod(blk, per)
+            h0 *= rows
+            h1 = min(H, h0 + rows)
+            a = A[n, h0:h1].astype(ftype)
+            if A_zp:
+                a -= A_zp
+            acc = a @ b[n]                                   # exact: see the docstring
+            count += _finalize_rows(acc, zero, out[n, h0:h1], out48)
+        return count
+
+    count = _run_parallel(N * per, work)
+    return out, int(count)
