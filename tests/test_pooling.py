@@ -306,3 +306,36 @@ def test_argmax_error_if():
             tosaint.prepare(graph(shape, out, axis))
     with pytest.raises(ErrorIfViolation, match="type signature"):
         tosaint.prepare(graph((3, 4), (3,), 1, out_dtype=DType.INT16))
+
+
+_THREADS_SCRIPT = """
+import sys
+import numpy as np
+import tosaint
+from tosaint import DType
+from tosaint.builder import GraphBuilder
+b = GraphBuilder()
+x = b.input((2, 13, 11, 24), DType.INT16, name="x")
+b.output(b.avg_pool2d(x, 3, stride=1, pad=1), b.max_pool2d(x, (2, 3), stride=(1, 2),
+                                                              pad=(0, 1, 1, 1)))
+g = b.build()
+xv = np.random.default_rng(0).integers(-32768, 32768, (2, 13, 11, 24)).astype(np.int16)
+r = tosaint.run_tosa(g, [xv])
+np.savez(sys.argv[1], *[r[n] for n in g.outputs])
+"""
+
+
+def test_pools_identical_with_one_and_two_threads(tmp_path):
+    import os
+    import subprocess
+    import sys
+    got = []
+    for threads in ("1", "2"):
+        path = str(tmp_path / f"out{threads}.npz")
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, path], env=env, check=True,
+                       timeout=300)
+        with np.load(path) as z:
+            got.append([z["arr_0"], z["arr_1"]])
+    for a, b in zip(*got):
+        check(a, b)
