@@ -1,9 +1,11 @@
 """NumPy/Python twins of ``tosaint.kernels.pooling``, transcribed from AVG_POOL2D.tosac,
 MAX_POOL2D.tosac and ARGMAX.tosac.
 
-The window loops follow the pseudocode (every output position, every tap, only in-bounds taps
-count); the channel and batch axes are handled as NumPy vectors, which does not change any
-value, and the scaling calls the scalar spec helpers element by element.
+The pooling twins run the pseudocode's tap loop ``for_each(0 <= ky < kernel_y, 0 <= kx <
+kernel_x)`` as the outer loop, with every output position (n, oy, ox, c) as one NumPy vector:
+each output still accumulates its in-bounds taps in the spec's order, so values and overflow
+checks are those of the pseudocode.  ``apply_scale_32`` and ``reciprocal_scale`` are the scalar
+spec helpers, called once per distinct (accumulator, count) pair.
 """
 import numpy as np
 
@@ -14,57 +16,67 @@ __all__ = ["avg_pool2d", "max_pool2d", "argmax"]
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
 
+def _taps(ih, iw, oh, ow, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left):
+    """For every tap (ky, kx) with at least one in-bounds position: the input rows/columns
+    each output reads (clipped for indexing) and the (OH, OW) mask of in-bounds reads."""
+    oy = np.arange(oh)
+    ox = np.arange(ow)
+    for ky in range(kernel_y):
+        y = oy * stride_y - pad_top + ky
+        vy = (0 <= y) & (y < ih)
+        if not vy.any():
+            continue
+        for kx in range(kernel_x):
+            x = ox * stride_x - pad_left + kx
+            vx = (0 <= x) & (x < iw)
+            if not vx.any():
+                continue
+            yield (np.clip(y, 0, ih - 1), np.clip(x, 0, iw - 1),
+                   vy[:, None] & vx[None, :])
+
+
 def avg_pool2d(x, out, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left, input_zp,
                output_zp, lo, hi, check_acc):
     n_, ih, iw, c_ = x.shape
     _, oh, ow, _ = out.shape
+    acc = np.zeros(out.shape, np.int64)                                  # acc_t acc = 0
+    count = np.zeros((oh, ow), np.int64)                                 # int count = 0
     bad_acc = 0
-    bad_scale = 0
-    for oy in range(oh):
-        for ox in range(ow):
-            acc = np.zeros((n_, c_), np.int64)
-            count = 0
-            iy = oy * stride_y - pad_top
-            ix = ox * stride_x - pad_left
-            for ky in range(kernel_y):
-                for kx in range(kernel_x):
-                    y = iy + ky
-                    xx = ix + kx
-                    if 0 <= y < ih and 0 <= xx < iw:
-                        count += 1
-                        value = x[:, y, xx, :].astype(np.int64) - input_zp   # apply_sub_s
-                        acc = acc + value                                     # apply_add_s
-                        wrong = (acc < _I32_MIN) | (acc > _I32_MAX)
-                        if wrong.any():
-                            bad_acc += int(wrong.sum())
-                            acc = ((acc - _I32_MIN) & 0xFFFFFFFF) + _I32_MIN
-            multiplier, shift = reciprocal_scale(count)
-            for n in range(n_):
-                for c in range(c_):
-                    v, ok = apply_scale_32(int(acc[n, c]), multiplier, shift, False)
-                    bad_scale += not ok
-                    v = v + output_zp
-                    v = min(max(v, lo), hi)                                   # apply_clip_s
-                    out[n, oy, ox, c] = v
+    for y, xx, valid in _taps(ih, iw, oh, ow, kernel_y, kernel_x, stride_y, stride_x,
+                              pad_top, pad_left):
+        count += valid                                                   # count++
+        value = x[:, y][:, :, xx].astype(np.int64) - input_zp            # apply_sub_s
+        v = valid[None, :, :, None]
+        acc = np.where(v, acc + value, acc)                              # apply_add_s
+        wrong = v & ((acc < _I32_MIN) | (acc > _I32_MAX))
+        if wrong.any():
+            bad_acc += int(wrong.sum())
+            acc = np.where(wrong, ((acc - _I32_MIN) & 0xFFFFFFFF) + _I32_MIN, acc)
+    # scale_t scale = reciprocal_scale(count); acc = apply_scale_32(acc, ..., false)
+    counts = np.broadcast_to(count[None, :, :, None], acc.shape)
+    pairs, inverse = np.unique(np.stack([acc.ravel(), counts.ravel()], 1), axis=0,
+                               return_inverse=True)
+    scaled = np.empty(len(pairs), np.int64)
+    ok = np.empty(len(pairs), bool)
+    for i, (a, cnt) in enumerate(pairs.tolist()):
+        multiplier, shift = reciprocal_scale(cnt)
+        scaled[i], ok[i] = apply_scale_32(a, multiplier, shift, False)
+    inverse = inverse.reshape(-1)
+    bad_scale = int((~ok)[inverse].sum())
+    result = scaled[inverse].reshape(acc.shape) + output_zp              # apply_add_s
+    out[...] = np.clip(result, lo, hi)                                   # apply_clip_s
     return bad_acc, bad_scale
 
 
 def max_pool2d(x, out, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left):
     n_, ih, iw, c_ = x.shape
     _, oh, ow, _ = out.shape
-    lowest = np.iinfo(x.dtype).min
-    for oy in range(oh):
-        for ox in range(ow):
-            acc = np.full((n_, c_), lowest, x.dtype)                       # minimum_s<in_out_t>
-            iy = oy * stride_y - pad_top
-            ix = ox * stride_x - pad_left
-            for ky in range(kernel_y):
-                for kx in range(kernel_x):
-                    y = iy + ky
-                    xx = ix + kx
-                    if 0 <= y < ih and 0 <= xx < iw:
-                        acc = np.maximum(acc, x[:, y, xx, :])              # apply_max_s
-            out[:, oy, ox, :] = acc
+    acc = np.full(out.shape, np.iinfo(x.dtype).min, x.dtype)            # minimum_s<in_out_t>
+    for y, xx, valid in _taps(ih, iw, oh, ow, kernel_y, kernel_x, stride_y, stride_x,
+                              pad_top, pad_left):
+        value = x[:, y][:, :, xx]
+        acc = np.where(valid[None, :, :, None], np.maximum(acc, value), acc)  # apply_max_s
+    out[...] = acc
     return 0
 
 
