@@ -285,10 +285,28 @@ class Emitter:
 
     # ---- linear algebra ---------------------------------------------------------------------
     def _weights(self, w):
-        """int8 symmetric per-output-channel weights: (q int8 array, scales)."""
+        """int8 symmetric per-output-channel weights: (q int8 array, scales).
+
+        Each channel's clipping range is the one (between 0.6 and 1.0 of max |w|) with the
+        least squared quantization error of that channel's weights.
+        """
         w = _f64(w).numpy()
-        amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
-        sw = np.where(amax > 0, amax, 1.0) / 127.0
+        flat = w.reshape(w.shape[0], -1)
+        amax = np.abs(flat).max(axis=1)
+        amax = np.where(amax > 0, amax, 1.0)
+        best_s = amax / 127.0
+        best_e = None
+        for f in np.linspace(1.0, 0.6, 17):
+            s = amax * f / 127.0
+            e = ((np.clip(np.round(flat / s[:, None]), -127, 127) * s[:, None] - flat) ** 2
+                 ).sum(axis=1)
+            if best_e is None:
+                best_e = e
+            else:
+                better = e < best_e
+                best_s = np.where(better, s, best_s)
+                best_e = np.where(better, e, best_e)
+        sw = best_s
         q = np.clip(np.round(w / sw.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
         return q.astype(np.int8), sw
 
