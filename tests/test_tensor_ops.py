@@ -485,3 +485,24 @@ def test_level_checks():
                   stride=(1, 8194), bias_n=1)
     with pytest.raises(LevelLimitError, match="MAX_STRIDE"):
         tosaint.prepare(g, level="8K")
+
+
+def test_thread_count_does_not_change_results(monkeypatch):
+    """1 or 2 worker threads (NUMBA_NUM_THREADS=1 vs 2) give identical outputs."""
+    from tosaint.kernels import tensor_ops as K
+    rng = np.random.default_rng(12)
+    x = rand((2, 9, 8, 5), T.INT16, rng)
+    w = rand((6, 3, 3, 5), T.INT8, rng)
+    monkeypatch.setattr(K, "_BLOCK_ELEMS", 45 * 4)       # several blocks per worker
+    prep = K.conv_weights(w, 3, "conv2d", 32768)
+    args = (rand((6,), T.INT48, rng), 0, (1, 1, 0, 2), (1, 1), (1, 2), (2, 9, 6, 6), True)
+    A = rand((3, 17, 9), T.INT16, rng)
+    B = rand((3, 9, 4), T.INT16, rng)
+    res = []
+    for n in (1, 2):
+        monkeypatch.setattr(K, "_threads", lambda n=n: n)
+        res.append((K.conv2d(x, prep, *args), K.matmul(A, B, 0, 0, True)))
+    (c1, m1), (c2, m2) = res
+    check(c1[0], c2[0])
+    check(m1[0], m2[0])
+    assert c1[1] == c2[1] and m1[1] == m2[1]
