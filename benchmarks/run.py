@@ -1,7 +1,7 @@
 """Time tosaint against the TOSA reference model on the same graphs, inputs and process.
 
     python -m benchmarks [--json FILE] [--repeat N] [--only CASE[,CASE]] [--threads-check]
-                         [--no-cold] [--no-memory]
+                         [--profile] [--no-cold] [--no-memory] [--list]
 
 For every case of ``benchmarks.graphs``: the graph is built with GraphBuilder and serialised
 once; tosaint runs it with ``run_tosa`` (the plan is prepared and the kernels compiled in a
@@ -163,6 +163,37 @@ def bench_case(case, repeat, ref):
     return row
 
 
+def profile_case(case, runs=5):
+    """Milliseconds per run spent in each operator type (tosaint, prepared plan)."""
+    import collections
+
+    import tosaint
+    plan = tosaint.prepare(case.graph)
+    plan.run(case.inputs)
+    total = collections.Counter()
+    saved = []
+    for step in plan.main.steps:
+        saved.append((step, step.fn))
+
+        def timed(*args, _fn=step.fn, _op=step.node.op.name):
+            t0 = time.perf_counter()
+            res = _fn(*args)
+            total[_op] += time.perf_counter() - t0
+            return res
+        step.fn = timed
+    try:
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            plan.run(case.inputs)
+        wall = (time.perf_counter() - t0) / runs
+    finally:
+        for step, fn in saved:
+            step.fn = fn
+    ops = {k: v / runs * 1e3 for k, v in total.most_common()}
+    return dict(case=case.name, run_ms=wall * 1e3, op_ms=ops,
+                overhead_ms=wall * 1e3 - sum(ops.values()))
+
+
 # ---- subprocess workers -------------------------------------------------------------------
 def _sub(args, env=None, timeout=1800):
     e = dict(os.environ)
@@ -313,6 +344,8 @@ def main(argv=None):
                     help="also run every case with NUMBA_NUM_THREADS=1 and 2 and compare")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--profile", action="store_true",
+                    help="also show where tosaint's time goes, per operator type")
     ap.add_argument("--list", action="store_true", help="list the cases")
     ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     ap.add_argument("--worker-outputs", nargs=2, help=argparse.SUPPRESS)
@@ -354,6 +387,17 @@ def main(argv=None):
     print()
     print_table(rows)
     failed = any(r.get("status", "").startswith("MISMATCH") for r in rows)
+    if a.profile:
+        report["profile"] = prof = []
+        print("\ntosaint time per operator type (ms per run, mean of 5 runs):")
+        for n in names:
+            if not any(r["case"] == n and r.get("status", "").startswith("ok") for r in rows):
+                continue
+            p = profile_case(CASES[n]())
+            prof.append(p)
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(p["op_ms"].items())[:6])
+            print(f"  {n:18} {p['run_ms']:8.2f} ms: {top}; interpreter "
+                  f"{p['overhead_ms']:.2f}")
     if not a.no_cold:
         report["cold_start"] = cs = cold_start()
         print("\ncold start (fresh process: import tosaint + build and run tiny_linear):")
