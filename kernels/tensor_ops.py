@@ -95,13 +95,24 @@ def _pool():
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, numba_threads_max()),
+            _POOL = ThreadPoolExecutor(max_workers=max(1, _max_threads()),
                                        initializer=_worker_init,
                                        thread_name_prefix="tosaint-blas")
     return _POOL
 
 
-def numba_threads_max():
+def _forget_pool():
+    """A forked child inherits the pool object but not its threads: start a new one there."""
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _max_threads():
     import numba
     return numba.config.NUMBA_NUM_THREADS
 
