@@ -339,3 +339,18 @@ def test_pools_identical_with_one_and_two_threads(tmp_path):
             got.append([z["arr_0"], z["arr_1"]])
     for a, b in zip(*got):
         check(a, b)
+
+
+@pytest.mark.parametrize("nan_mode", [0, 3])
+def test_nan_mode_must_name_a_mode(nan_mode):
+    # even for integers: the reference model rejects UNKNOWN (0, the schema default) and
+    # out-of-range values
+    for op, out_shape, out_dt, attrs in [
+            (Op.MAX_POOL2D, (1, 3, 3, 1), DType.INT8,
+             dict(kernel=(2, 2), stride=(1, 1), pad=(0, 0, 0, 0))),
+            (Op.ARGMAX, (1, 4, 4), DType.INT32, dict(axis=3))]:
+        b = GraphBuilder()
+        x = b.input((1, 4, 4, 1), DType.INT8, name="x")
+        b.output(b.op(op, [x], out_shape, out_dt, dict(attrs, nan_mode=nan_mode)))
+        with pytest.raises(ErrorIfViolation, match=f"nan_mode {nan_mode}"):
+            tosaint.prepare(b.build())

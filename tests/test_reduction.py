@@ -154,3 +154,14 @@ def test_error_if(op, dtype):
     b.output(b.op(op, [x], (3, 1), other, dict(axis=1)))
     with pytest.raises(ErrorIfViolation, match="type signature"):
         tosaint.prepare(b.build())
+
+
+@pytest.mark.parametrize("op", [Op.REDUCE_MAX, Op.REDUCE_MIN])
+def test_nan_mode_must_name_a_mode(op):
+    # the reference model rejects UNKNOWN (0, the schema default) even for integers
+    for mode in (0, 3):
+        b = GraphBuilder()
+        x = b.input((3, 4), DType.INT16)
+        b.output(b.op(op, [x], (3, 1), DType.INT16, dict(axis=1, nan_mode=mode)))
+        with pytest.raises(ErrorIfViolation, match=f"nan_mode {mode}"):
+            tosaint.prepare(b.build())

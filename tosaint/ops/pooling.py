@@ -8,7 +8,7 @@ import numpy as np
 from ..dtypes import RANGE, STORAGE
 from ..registry import register
 from ..schema.definition import DType as T
-from ..schema.definition import Op
+from ..schema.definition import NanPropagationMode, Op
 
 #: the reference model instantiates these operators for ranks up to 6 only
 REF_MAX_RANK = 6
@@ -55,6 +55,14 @@ def _pool_params(node):
     return (ky, kx), (sy, sx), (pt, pl), tuple(out.shape)
 
 
+def check_nan_mode(node):
+    """nan_mode must name a mode even for integer types: the reference model rejects a graph
+    with any other value (including the schema default 0 = UNKNOWN)."""
+    mode = int(node.attrs.get("nan_mode") or 0)
+    node.error_if(mode not in (NanPropagationMode.PROPAGATE, NanPropagationMode.IGNORE),
+                  f"nan_mode {mode} is neither PROPAGATE (1) nor IGNORE (2)")
+
+
 def _zero_point(node, i, what, dtype):
     zp = np.asarray(node.const(i)).reshape(-1)
     node.error_if(zp.size != 1, f"{what} has {zp.size} values, not 1")
@@ -98,6 +106,7 @@ def avg_pool2d(node):
 @register(Op.MAX_POOL2D, {(T.INT8, T.INT8): "PRO-INT", (T.INT16, T.INT16): "EXT-INT16"},
           operands=("input",))
 def max_pool2d(node):
+    check_nan_mode(node)
     (ky, kx), (sy, sx), (pt, pl), out_shape = _pool_params(node)
     store = STORAGE[node.inputs[0].dtype]
     k = node.k
@@ -116,6 +125,7 @@ def argmax(node):
     shape1, shape = tuple(x.shape), tuple(out.shape)
     rank = len(shape1)
     axis = int(node.attrs["axis"])
+    check_nan_mode(node)
     node.error_if(rank < 1, "input rank 0 < 1")
     node.error_if(rank > REF_MAX_RANK,
                   f"input rank {rank} > {REF_MAX_RANK} (the reference model supports ranks "

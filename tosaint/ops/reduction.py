@@ -9,6 +9,7 @@ import numpy as np
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
+from .pooling import check_nan_mode
 
 #: the reference model instantiates the reductions for ranks 1 to 6
 REF_MAX_RANK = 6
@@ -53,6 +54,7 @@ def reduce_sum(node):
 
 def _minmax(is_max):
     def build(node):
+        check_nan_mode(node)
         view, res_shape, shape = _reduce_view(node)
         k = node.k
 
