@@ -504,6 +504,34 @@ class Emitter:
         shape = tuple(node.meta["val"].shape)
         return self.new(self.reshape(y, shape), sy, shape)
 
+    def op_scaled_dot_product_attention(self, node, p):
+        q, k, v = p["query"], p["key"], p["value"]
+        if not all(isinstance(t, QT) for t in (q, k, v)):
+            raise _Unsupported("attention with constant query/key/value")
+        if p.get("attn_mask") is not None or p.get("is_causal") or p.get("dropout_p"):
+            raise _Unsupported("attention with a mask, is_causal or dropout")
+        if p.get("enable_gqa"):
+            raise _Unsupported("grouped-query attention")
+        scale = p.get("scale")
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+        names = [a.name for a in node.args[:3]]
+        scores, probs = [], []
+        for qa, ka in zip(self.acts(names[0]), self.acts(names[1])):
+            sc = (qa.double() @ ka.double().transpose(-1, -2)) * scale
+            scores.append(sc)
+            probs.append(torch.softmax(sc, -1))
+        shape = tuple(q.shape[:-1]) + (k.shape[-2],)
+        f_scores = _Fake(node.name + "_scores", scores, shape)
+        f_probs = _Fake(node.name + "_probs", probs, shape, args=[f_scores])
+        for f in (f_scores, f_probs):
+            self.obs.acts[f.name] = f.acts
+            self.obs.amax[f.name] = max(float(t.abs().max()) for t in f.acts) if f.acts else 0.0
+        kt = self.b.transpose(k.name, list(range(k.rank - 2)) + [k.rank - 1, k.rank - 2])
+        kt = QT(kt, k.scale * scale, tuple(self.b.shape(kt)), k.dtype)
+        sc = self._matmul_act(f_scores, q, kt)
+        pr = self.op_softmax(f_probs, {"self": sc, "dim": -1})
+        return self._matmul_act(node, pr, v)
+
     def op_matmul(self, node, p):
         a, b = p["self"], p.get("other", p.get("mat2"))
         if isinstance(a, QT) and isinstance(b, QT):
@@ -724,7 +752,7 @@ class Emitter:
         amax_b = 0.0
         for t in self.acts(node.args[0].name):
             amax_b = max(amax_b, float(torch.sigmoid(t.narrow(d, h, h)).abs().max()))
-        fake = _Fake(node.name + "_sigmoid", amax_b)
+        fake = _Fake(node.name + "_sigmoid")
         self.obs.amax[fake.name] = amax_b
         sig = self._table(fake, QT(bname, x.scale, tuple(size), x.dtype), torch.sigmoid)
         return self._mul_act(node, QT(a, x.scale, tuple(size), x.dtype), sig)
@@ -1319,9 +1347,14 @@ def _node_by_name(ep, name):
 
 
 class _Fake:
-    def __init__(self, name, amax):
+    """A stand-in for an fx node: an internal value of a composite op with its own
+    calibration activations (its range and, where needed, float values)."""
+
+    def __init__(self, name, acts=(), shape=None, args=()):
         self.name = name
-        self.amax = amax
+        self.acts = list(acts) if not isinstance(acts, float) else []
+        self.meta = {"val": torch.empty(shape)} if shape is not None else {}
+        self.args = list(args)
 
 
 def _flatten(v):
