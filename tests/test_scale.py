@@ -1,6 +1,5 @@
 """apply_scale_32 / apply_scale_16 / reciprocal_scale: the Numba helpers against their spec
 twins over the full int32 / int48 ranges, and hand-checked rounding goldens."""
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
