@@ -226,7 +226,7 @@ def test_conformer_block_bit_exact_and_snr():
     with torch.no_grad():
         f = model(*test)
     s = snr(f, lm.dequantize_outputs(res))
-    assert s >= 45, s
+    assert s >= 58, s          # ExecuTorch a16w8 on the same block: 60.7 dB (benchmarks)
 
 
 def test_lowering_time_of_the_conformer_block():

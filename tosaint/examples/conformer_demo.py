@@ -96,7 +96,7 @@ def build(seed=0, d=64, t=32):
             ln.weight.uniform_(0.8, 1.2)
             ln.bias.uniform_(-0.1, 0.1)
     model.eval()
-    calibration = [(torch.randn(1, t, d),) for _ in range(8)]
+    calibration = [(torch.randn(1, t, d),) for _ in range(32)]
     test = (torch.randn(1, t, d),)
     return model, calibration, test
 
