@@ -290,3 +290,27 @@ def test_variable_ops_check_their_tensor():
     b.output(b.op(Op.VARIABLE_READ, [x], (2,), DType.INT8))
     with pytest.raises(ErrorIfViolation, match="not a variable tensor"):
         tosaint.prepare(b.build())
+
+
+@pytest.mark.oracle
+def test_identity_written_variable_against_reference_model():
+    """The form the reference model runs: a variable tensor with initial data, read by one
+    IDENTITY and written by another (each reference-model run starts from the initial value,
+    as tosaint's default does)."""
+    pytest.importorskip("tosa_reference_model")
+    from tosaint.oracle import reference_run
+    b = GraphBuilder()
+    x = b.input((2, 3), DType.INT8, name="x")
+    b._add_tensor("state", (2, 3), DType.INT8, np.arange(6, dtype=np.int8).reshape(2, 3))
+    b.block.tensors["state"].variable = True
+    r = b.identity("state", name="r")
+    b.block.operators.append(Operator(Op.IDENTITY, [x], ["state"], {}))
+    b.output(r)
+    g = b.build()
+    xv = np.full((2, 3), 7, np.int8)
+    status, want = reference_run(g, [xv])
+    assert status == "TOSA_VALID"
+    assert np.array_equal(tosaint.run_tosa(g, [xv])["r"], want["r"])
+    # and with state kept, the second run sees the first run's write
+    tosaint.run_tosa(g, [xv], keep_variables=True)
+    assert np.array_equal(tosaint.run_tosa(g, [xv], keep_variables=True)["r"], xv)
