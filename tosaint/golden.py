@@ -424,18 +424,24 @@ def run_cases(cases, output_dir, *, impl="numba", verify=False, numba_threads=No
 
     ``numba_threads``: threads for parallel Numba kernels in this thread (the batch
     executors pass 1: their workers already fill the cores)."""
-    if numba_threads:
-        set_numba_threads(numba_threads)
-    return [run_case(c, output_dir, impl=impl, verify=verify) for c in cases]
+    old = set_numba_threads(numba_threads) if numba_threads else None
+    try:
+        return [run_case(c, output_dir, impl=impl, verify=verify) for c in cases]
+    finally:
+        if old:
+            set_numba_threads(old)
 
 
 def set_numba_threads(n):
-    """Limit parallel Numba kernels run from the calling thread to ``n`` threads."""
+    """Limit parallel Numba kernels run from the calling thread to ``n`` threads; returns
+    the previous setting (None when Numba would not say)."""
     try:
         import numba
+        old = numba.get_num_threads()
         numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+        return old
     except Exception:  # noqa: BLE001  (only a performance setting)
-        pass
+        return None
 
 
 # ---- planning ---------------------------------------------------------------------------------

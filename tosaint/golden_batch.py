@@ -211,7 +211,14 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
         futs = [pool.submit(run_cases, ch, output_dir, impl=impl, verify=verify,
                             numba_threads=1) for ch in chunks]
         try:
-            for f in as_completed(futs):
+            # Starting the workers takes a while (imports, Numba kernels loaded from the
+            # cache): until the first of them delivers, this process works from the back of
+            # the queue, so a small batch is not slower than running it here.
+            for f, ch in zip(reversed(futs), reversed(chunks)):
+                if any(g.done() and not g.cancelled() for g in futs) or not f.cancel():
+                    break
+                on_done(run_cases(ch, output_dir, impl=impl, verify=verify, numba_threads=1))
+            for f in as_completed([f for f in futs if not f.cancelled()]):
                 on_done(f.result())
         except BaseException:
             for f in futs:
