@@ -312,6 +312,8 @@ def test_target_is_recorded_and_u85_lowering_unchanged():
     b = tt.lower(m, x, target="ethos-u85-256")
     assert b.target == "ethos-u85-256"
     assert [o.op for o in a.graph.operators] == [o.op for o in b.graph.operators]
+    with pytest.raises(ValueError, match="unknown target"):
+        tt.lower(m, x, target="ethos-u99")
 
 
 def test_u55_target_lowers_int16_bmm_through_the_vela_helpers_bit_identically():

@@ -49,8 +49,22 @@ def lower(module, example_inputs, *, quantization="a16w8", calibration=None, tar
         return _lower(module, example_inputs, quantization, calibration, target)
 
 
+def _check_target(target):
+    if target is None:
+        return None
+    t = str(target).lower()
+    try:
+        from ..vela.compiler import TARGETS
+    except ImportError:       # pragma: no cover  (the vela package is part of tosaint)
+        TARGETS = None
+    if TARGETS is not None and t not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; known: {', '.join(sorted(TARGETS))}")
+    return t
+
+
 def _lower(module, example_inputs, quantization, calibration, target):
     t0 = time.perf_counter()
+    target = _check_target(target)
     example_inputs = _as_tuple(example_inputs)
     ep = export(module, example_inputs)
     runner = FloatRunner(ep)
