@@ -130,6 +130,8 @@ def test_batch_local_pool_and_dask_cluster_agree(tmp_path, models, capsys):
     js = json.loads(capsys.readouterr().out)
     assert rc == 0 and js["counts"]["ok"] == total and js["executor"] == "local"
     assert js["jobs"] == 2 and js["cases_per_second"] > 0
+    pids = {c["worker"].rsplit(":", 1)[1] for c in js["cases"]}
+    assert len(pids - {str(os.getpid())}) >= 1 and len(pids) >= 2   # pool workers did cases
 
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,

@@ -190,6 +190,7 @@ class CaseResult:
     seconds: float = 0.0
     path: str = ""
     verified: bool | None = None  # reference model re-run matched (None: not checked)
+    worker: str = ""           # host:pid of the process that ran it
 
     def as_dict(self):
         return asdict(self)
@@ -375,6 +376,12 @@ def _cached_model(path):
 
 def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None) -> CaseResult:
     """Generate one case (skipping it when its folder is complete already)."""
+    res = _run_case(case, output_dir, impl=impl, verify=verify, model=model)
+    res.worker = f"{socket.gethostname()}:{os.getpid()}"
+    return res
+
+
+def _run_case(case, output_dir, *, impl, verify, model):
     from .interpreter import run_tosa
     t0 = time.perf_counter()
     final = Path(output_dir) / case.name

@@ -213,8 +213,11 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
         try:
             # Starting the workers takes a while (imports, Numba kernels loaded from the
             # cache): until the first of them delivers, this process works from the back of
-            # the queue, so a small batch is not slower than running it here.
-            for f, ch in zip(reversed(futs), reversed(chunks)):
+            # the queue, taking at most the share of one more worker, so a small batch does
+            # not wait for the pool to start.
+            share = len(chunks) // (jobs + 1)
+            for f, ch in zip(reversed(futs[len(futs) - share:]),
+                             reversed(chunks[len(chunks) - share:])):
                 if any(g.done() and not g.cancelled() for g in futs) or not f.cancel():
                     break
                 on_done(run_cases(ch, output_dir, impl=impl, verify=verify, numba_threads=1))
