@@ -85,6 +85,7 @@ def _lower(module, example_inputs, quantization, calibration, target):
     lm = LoweredModule(graph, ins, outputs, quantization=quantization, target=target)
     lm._runner = runner
     lm._records = em.records
+    lm._example = example_inputs
     lm.lowering_seconds = time.perf_counter() - t0
     return lm
 
@@ -100,6 +101,7 @@ class LoweredModule:
         self.target = target
         self._runner = None
         self._records = None
+        self._example = None
         self.lowering_seconds = None
 
     # ---- quantization at the boundary -------------------------------------------------------
@@ -182,9 +184,15 @@ class LoweredModule:
 
     # ---- numerics report ----------------------------------------------------------------
     def report(self, *tensors, impl="numba"):
+        """Per-op numerics on ``tensors`` (default: the example inputs given to lower()).
+
+        ``impl``: "numba" / "spec" (tosaint.run_tosa) or "reference" (the official reference
+        model, every recorded tensor made a graph output).
+        """
         if self._runner is None:
             raise RuntimeError("report() needs the torch module: it is only available on the "
                                "LoweredModule returned by lower(), not on a loaded one")
+        tensors = tensors or tuple(self._example)
         with _one_thread():
             env, _ = self._runner.run(*tensors)
         if impl == "reference":
@@ -226,8 +234,9 @@ class LoweredModule:
         return Report(rows, diagnostics=list(res.diagnostics), outputs=outs)
 
     def plot(self, path, *tensors):
-        rep = self.report(*tensors)
-        return rep.plot(path)
+        """Bar chart of the per-op SNR (matplotlib); returns ``path``, or None without
+        matplotlib."""
+        return self.report(*tensors).plot(path)
 
 
 class Report:
