@@ -21,8 +21,8 @@ RICH = all(op in REGISTRY for op in (Op.RESCALE, Op.ADD, Op.CLAMP))
 
 def chain_graph(n_ops=300):
     """A long int16 chain of about ``n_ops`` computing operators (plus their CONST operands):
-    RESCALE/ADD/RESCALE/CLAMP blocks when those ops are implemented, else IDENTITY.  Returns (graph, names of the computed tensors in
-    order)."""
+    RESCALE/ADD/RESCALE/CLAMP blocks when those ops are implemented, else IDENTITY.
+    Returns (graph, names of the computed tensors in order)."""
     b = GraphBuilder()
     x = b.input((2, 8), DType.INT16, name="x")
     y = x

@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 import zlib
@@ -354,9 +355,7 @@ def write_case(output_dir, name, model_data, graph, inputs, outputs, meta=None):
         raise
 
 
-# a few prepared graphs per process (thread-local: a Plan is not safe to run from two threads)
-import threading  # noqa: E402
-
+# a few prepared graphs per thread (a Plan is not safe to run from two threads at once)
 _local = threading.local()
 
 
