@@ -174,13 +174,13 @@ def reshape_bool(b):
     b.output(b.reshape(b.input((1, 4, 8), T.BOOL), (4, 8)))
 
 
-def _shift(op, dt, round_=None):
+def _shift(op, dt, round_=None, const=False):
     @g
     def f(b):
-        x = b.input((1, 4, 8), dt)
+        x = b.const(np.arange(32).reshape(1, 4, 8), dt) if const else b.input((1, 4, 8), dt)
         s = b.const(np.full((1, 4, 8), 2), dt)
         b.output(b.op(op, [x, s], (1, 4, 8), dt, {} if round_ is None else dict(round=round_)))
-    f.__name__ = f"{op.name.lower()}_{dt.name.lower()}_{round_}"
+    f.__name__ = f"{op.name.lower()}_{dt.name.lower()}_{round_}{'_const' if const else ''}"
     return f
 
 
@@ -271,6 +271,54 @@ def _resize(scale, offset, border, mode="NEAREST", shape=(1, 4, 4, 2), dt=T.INT8
     return f
 
 
+def _strided(kind, stride, pad=0, k=(3, 3), ih=17, dil=1):
+    @g
+    def f(b):
+        x = b.input((1, ih, ih, 4), T.INT8)
+        if kind == "max":
+            b.output(b.max_pool2d(x, k, stride=stride, pad=pad))
+        elif kind == "avg":
+            b.output(b.avg_pool2d(x, k, stride=stride, pad=pad))
+        else:
+            dw = kind == "dw"
+            wshape = (k[0], k[1], 4, 1) if dw else (4, k[0], k[1], 4)
+            w = b.const(rng.integers(-8, 8, wshape), T.INT8)
+            conv = b.depthwise_conv2d if dw else b.conv2d
+            y = conv(x, w, b.const(np.zeros(4), T.INT32), stride=stride, pad=pad, dilation=dil)
+            b.output(rs8(b, y))
+    f.__name__ = f"{kind}_s{stride}_p{pad}_k{k}_d{dil}"
+    return f
+
+
+@g
+def matmul8_c65537(b):
+    b.output(b.matmul(b.input((1, 2, 65537), T.INT8), b.input((1, 65537, 2), T.INT8)))
+
+
+@g
+def reduce_sum_wide(b):
+    b.output(b.reduce_sum(b.input((2, 40000, 2, 1), T.INT32), 2))
+
+
+@g
+def reduce_sum_channel(b):
+    b.output(b.reduce_sum(b.input((2, 40000, 2, 3), T.INT32), 3))
+
+
+def _conv3d_stride_dyn(sd):
+    @g
+    def f(b):
+        x = b.input((1, 5, 6, 6, 4), T.INT8)
+        w = b.input((4, 1, 3, 3, 4), T.INT8)
+        od = (5 - 1) // sd + 1
+        y = b.op(Op.CONV3D, [x, w, b.const(np.zeros(4), T.INT32), b.zero_point(0, T.INT8),
+                             b.zero_point(0, T.INT8)], (1, od, 4, 4, 4), T.INT32,
+                 dict(pad=(0,) * 6, stride=(sd, 1, 1), dilation=(1, 1, 1), acc_type=T.INT32))
+        b.output(rs8(b, y))
+    f.__name__ = f"conv3d_dynamic_stride_d{sd}"
+    return f
+
+
 @g
 def table16(b):
     b.output(b.table(b.input((1, 4, 8), T.INT16), np.arange(513) - 256))
@@ -343,9 +391,18 @@ VIOLATIONS = [
     ("u55.resize", _resize((3, 1, 3, 1), (0, 0), (0, 0)), U55),
     ("u55.resize", _resize((6, 2, 6, 2), (-2, -2), (2, 2)), U55),
     ("u55.resize", _resize((16, 1, 16, 1), (0, 0), (0, 0), shape=(1, 3, 3, 2)), U55),
-    ("u55.resize", _resize((1, 2, 1, 2), (0, 0), (0, 0)), U55),
+    ("u55.resize", _resize((1, 2, 1, 2), (0, 0), (0, 0), shape=(1, 5, 5, 2)), U55),
     ("u55.resize", _resize((2, 1, 2, 1), (0, 0), (1, 1), "BILINEAR"), U55),
     ("u55.resize", _resize((4, 2, 4, 2), (-1, -1), (1, 1), "BILINEAR"), U55),
+    ("u55.stride", _strided("conv", 4, pad=(1, 1, 1, 1), k=(3, 3), ih=17), U55),
+    ("u55.stride", _strided("conv", (1, 4), pad=(1, 1, 0, 0), k=(3, 1), ih=17), U55),
+    ("u55.stride", _strided("conv", 4, k=(3, 3), ih=17, dil=2), U55),
+    ("u55.stride", _strided("dw", 4, k=(3, 3), ih=15), U55),
+    ("u55.stride", _strided("max", 4, pad=(1, 1, 1, 1), k=2, ih=16), U55),
+    ("u55.stride", _strided("avg", 4, pad=(1, 1, 1, 1), k=2, ih=16), U55),
+    ("u55.matmul_axis", matmul8_c65537, U55),
+    ("u55.reduce_sum_axis", reduce_sum_wide, U55),
+    ("u85.dynamic_weights", _conv3d_stride_dyn(2), U85),
     ("u85.dynamic_weights", _tconv(2, dyn_w=True), U85),
     ("u85.dynamic_weights", _tconv(2, dyn_b=True), U85),
     ("u85.dynamic_weights", _conv3d(kd=2, dyn_w=True), U85),
@@ -373,6 +430,14 @@ ACCEPTED = [
     (_resize((3, 3, 3, 3), (0, 0), (0, 0)), U55),                       # identity
     (_resize((3, 1, 3, 1), (0, 0), (0, 0), shape=(1, 1, 1, 2)), U55),   # 1x1 input
     (_resize((2, 1, 2, 1), (0, 0), (1, 1), "BILINEAR"), U85),
+    (_strided("conv", 4, k=(3, 3), ih=15), U55),                        # unrolled
+    (_strided("conv", 5, pad=(1, 0, 1, 0), k=(1, 1), ih=15), U55),      # 1x1: padding is fine
+    (_strided("max", 4, k=4, ih=16), U55), (_strided("avg", 16, k=16, ih=16), U55),
+    (_strided("conv", 3, pad=(1, 1, 1, 1), k=(3, 3), ih=16), U55),
+    (_strided("dw", 4, k=(3, 3), ih=15), U85),
+    (_tconv((1, 2), ifm=(1, 1, 4, 4), k=(1, 3)), U55),
+    (matmul8_c65537, U85), (reduce_sum_channel, U55), (reduce_sum_wide, U85),
+    (_conv3d_stride_dyn(1), U85), (_shift(Op.LOGICAL_LEFT_SHIFT, T.INT16, const=True), U55),
 ]
 
 
@@ -391,6 +456,7 @@ def test_violation_found_and_vela_refuses(rule, make, target):
     with pytest.raises(BackendError) as e:
         v.run_vela(graph, target)
     assert "Traceback" not in str(e.value)
+    assert "Validation error" not in str(e.value)     # a valid TOSA graph, refused for the rule
     with pytest.raises(BackendError, match=rule.replace(".", r"\.")):
         v.compile(graph, target)
 

@@ -8,7 +8,8 @@ The rules below are the limits that ethos-u-vela 5.2.0 really enforces, measured
 one violating graph per rule (tests/test_vela.py repeats the measurement).  Vela's
 ``SUPPORTED_OPS.md`` lists more U55/U65 limits than 5.2.0 enforces; these are NOT findings
 because Vela decomposes or emulates them (checked): int16 TABLE (three int16 LUTs + MUL + ADD,
-exact), stride > 3, dilation > 2, kernel > 4096 elements or kernel_y > 64, sum of |weights|
+exact), stride > 3 without padding or dilation (unrolled), dilation > 2, kernel > 4096
+elements or kernel_y > 64, sum of |weights|
 > 127*65536, ARITHMETIC_RIGHT_SHIFT with round=false, REVERSE of int32, CAST down from int32.
 
 One finding is preflight-only: a CONV bias outside signed int40 on U55/U65.  Vela 5.2.0
@@ -55,9 +56,13 @@ RULES = {
                            "silently)",
     "u55.dynamic_weights": "convolution weights and bias must be constant on Ethos-U55/U65",
     "u55.conv3d_kernel_depth": "CONV3D needs kernel depth 1 on Ethos-U55/U65",
-    "u55.transpose_conv_stride": "TRANSPOSE_CONV2D stride must be (1,1) or (2,2) "
-                                 "((1,2) only with IFM width 1 and kernel width 1, (2,1) only "
-                                 "with IFM height 1 and kernel height 1)",
+    "u55.transpose_conv_stride": "TRANSPOSE_CONV2D stride must be (1,1) or (2,2); (1,2) and "
+                                 "(2,1) only when IFM and kernel are 1 wide or 1 high",
+    "u55.matmul_axis": "MATMUL needs C and W <= 65536 on Ethos-U55/U65",
+    "u55.reduce_sum_axis": "REDUCE_SUM: reduced axis <= 65536 and, off the channel axis, the "
+                           "products of the axes before and after it <= 65536",
+    "u55.stride": "stride > 3 needs Vela to unroll the kernel, which it can only do for CONV2D "
+                  "and pooling without padding or dilation (DEPTHWISE_CONV2D never)",
     "u55.shift_dtype": "ARITHMETIC_RIGHT_SHIFT and LOGICAL_LEFT_SHIFT need int32 on "
                        "Ethos-U55/U65",
     "u55.reduce_minmax_dtype": "REDUCE_MAX/REDUCE_MIN support int8 and int16 only",
@@ -69,8 +74,8 @@ RULES = {
     "u55.resize": "RESIZE on Ethos-U55/U65: NEAREST only, 2x/4x/8x upscale with align-corners "
                   "or half-pixel-centre parameters (BILINEAR was refused in every "
                   "configuration measured)",
-    "u85.dynamic_weights": "TRANSPOSE_CONV2D (and CONV3D with kernel depth > 1) need constant "
-                           "weights and bias on Ethos-U85",
+    "u85.dynamic_weights": "TRANSPOSE_CONV2D, and CONV3D with kernel depth or depth stride > 1, "
+                           "need constant weights and bias on Ethos-U85",
 }
 
 
@@ -196,15 +201,35 @@ def _u55_op(ctx, o, add):
             sy, sx = (tuple(o.attrs.get("stride") or (1, 1)) + (1, 1))[:2]
             _, ih, iw, _ = ctx.t(o.inputs[0]).shape
             _, kh, kw, _ = ctx.t(w).shape
+            # mixed (1,2)/(2,1) strides work on a 1-D problem (measured: either orientation)
             ok = ((sy, sx) in ((1, 1), (2, 2)) or
-                  ((sy, sx) == (1, 2) and iw == 1 and kw == 1) or
-                  ((sy, sx) == (2, 1) and ih == 1 and kh == 1))
+                  ((sy, sx) in ((1, 2), (2, 1)) and ((iw == 1 and kw == 1) or
+                                                     (ih == 1 and kh == 1))))
             if not ok:
                 add(o, "u55.transpose_conv_stride", f"stride ({sy},{sx}) with IFM {ih}x{iw} and "
                                                     f"kernel {kh}x{kw} is not supported")
+    if op == Op.MATMUL:
+        c, w = ctx.t(o.inputs[0]).shape[2], ctx.t(o.inputs[1]).shape[2]
+        if c > 65536 or w > 65536:
+            add(o, "u55.matmul_axis", f"C = {c}, W = {w} (both must be <= 65536)")
+    if op == Op.REDUCE_SUM:
+        shape = ctx.t(o.inputs[0]).shape
+        axis = int(o.attrs.get("axis", 0))
+        before = int(np.prod(shape[:axis], dtype=np.int64))
+        after = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        if shape[axis] > 65536 or (axis != len(shape) - 1 and (before > 65536 or
+                                                                 after > 65536)):
+            add(o, "u55.reduce_sum_axis", f"axis {axis} of shape {tuple(shape)}: reduced "
+                                          f"{shape[axis]}, before {before}, after {after}")
+    if op in (Op.CONV2D, Op.DEPTHWISE_CONV2D, Op.CONV3D, Op.AVG_POOL2D, Op.MAX_POOL2D):
+        why = _u55_stride(ctx, o)
+        if why:
+            add(o, "u55.stride", why)
     if op in (Op.ARITHMETIC_RIGHT_SHIFT, Op.LOGICAL_LEFT_SHIFT):
         dt = ctx.dtype(o.inputs[0])
-        if dt != DType.INT32:
+        # Vela folds a LOGICAL_LEFT_SHIFT of constants (not an ARITHMETIC_RIGHT_SHIFT; measured)
+        folded = op == Op.LOGICAL_LEFT_SHIFT and all(ctx.is_const(n) for n in o.inputs)
+        if dt != DType.INT32 and not folded:
             add(o, "u55.shift_dtype", f"{op.name} of {dt.name.lower()} (int32 only)")
     if op in (Op.REDUCE_MAX, Op.REDUCE_MIN):
         dt = ctx.dtype(o.inputs[0])
@@ -244,6 +269,42 @@ def _u55_op(ctx, o, add):
             why.append(f"leading dimensions {tuple(shape[:-3])} are not 1")
         if why:
             add(o, "u55.argmax", "; ".join(why))
+
+
+def _u55_stride(ctx, o):
+    """Stride > 3 on U55/U65: Vela's UnrollKernelStrides (graphir_optimiser.cpp) splits CONV2D
+    and pooling into one op per output position, but only without padding and dilation;
+    there is no other way (no accumulator save/restore on U55), and DEPTHWISE_CONV2D is never
+    unrolled.  A stride along an output dimension of size 1 does not count, nor does a pool
+    whose kernel and stride cover the whole input."""
+    op = Op(o.op)
+    d3 = op == Op.CONV3D            # decomposed into CONV2Ds over depth: same H/W limits
+    sy, sx = tuple(o.attrs.get("stride") or (1, 1, 1))[d3:d3 + 2]
+    oh, ow = ctx.t(o.outputs[0]).shape[1 + d3:3 + d3]
+    ih, iw = ctx.t(o.inputs[0]).shape[1 + d3:3 + d3]
+    sy, sx = (1 if oh == 1 else sy), (1 if ow == 1 else sx)
+    if sy <= 3 and sx <= 3:
+        return None
+    pad = tuple(o.attrs.get("pad") or (0,) * 6)[2 * d3:]
+    if op in (Op.CONV2D, Op.DEPTHWISE_CONV2D, Op.CONV3D):
+        wshape = ctx.t(o.inputs[1]).shape
+        kh, kw = (wshape[0], wshape[1]) if op == Op.DEPTHWISE_CONV2D else \
+            wshape[1 + d3:3 + d3]
+        dy, dx = tuple(o.attrs.get("dilation") or (1, 1, 1))[d3:d3 + 2]
+        dy, dx = (1 if kh == 1 else dy), (1 if kw == 1 else dx)
+    else:
+        kh, kw = tuple(o.attrs.get("kernel") or (1, 1))[:2]
+        dy = dx = 1
+        if (kh, kw) == (sy, sx) == (ih, iw) and not any(pad):
+            return None
+    what = f"stride ({sy},{sx})"
+    if op == Op.DEPTHWISE_CONV2D:
+        return f"{what}: DEPTHWISE_CONV2D strides > 3 are not supported"
+    if any(pad) and not (op in (Op.CONV2D, Op.CONV3D) and (kh, kw) == (1, 1)):
+        return f"{what} with padding {pad}"
+    if dy > 1 or dx > 1:
+        return f"{what} with dilation ({dy},{dx})"
+    return None
 
 
 def _u55_resize(ctx, o):
@@ -286,7 +347,11 @@ def _u55_resize(ctx, o):
 
 def _u85_op(ctx, o, add):
     op = Op(o.op)
-    if op == Op.TRANSPOSE_CONV2D or (op == Op.CONV3D and ctx.t(o.inputs[1]).shape[1] > 1):
+    # CONV3D with non-constant weights/bias works only as a stack of CONV2Ds: kernel depth 1
+    # and depth stride 1 (measured on the CTS CONV3D graphs)
+    conv3d_hard = op == Op.CONV3D and (ctx.t(o.inputs[1]).shape[1] > 1 or
+                                       tuple(o.attrs.get("stride") or (1,))[0] > 1)
+    if op == Op.TRANSPOSE_CONV2D or conv3d_hard:
         dyn = [n for n in o.inputs[1:3] if not ctx.is_const(n)]
         if dyn:
             add(o, "u85.dynamic_weights", f"{op.name} with non-constant "
