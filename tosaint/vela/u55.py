@@ -15,8 +15,10 @@ What Ethos-U55/U65 (Vela 5.2.0) cannot do and what to use instead:
 - int16 x int16 MATMUL (int48 accumulator) + RESCALE: :func:`matmul_int16` (four int8
   MATMULs over byte-split operands, recombined exactly in int32 limbs).
 - int16 TABLE: nothing to do.  Vela 5.2.0 accepts it on U55/U65 and lowers it to three int16
-  LUTs (base, slope, fraction) + MUL + ADD, which is the TOSA formula exactly; the
-  "EXT-INT16 is not supported" line in SUPPORTED_OPS.md is out of date.
+  LUTs (base, slope, fraction) + MUL + ADD (graphir_optimiser.cpp RewriteTable), i.e. the
+  TOSA formula (table[i] << 7) + slope * fraction in integer ops; the "EXT-INT16 is not
+  supported" line in SUPPORTED_OPS.md is out of date.  (Hardware results were not checked
+  here: there is no FVP in this environment.)
 - a RESCALE of an int48 tensor that is not the output of an int16 convolution, or an int16
   convolution whose int48 output is used by anything but one RESCALE: no exact workaround
   (int48 tensors cannot exist on their own); keep the RESCALE directly after the convolution.
