@@ -242,3 +242,19 @@ def test_against_reference_model_dump_intermediates_log(tmp_path):
     log.write_bytes(bad)
     r = diff(model, inputs, log)
     assert r.first is not None and r.first.dtype == "int32" and r.first.max_abs_diff == 7
+
+
+def test_compare_tensor_edges():
+    from tosaint.diff import compare_tensor
+    st, f = compare_tensor(np.array([True, False]), np.array([True, True]))
+    assert st == "differs" and f["n_diff"] == 1 and f["first_index"] == [1]
+    st, f = compare_tensor(np.array(5, np.int64), np.array(-7, np.int64))
+    assert st == "differs" and f["max_abs_diff"] == 12 and f["first_index"] == []
+    # int48 storage extremes and int64 extremes: no overflow in the largest difference
+    st, f = compare_tensor(np.array([-(1 << 47)], np.int64), np.array([(1 << 47) - 1], np.int64))
+    assert f["max_abs_diff"] == (1 << 48) - 1
+    st, f = compare_tensor(np.array([-(1 << 63), 3], np.int64), np.array([0, 3], np.int64))
+    assert f["max_abs_diff"] == 1 << 63 and f["n_diff"] == 1
+    st, f = compare_tensor(np.array([1, 2], np.int16), np.array([1, 2], np.int32))
+    assert st == "equal" and "dtype" in f["note"]
+    assert compare_tensor(np.array([1, 2], np.int16), np.array([[1, 2]], np.int16))[0] == "shape"
