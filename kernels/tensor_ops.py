@@ -53,37 +53,68 @@ def _float_type(bound):
     return None
 
 
-# ---- threads: one BLAS thread per worker, blocks spread over the workers ---------------------
-# OpenBLAS's own worker threads (like libgomp's) spin-wait between calls; alternating them with
-# other parallel work on a busy 2-core machine made one CONV2D take ~1 s instead of ~3 ms.  So
-# every GEMM here runs single-threaded inside a worker of a small thread pool (numpy and the
-# Numba kernels release the GIL), each worker handling its own blocks.  The thread-local
-# OpenBLAS setting (openblas_set_num_threads_local, OpenBLAS >= 0.3.27) leaves the rest of the
-# process alone; without it the GEMMs simply use the BLAS's default threads.  The results are
-# exact integers, so they do not depend on the number of threads.
+# ---- threads: single-threaded BLAS inside our own two workers --------------------------------
+# OpenBLAS's worker threads (like libgomp's) spin-wait between calls; alternating them with our
+# other work on a busy 2-core machine made one int8 CONV2D take ~1 s instead of ~3 ms.  So while
+# a tensor op runs, OpenBLAS is set to one thread (``_single_threaded_blas``: the setting is
+# process-wide in OpenBLAS, so it is restored when the last op running leaves) and the GEMM
+# blocks are spread over the calling thread plus a small thread pool (numpy and the Numba
+# kernels release the GIL).  The results are exact integers, so they do not depend on the
+# number of threads.
 _POOL = None
 _POOL_LOCK = threading.Lock()
+_BLAS_LOCK = threading.Lock()
+_BLAS_DEPTH = 0
+_BLAS_SAVED = None
 
 
-def _blas_local_setter():
+def _blas_thread_functions():
+    """(get, set) of the OpenBLAS bundled with numpy, or (None, None)."""
     here = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     for path in sorted(glob.glob(os.path.join(here, "*openblas*"))):
         try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
+            lib = ctypes.CDLL(path)
+        except OSError:
             continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
-    return None
+        for get, set_ in (("scipy_openblas_get_num_threads64_",
+                           "scipy_openblas_set_num_threads64_"),
+                          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                          ("openblas_get_num_threads", "openblas_set_num_threads")):
+            try:
+                g, s = getattr(lib, get), getattr(lib, set_)
+            except AttributeError:
+                continue
+            g.restype = ctypes.c_int
+            g.argtypes = []
+            s.restype = None
+            s.argtypes = [ctypes.c_int]
+            return g, s
+    return None, None
 
 
-_SET_LOCAL = _blas_local_setter()
+_BLAS_GET, _BLAS_SET = _blas_thread_functions()
 
 
-def _worker_init():
-    if _SET_LOCAL is not None:
-        _SET_LOCAL(1)
+class _single_threaded_blas:
+    def __enter__(self):
+        global _BLAS_DEPTH, _BLAS_SAVED
+        if _BLAS_SET is None:
+            return
+        with _BLAS_LOCK:
+            if _BLAS_DEPTH == 0:
+                _BLAS_SAVED = _BLAS_GET()
+                if _BLAS_SAVED != 1:
+                    _BLAS_SET(1)
+            _BLAS_DEPTH += 1
+
+    def __exit__(self, *exc):
+        global _BLAS_DEPTH
+        if _BLAS_SET is None:
+            return
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0 and _BLAS_SAVED not in (None, 1):
+                _BLAS_SET(_BLAS_SAVED)
 
 
 def _threads():
@@ -95,17 +126,18 @@ def _pool():
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, _max_threads()),
-                                       initializer=_worker_init,
-                                       thread_name_prefix="tosaint-blas")
+            _POOL = ThreadPoolExecutor(max_workers=max(1, _max_threads() - 1),
+                                       thread_name_prefix="tosaint-gemm")
     return _POOL
 
 
 def _forget_pool():
     """A forked child inherits the pool object but not its threads: start a new one there."""
-    global _POOL, _POOL_LOCK
+    global _POOL, _POOL_LOCK, _BLAS_LOCK, _BLAS_DEPTH
     _POOL = None
     _POOL_LOCK = threading.Lock()
+    _BLAS_LOCK = threading.Lock()
+    _BLAS_DEPTH = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -118,11 +150,13 @@ def _max_threads():
 
 
 def _run_parallel(nblocks, work):
-    """work(tid, blocks) for tid in 0..nt-1 on the pool (blocks tid, tid+nt, ...); returns the
-    sum of the results."""
+    """work(tid, blocks) for tid in 0..nt-1 (blocks tid, tid+nt, ...): tid 0 in the calling
+    thread, the others on the pool, BLAS single-threaded; returns the sum of the results."""
     nt = max(1, min(_threads(), nblocks))
-    futures = [_pool().submit(work, t, range(t, nblocks, nt)) for t in range(nt)]
-    return sum(f.result() for f in futures)
+    with _single_threaded_blas():
+        futures = [_pool().submit(work, t, range(t, nblocks, nt)) for t in range(1, nt)]
+        total = work(0, range(0, nblocks, nt))
+        return total + sum(f.result() for f in futures)
 
 
 # ---- finalize: bias, saturation / wrap -----------------------------------------------------
@@ -337,7 +371,7 @@ def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape,
     izp = np.int32(input_zp)
 
     def work(tid, blocks):
-        # one worker: the scatter-adds of different pixels may hit the same output
+        # one thread: the scatter-adds of different pixels may hit the same output
         xb = np.empty((rows, IC), weights.ftype)
         g = np.empty((rows, cols), weights.ftype)
         for r0 in range(0, P, rows):
@@ -351,7 +385,8 @@ def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape,
                            out.reshape(-1, OC), out48)
         return out, n
 
-    out, n = _pool().submit(work, 0, None).result()
+    with _single_threaded_blas():
+        out, n = work(0, None)
     return out, int(n)
 
 
