@@ -52,6 +52,20 @@ def richer_graph():
     return b.build()
 
 
+def conv_graph():
+    """a16w8 CONV2D with an int48 bias and int48 graph output, plus a scale16 RESCALE to int16
+    (the reference model's Python binding cannot return int48: this needs its CLI)."""
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input((1, 5, 6, 3), DType.INT16, name="x")
+    w = b.const(rng.integers(-127, 128, (4, 3, 3, 3)), DType.INT8)
+    bias = b.const(rng.integers(-(1 << 40), 1 << 40, 4), DType.INT48)
+    acc = b.conv2d(x, w, bias, pad=1, name="acc")
+    y = b.rescale(acc, [1 << 14, 3 << 13, 1 << 13, 1 << 14], [30, 31, 29, 30], DType.INT16)
+    b.output(acc, b.identity(y, name="y"))
+    return b.build()
+
+
 # ---- random inputs -----------------------------------------------------------------------
 def test_random_inputs_cover_each_dtype_range_and_are_deterministic():
     g = identity_graph(shape=(64, 64))
@@ -246,6 +260,8 @@ def test_golden_folders_rerun_bit_identically_on_reference_model(tmp_path):
     graphs = {"identity_all_types": identity_graph(),
               "identity_rank0": identity_graph(shape=(), dtypes=(DType.INT48, DType.INT16)),
               "richer": richer_graph()}
+    if Op.CONV2D in REGISTRY and Op.RESCALE in REGISTRY:
+        graphs["conv_int48"] = conv_graph()
     for name, g in graphs.items():
         model = tmp_path / f"{name}.tosa"
         tosaint.save(g, model)
