@@ -566,6 +566,12 @@ def test_vela_errors_are_wrapped():
     b.output(rs8(b, b.conv2d(x, w, b.const(np.zeros(8), T.INT32), stride=4)))
     with pytest.raises(BackendError, match="Validation error"):
         v.compile(b.build(), U85)
+    # bytes that are no TOSA file: tosaint's loader says so before Vela; raw Vela is wrapped
+    from tosaint.errors import SchemaError
+    with pytest.raises(SchemaError):
+        v.compile(b"not a flatbuffer", U85)
+    with pytest.raises(BackendError, match="Vela"):
+        v.run_vela(b"not a flatbuffer", U85)
 
 
 # ---- U55 int16 MATMUL decomposition ----------------------------------------------------------

@@ -153,8 +153,10 @@ def _io_list(npz, prefix):
             for s, e, o, r in zip(shapes, sizes, offs, regs)]
 
 
-def _graph_bytes(graph):
-    """(flatbuffer bytes, Graph or None) from a Graph, a path or bytes."""
+def _graph_bytes(graph, required=True):
+    """(flatbuffer bytes, Graph) from a Graph, a path or bytes; with ``required=False`` a file
+    tosaint cannot read gives (bytes, None), so that Vela still sees it."""
+    from ..errors import TosaError
     from ..graph import Graph
     from ..schema.loader import load
     if isinstance(graph, Graph):
@@ -164,7 +166,12 @@ def _graph_bytes(graph):
     else:
         with open(os.fspath(graph), "rb") as f:
             data = f.read()
-    return data, load(data)
+    try:
+        return data, load(data)
+    except TosaError:
+        if required:
+            raise
+        return data, None
 
 
 def vela_flags(target, system_config=None, memory_mode=None, extra_flags=()):
@@ -205,7 +212,7 @@ def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=N
         from ethosu.vela import vela as _vela
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise BackendError("ethos-u-vela is not installed (pip install tosaint[vela])") from e
-    data, g = _graph_bytes(graph)
+    data, g = _graph_bytes(graph, required=False)
     flags = vela_flags(target, system_config, memory_mode, extra_flags)
     if per_layer:
         flags.append("--verbose-performance")
