@@ -130,6 +130,10 @@ def test_golden_folder_layout_and_expected_outputs(tmp_path):
             == len(desc["ifm_file"]) + 2 * len(desc["ofm_file"])
         assert desc["meta"]["tosaint"]["seed"] == 3
     assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".tmp-")]
+    # tosaint's own conformance runner accepts the folders
+    from tosaint.conformance import run_suite
+    res = run_suite(str(tmp_path / "out"))
+    assert len(res) == 3 and all(r.passed for r in res)
     # stable names; a second run skips; a larger count only adds cases
     rep2 = golden(model, random=True, seed=3, count=4, output_dir=tmp_path / "out")
     assert sorted(r.name for r in rep2)[:3] == names
