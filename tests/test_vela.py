@@ -731,3 +731,13 @@ def test_torch_hook_matches_the_rescale_path():
         ra, _ = trm.run(ga.to_bytes(), [A, B])
         rb, _ = trm.run(gb.to_bytes(), [A, B])
         assert ra[0].dtype == rb[0].dtype and np.array_equal(ra[0], rb[0])
+
+
+def test_every_target_compiles_with_its_defaults():
+    v = vela()
+    graph = a16w8_conv()
+    for target, (sc, mm) in v.TARGETS.items():
+        res = v.compile(graph, target)
+        assert (res.system_config, res.memory_mode) == (sc, mm)
+        assert res.summary["accelerator_configuration"].lower() == target.replace("-", "_")
+        assert res.cmd_data.startswith(b"COP1")
