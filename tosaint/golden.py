@@ -9,7 +9,8 @@ suite, so that the reference model runs it with ``tosa_reference_model --test_de
 
     <case>/desc.json               tosa_file, ifm_name, ifm_file, ofm_name, ofm_file,
                                    expected_result_file (+ "meta": {"tosaint": {...}})
-    <case>/model.tosa              the model, byte for byte as given
+    <case>/model.tosa              the model, byte for byte as given (a hard link to one copy in
+                                   ``output_dir/.models/`` where the file system allows)
     <case>/<input>.npy             one per graph input, in its storage dtype
     <case>/Conformance-<out>.npy   expected output (int48 as int64, int4 as int8, bool as bool)
 
