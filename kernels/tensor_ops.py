@@ -414,71 +414,75 @@ def depthwise_weights(weight, weight_zp, x_absmax):
 
 @pjit
 def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48):
+    """One output row (n, oy) per parallel iteration; taps outer, output x and channels inner,
+    so the innermost loop runs over contiguous channels (vectorised).  ``bias`` has CM values.
+    Partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed to int64."""
     N, IH, IW, C = x.shape
     _, OH, OW, CM = out.shape
-    bc1 = bias.shape[0] == 1
+    flush = chunk < KH * KW
     counts = np.zeros(N * OH, np.int64)
     for row in prange(N * OH):
         n = row // OH
         oy = row % OH
-        acc32 = np.empty(CM, np.int32)
-        acc64 = np.empty(CM, np.int64)
-        bad = 0
-        for ox in range(OW):
-            acc32[:] = 0
-            acc64[:] = 0
-            used = 0
-            for ky in range(KH):
-                y = oy * sy - pt + ky * dy
-                if y < 0 or y >= IH:
-                    continue
-                for kx in range(KW):
+        acc32 = np.zeros((OW, CM), np.int32)
+        acc64 = np.zeros((OW if flush else 1, CM), np.int64)
+        used = 0
+        for ky in range(KH):
+            y = oy * sy - pt + ky * dy
+            if y < 0 or y >= IH:
+                continue
+            src_row = x[n, y]
+            for kx in range(KW):
+                wr = wq[ky * KW + kx]
+                for ox in range(OW):
                     xx = ox * sx - pl + kx * dx
                     if xx < 0 or xx >= IW:
                         continue
-                    src = x[n, y, xx]
-                    wr = wq[ky * KW + kx]
+                    src = src_row[xx]
+                    a = acc32[ox]
                     if M == 1:
                         for c in range(C):
-                            acc32[c] += (np.int32(src[c]) - izp) * wr[c]
+                            a[c] += (np.int32(src[c]) - izp) * wr[c]
                     else:
                         for c in range(C):
                             v = np.int32(src[c]) - izp
                             for m in range(M):
-                                acc32[c * M + m] += v * wr[c * M + m]
-                    used += 1
-                    if used == chunk:
+                                a[c * M + m] += v * wr[c * M + m]
+                used += 1
+                if flush and used == chunk:
+                    for ox in range(OW):
                         for j in range(CM):
-                            acc64[j] += acc32[j]
-                            acc32[j] = 0
-                        used = 0
+                            acc64[ox, j] += acc32[ox, j]
+                            acc32[ox, j] = 0
+                    used = 0
+        bad = 0
+        for ox in range(OW):
             for j in range(CM):
-                a = acc64[j] + acc32[j]
-                b = bias[0] if bc1 else bias[j]
+                av = np.int64(acc32[ox, j])
+                if flush:
+                    av += acc64[ox, j]
+                t = av + bias[j]
                 if out48:
-                    t = a + b
-                    if a < I48_MIN or a > I48_MAX or t < I48_MIN or t > I48_MAX:
-                        bad += 1
-                    if t < I48_MIN:
-                        t = I48_MIN
-                    elif t > I48_MAX:
-                        t = I48_MAX
+                    b = (av < I48_MIN) | (av > I48_MAX) | (t < I48_MIN) | (t > I48_MAX)
+                    t = max(min(t, I48_MAX), I48_MIN)
                     out[n, oy, ox, j] = t
                 else:
-                    a32 = ((a + 2147483648) & 0xFFFFFFFF) - 2147483648
-                    t = a32 + b
-                    if a != a32 or t < I32_MIN or t > I32_MAX:
-                        bad += 1
+                    a32 = ((av + 2147483648) & 0xFFFFFFFF) - 2147483648
+                    t = a32 + bias[j]
+                    b = (av != a32) | (t < I32_MIN) | (t > I32_MAX)
                     out[n, oy, ox, j] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
+                bad += b
         counts[row] = bad
     return counts.sum()
 
 
 def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
     out = np.empty(out_shape, np.int64 if out48 else np.int32)
+    cm = out_shape[3]
+    bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (cm,)))
     n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
                    stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
-                   weights.chunk, np.asarray(bias, np.int64), out, out48)
+                   weights.chunk, bias, out, out48)
     return out, int(n)
 
 
