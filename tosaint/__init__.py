@@ -6,6 +6,7 @@ from .schema.definition import DType, Op, RoundingMode
 from .schema.loader import load
 from .interpreter import Diagnostic, Plan, RunResult, prepare, run_tosa
 from .registry import supported_ops
+from .golden import golden  # noqa: E402  (the function; the module stays tosaint.golden in sys.modules)
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ def save(graph, path, version=None):
     graph.save(path, version=version)
 
 
-__all__ = ["Diagnostic", "Plan", "RunResult", "prepare", "run_tosa", "supported_ops", "Block", "DType", "ErrorIfViolation", "Graph", "InputError", "Op", "Operator",
-           "Region", "RoundingMode", "SchemaError", "Tensor", "TosaError", "UnpredictableError",
-           "UnsupportedOp", "Version", "load", "save"]
+__all__ = ["Block", "DType", "Diagnostic", "ErrorIfViolation", "Graph", "InputError", "Op",
+           "Operator", "Plan", "Region", "RoundingMode", "RunResult", "SchemaError", "Tensor",
+           "TosaError", "UnpredictableError", "UnsupportedOp", "Version", "golden", "load",
+           "prepare", "run_tosa", "save", "supported_ops"]
