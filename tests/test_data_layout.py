@@ -300,3 +300,20 @@ def test_rank0_concat_is_rejected():
     with pytest.raises(ErrorIfViolation, match="rank-0 inputs have no axis"):
         tosaint.prepare(_bad(lambda b, x: b.op(Op.CONCAT, [x, x], (), DType.INT8, dict(axis=0)),
                              shape=()))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_gather_scatter_twins_agree(data):
+    fast, spec = namespace("numba"), namespace("spec")
+    n, k, c, w = (data.draw(st.integers(1, 4)) for _ in range(4))
+    rng = np.random.default_rng(data.draw(st.integers(0, 999)))
+    values = rng.integers(-1000, 1000, (n, k, c)).astype(np.int16)
+    idx = rng.integers(-1, k + 1, (n, w)).astype(np.int32)      # some out of range
+    got, want = fast.gather(values, idx), spec.gather(values, idx)
+    check(got[0], want[0])
+    assert got[1] == want[1] == int(((idx < 0) | (idx >= k)).sum())
+    x = rng.integers(-1000, 1000, (n, w, c)).astype(np.int16)
+    got, want = fast.scatter(values, idx, x), spec.scatter(values, idx, x)
+    check(got[0], want[0])
+    assert got[1:] == want[1:]
