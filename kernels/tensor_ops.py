@@ -420,41 +420,45 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
     N, IH, IW, C = x.shape
     _, OH, OW, CM = out.shape
     flush = chunk < KH * KW
+    OXB = max(1, 4096 // max(CM, 1))
     counts = np.zeros(N * OH, np.int64)
     for row in prange(N * OH):
         n = row // OH
         oy = row % OH
         acc32 = np.zeros((OW, CM), np.int32)
         acc64 = np.zeros((OW if flush else 1, CM), np.int64)
-        used = 0
-        for ky in range(KH):
-            y = oy * sy - pt + ky * dy
-            if y < 0 or y >= IH:
-                continue
-            src_row = x[n, y]
-            for kx in range(KW):
-                wr = wq[ky * KW + kx]
-                for ox in range(OW):
-                    xx = ox * sx - pl + kx * dx
-                    if xx < 0 or xx >= IW:
-                        continue
-                    src = src_row[xx]
-                    a = acc32[ox]
-                    if M == 1:
-                        for c in range(C):
-                            a[c] += (np.int32(src[c]) - izp) * wr[c]
-                    else:
-                        for c in range(C):
-                            v = np.int32(src[c]) - izp
-                            for m in range(M):
-                                a[c * M + m] += v * wr[c * M + m]
-                used += 1
-                if flush and used == chunk:
-                    for ox in range(OW):
-                        for j in range(CM):
-                            acc64[ox, j] += acc32[ox, j]
-                            acc32[ox, j] = 0
-                    used = 0
+        # output x in blocks of OXB pixels so that their partial sums stay in L1
+        for ox0 in range(0, OW, OXB):
+            ox1 = min(OW, ox0 + OXB)
+            used = 0
+            for ky in range(KH):
+                y = oy * sy - pt + ky * dy
+                if y < 0 or y >= IH:
+                    continue
+                src_row = x[n, y]
+                for kx in range(KW):
+                    wr = wq[ky * KW + kx]
+                    for ox in range(ox0, ox1):
+                        xx = ox * sx - pl + kx * dx
+                        if xx < 0 or xx >= IW:
+                            continue
+                        src = src_row[xx]
+                        a = acc32[ox]
+                        if M == 1:
+                            for c in range(C):
+                                a[c] += (np.int32(src[c]) - izp) * wr[c]
+                        else:
+                            for c in range(C):
+                                v = np.int32(src[c]) - izp
+                                for m in range(M):
+                                    a[c * M + m] += v * wr[c * M + m]
+                    used += 1
+                    if flush and used == chunk:
+                        for ox in range(ox0, ox1):
+                            for j in range(CM):
+                                acc64[ox, j] += acc32[ox, j]
+                                acc32[ox, j] = 0
+                        used = 0
         bad = 0
         for ox in range(OW):
             for j in range(CM):
