@@ -18,10 +18,13 @@ float result equals the exact integer sum.  ``_float_type`` picks float32 when t
 < 2**23, exact for K < 2**30; int16 x int16 MATMUL: products <= 2**30, exact for C < 2**23).
 Beyond float64's bound the op falls back to the exact int64 spec twin.
 
-The exact float sums are converted to int64, then ``finalize`` adds the bias and applies the
-reference model's int48 saturation or int32 wrap.  The im2col matrix is built in row blocks
-(at most ``_BLOCK_ELEMS`` elements) so that memory stays within a small multiple of the
-operands.  Results do not depend on the thread count: every value is exact.
+The exact float sums are converted to int64, then ``_finalize_rows`` adds the bias and applies
+the reference model's int48 saturation or int32 wrap.  The im2col matrix is built in row blocks
+(at most ``_BLOCK_ELEMS`` elements per worker thread) so that peak memory stays near twice the
+operands.  TRANSPOSE_CONV2D multiplies every input pixel by all its taps at once (sums over IC
+only) and scatter-adds the products into an int64 accumulator.  DEPTHWISE_CONV2D has no GEMM:
+direct Numba loops vectorised over channels, with int32 partial sums where provably safe.
+Results do not depend on the thread count: every value is exact.
 """
 import ctypes
 import glob

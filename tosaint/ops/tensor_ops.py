@@ -61,7 +61,7 @@ def _ints(node, name, n, what):
     return v
 
 
-def _common(node, rank, kind):
+def _common(node, rank):
     """Checks shared by the four convolutions; returns (x, w, bias, out) tensors, zero points."""
     x, w, bias = node.inputs[0], node.inputs[1], node.inputs[2]
     out = node.outputs[0]
@@ -152,7 +152,7 @@ def _make_run(node, prepare, kernel, x_absmax, extra, out48):
 
 @register(Op.CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv2d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 4, "conv2d")
+    x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     node.error_if(w.shape[3] != x.shape[3],
                   f"weight IC {w.shape[3]} != input channels {x.shape[3]}")
     node.error_if(w.shape[0] != out.shape[3],
@@ -169,7 +169,7 @@ def conv2d(node):
 
 @register(Op.CONV3D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv3d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 5, "conv3d")
+    x, w, bias, out, input_zp, weight_zp = _common(node, 5)
     node.error_if(w.shape[4] != x.shape[4],
                   f"weight IC {w.shape[4]} != input channels {x.shape[4]}")
     node.error_if(w.shape[0] != out.shape[4],
@@ -187,7 +187,7 @@ def conv3d(node):
 
 @register(Op.DEPTHWISE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def depthwise_conv2d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 4, "depthwise_conv2d")
+    x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     kh, kw, c, m = w.shape
     node.error_if(c != x.shape[3], f"weight C {c} != input channels {x.shape[3]}")
     node.error_if(out.shape[3] != c * m,
@@ -205,7 +205,7 @@ def depthwise_conv2d(node):
 
 @register(Op.TRANSPOSE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def transpose_conv2d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 4, "transpose_conv2d")
+    x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     oc, kh, kw, ic = w.shape
     node.error_if(ic != x.shape[3], f"weight IC {ic} != input channels {x.shape[3]}")
     node.error_if(oc != out.shape[3], f"weight OC {oc} != output channels {out.shape[3]}")
