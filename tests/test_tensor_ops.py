@@ -506,3 +506,21 @@ def test_thread_count_does_not_change_results(monkeypatch):
     check(c1[0], c2[0])
     check(m1[0], m2[0])
     assert c1[1] == c2[1] and m1[1] == m2[1]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("impl", IMPLS)
+def test_int32_accumulator_wrap_in_conv_matches_reference_model(impl):
+    """40000 taps of 255*255 overflow the int32 accumulator itself (not only the bias add)."""
+    pytest.importorskip("tosa_reference_model")
+    from tosaint.oracle import reference_run
+    c = 40000
+    x = np.full((1, 1, 1, c), 127, np.int8)
+    g = conv_graph("conv2d", x.shape, np.full((1, 1, 1, c), 127, np.int8), np.array([5]),
+                   input_zp=-128, weight_zp=-128)
+    status, want = reference_run(g, [x])
+    assert status == "TOSA_VALID"
+    res = run(g, [x], impl)
+    check(res["y"], want["y"])
+    assert res["y"].item() == ((c * 255 * 255 + 5 + 2**31) % 2**32) - 2**31
+    assert len(res.diagnostics) == 1 and res.diagnostics[0].count == 1
