@@ -179,6 +179,9 @@ def et_worker(directory):
                 raise RuntimeError(f"reference model status {status}")
             y = (np.asarray(outs[0], np.float64) - zp_out) * s_out
             np.save(d / f"et_{name}.npy", y.reshape(test_shape(model, test)))
+            (d / f"et_{name}.tosa").write_bytes(blobs[0])
+            np.save(d / f"et_{name}_in.npy", xq)
+            np.save(d / f"et_{name}_out.npy", np.asarray(outs[0]))
             results[name] = dict(seconds=dt, ok=True)
         except Exception as e:  # noqa: BLE001  (reported in the table)
             results[name] = dict(ok=False, error=f"{type(e).__name__}: {str(e)[:200]}")
@@ -191,6 +194,19 @@ def test_shape(model, test):
 
 
 # ---- tosaint side --------------------------------------------------------------------------
+def _et_graph_on_tosaint(tmp, name):
+    """Run ExecuTorch's TOSA graph with tosaint: bit-identical to the reference model?"""
+    import tosaint
+    try:
+        graph = tosaint.load((tmp / f"et_{name}.tosa").read_bytes())
+        xq = np.load(tmp / f"et_{name}_in.npy")
+        want = np.load(tmp / f"et_{name}_out.npy")
+        res = tosaint.run_tosa(graph, [xq])
+        got = res[graph.outputs[0]]
+        same = got.dtype == want.dtype and np.array_equal(got, want.reshape(got.shape))
+        return "bit-exact" if same else "MISMATCH"
+    except Exception as ex:  # noqa: BLE001  (reported in the table)
+        return f"{type(ex).__name__}: {str(ex)[:80]}"
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--et-python", default="/work/venv-et/bin/python")
@@ -252,16 +268,18 @@ def main(argv=None):
             print("ExecuTorch worker failed; see", tmp / "et.log")
     out = {}
     head = (f"{'case':<12} {'quant':<6} {'tosaint SNR':>11} {'ET SNR':>7} {'tosaint s':>9} "
-            f"{'ET s':>6} {'ops':>4}  bit-exact")
+            f"{'ET s':>6} {'ops':>4}  bit-exact  ET graph on tosaint")
     print(head)
     print("-" * len(head))
     for name in names:
         r = rows[name]
         e = et.get(name, {})
         et_snr = et_s = None
+        et_on_tosaint = "-"
         if e.get("ok"):
             y = np.load(tmp / f"et_{name}.npy")
             et_snr, et_s = snr(r["float"], y), e["seconds"]
+            et_on_tosaint = _et_graph_on_tosaint(tmp, name)
         out[name] = dict(quantization=r["q"], tosaint_snr_db=r["tosaint_snr"],
                          tosaint_lower_s=r["tosaint_s"], tosaint_ops=r["tosaint_ops"],
                          executorch_snr_db=et_snr, executorch_lower_s=et_s,
@@ -270,7 +288,9 @@ def main(argv=None):
         print(f"{name:<12} {r['q']:<6} {r['tosaint_snr']:>11.1f} "
               f"{'-' if et_snr is None else f'{et_snr:.1f}':>7} {r['tosaint_s']:>9.2f} "
               f"{'-' if et_s is None else f'{et_s:.2f}':>6} {r['tosaint_ops']:>4}  "
-              f"{r['bit_exact']}" + (f"  (ET: {e['error']})" if e.get("error") else ""))
+              f"{str(r['bit_exact']):<10} {et_on_tosaint}" +
+              (f"  (ET: {e['error']})" if e.get("error") else ""))
+        out[name]["executorch_graph_on_tosaint"] = et_on_tosaint
     if not et_proc:
         print(f"(no ExecuTorch environment at {a.et_python}: tosaint column only)")
     if a.json:
