@@ -268,6 +268,26 @@ class _Dense:
         self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
         if self.ftype is not None:
             self.wt = np.ascontiguousarray(wq.astype(self.ftype))
+        self.x_absmax, self.w_absmax = int(x_absmax), w_absmax
+        self._w = w if (op == "conv2d" and self.kh == 3 and self.kw == 3) else None
+        self._wino = None
+
+    def winograd(self):
+        """U [16, IC, OC] float64 = G2 g G2^T per (ic, oc), or None when not applicable.
+
+        F(2x2, 3x3) Winograd with the transform scaled to integers: G2 = 2*G, so
+        4*Y = A^T [(G2 g G2^T) * (B^T d B)] A.  Headroom: |B^T d B| <= 4*max|x-izp|,
+        |G2 g G2^T| <= 9*max|w-wzp|, one GEMM sum <= IC * 36 * max|x| * max|w| and the output
+        transform adds 9 of those, so everything is exact in float64 while
+        324 * IC * max|x-izp| * max|w-wzp| < 2**53."""
+        if self._w is None or 324 * self.ic * self.x_absmax * self.w_absmax >= (1 << 53):
+            return None
+        if self._wino is None:
+            g2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
+            g = self._w[:, 0]                                 # [OC, 3, 3, IC]
+            u = np.einsum("ak,okli,bl->abio", g2, g, g2)
+            self._wino = np.ascontiguousarray(u.reshape(16, self.ic, self.oc).astype(np.float64))
+        return self._wino
 
 
 def conv_weights(weight, weight_zp, op, x_absmax):
@@ -305,11 +325,128 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48):
     return out.reshape(out5), int(count)
 
 
+@jit
+def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
+    """V[4*a+b, t, c] = (B^T d B)[a, b] for tiles t0.. (tile t = (n, ty, tx) covers output
+    rows 2ty..2ty+1, columns 2tx..2tx+1); d = the 4x4 input patch minus izp, 0 outside.
+    Every loop over c is contiguous (vectorised)."""
+    N, IH, IW, C = x.shape
+    D = np.empty((4, 4, C), np.float64)
+    R = np.empty((4, 4, C), np.float64)
+    for i in range(V.shape[1]):
+        t = t0 + i
+        tx = t % TX
+        ty = (t // TX) % TY
+        n = t // (TX * TY)
+        y0 = 2 * ty - pt
+        x0 = 2 * tx - pl
+        for a in range(4):
+            y = y0 + a
+            for b in range(4):
+                xx = x0 + b
+                if y >= 0 and y < IH and xx >= 0 and xx < IW:
+                    src = x[n, y, xx]
+                    for c in range(C):
+                        D[a, b, c] = np.int32(src[c]) - izp
+                else:
+                    for c in range(C):
+                        D[a, b, c] = 0.0
+        for b in range(4):                          # R = B^T D (over rows a)
+            for c in range(C):
+                R[0, b, c] = D[0, b, c] - D[2, b, c]
+                R[1, b, c] = D[1, b, c] + D[2, b, c]
+                R[2, b, c] = D[2, b, c] - D[1, b, c]
+                R[3, b, c] = D[1, b, c] - D[3, b, c]
+        for a in range(4):                          # (B^T D) B (over columns b)
+            for c in range(C):
+                V[4 * a + 0, i, c] = R[a, 0, c] - R[a, 2, c]
+                V[4 * a + 1, i, c] = R[a, 1, c] + R[a, 2, c]
+                V[4 * a + 2, i, c] = R[a, 2, c] - R[a, 1, c]
+                V[4 * a + 3, i, c] = R[a, 1, c] - R[a, 3, c]
+
+
+@jit
+def _wino_out(Mb, t0, TY, TX, bias, out, out48):
+    """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
+    the int48 saturation / int32 wrap; returns the count of out-of-range values."""
+    N, OH, OW, OC = out.shape
+    bc1 = bias.shape[0] == 1
+    bad = 0
+    for i in range(Mb.shape[1]):
+        t = t0 + i
+        tx = t % TX
+        ty = (t // TX) % TY
+        n = t // (TX * TY)
+        for oc in range(OC):
+            m = Mb[:, i, oc]
+            # s = A^T m: s[0, b] = m0b + m1b + m2b, s[1, b] = m1b - m2b - m3b
+            s00 = m[0] + m[4] + m[8]
+            s01 = m[1] + m[5] + m[9]
+            s02 = m[2] + m[6] + m[10]
+            s03 = m[3] + m[7] + m[11]
+            s10 = m[4] - m[8] - m[12]
+            s11 = m[5] - m[9] - m[13]
+            s12 = m[6] - m[10] - m[14]
+            s13 = m[7] - m[11] - m[15]
+            y4 = (s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13)
+            b = bias[0] if bc1 else bias[oc]
+            for k in range(4):
+                oy = 2 * ty + k // 2
+                ox = 2 * tx + k % 2
+                if oy >= OH or ox >= OW:
+                    continue
+                a = np.int64(y4[k]) >> 2
+                if out48:
+                    v = a + b
+                    if a < I48_MIN or a > I48_MAX or v < I48_MIN or v > I48_MAX:
+                        bad += 1
+                    out[n, oy, ox, oc] = max(min(v, I48_MAX), I48_MIN)
+                else:
+                    a32 = ((a + 2147483648) & 0xFFFFFFFF) - 2147483648
+                    v = a32 + b
+                    if a != a32 or v < I32_MIN or v > I32_MAX:
+                        bad += 1
+                    out[n, oy, ox, oc] = ((v + 2147483648) & 0xFFFFFFFF) - 2147483648
+    return bad
+
+
+def _winograd(x, U, bias, input_zp, pad, out_shape, out48):
+    N, OH, OW, OC = out_shape
+    C = x.shape[3]
+    TY, TX = -(-OH // 2), -(-OW // 2)
+    T = N * TY * TX
+    out = np.empty(out_shape, np.int64 if out48 else np.int32)
+    bias = np.asarray(bias, np.int64)
+    rows = max(1, min(T, _BLOCK_ELEMS // (16 * max(C, OC, 1))))
+    nblocks = -(-T // rows)
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        V = np.empty((16, rows, C), np.float64)
+        Mb = np.empty((16, rows, OC), np.float64)
+        count = 0
+        for blk in blocks:
+            t0 = blk * rows
+            tb = min(T, t0 + rows) - t0
+            _wino_in(x, izp, pad[0], pad[2], TY, TX, t0, V[:, :tb])
+            np.matmul(V[:, :tb], U, out=Mb[:, :tb])          # exact: see _Dense.winograd
+            count += _wino_out(Mb[:, :tb], t0, TY, TX, bias, out, out48)
+        return count
+
+    count = _run_parallel(nblocks, work)
+    return out, int(count)
+
+
 def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
     if weights.ftype is None:
         return _spec.conv2d(input, weights.spec, bias, input_zp, pad, stride, dilation,
                             out_shape, out48)
     N, OH, OW, OC = out_shape
+    if (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and weights.ftype is not np.float32
+            and OH * OW >= 16):
+        U = weights.winograd()
+        if U is not None:
+            return _winograd(input, U, bias, input_zp, pad, out_shape, out48)
     out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC),
                     (1, stride[0], stride[1]), (1, dilation[0], dilation[1]),
                     (0, pad[0], pad[2]), out48)

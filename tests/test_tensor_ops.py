@@ -524,3 +524,31 @@ def test_int32_accumulator_wrap_in_conv_matches_reference_model(impl):
     check(res["y"], want["y"])
     assert res["y"].item() == ((c * 255 * 255 + 5 + 2**31) % 2**32) - 2**31
     assert len(res.diagnostics) == 1 and res.diagnostics[0].count == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5),
+       st.integers(1, 4), st.tuples(*[st.integers(0, 2)] * 4), st.booleans(), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
+    """3x3 stride-1 CONV2D on the float64 path uses exact integer-scaled Winograd F(2x2,3x3)."""
+    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels.spec import tensor_ops as S
+    oh, ow = ih + pads[0] + pads[1] - 2, iw + pads[2] + pads[3] - 2
+    if oh < 1 or ow < 1 or oh * ow < 16:
+        return
+    rng = np.random.default_rng(seed)
+    x = rand((n, ih, iw, c), T.INT16 if i16 else T.INT8, rng)
+    w = rand((oc, 3, 3, c), T.INT8, rng)
+    izp = 0 if i16 else int(rng.integers(-128, 128))
+    wzp = int(rng.integers(-128, 128))
+    xa = 32768 if i16 else max(abs(-128 - izp), abs(127 - izp))
+    prep = K.conv_weights(w, wzp, "conv2d", xa)
+    out_t = T.INT48 if i16 else T.INT32
+    bias = rand((1,) if bc1 else (oc,), out_t, rng)
+    args = (bias, izp, pads, (1, 1), (1, 1), (n, oh, ow, oc), i16)
+    got = K.conv2d(x, prep, *args)
+    want = S.conv2d(x, S.conv_weights(w, wzp, "conv2d", xa), *args)
+    assert (prep._wino is not None) == (prep.ftype is np.float64)
+    check(got[0], want[0])
+    assert got[1] == want[1]
