@@ -417,7 +417,8 @@ def _winograd(x, U, bias, input_zp, pad, out_shape, out48):
     T = N * TY * TX
     out = np.empty(out_shape, np.int64 if out48 else np.int32)
     bias = np.asarray(bias, np.int64)
-    rows = max(1, min(T, _BLOCK_ELEMS // (16 * max(C, OC, 1))))
+    # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: half a block each
+    rows = max(1, min(T, _BLOCK_ELEMS // (32 * max(C, OC, 1))))
     nblocks = -(-T // rows)
     izp = np.int32(input_zp)
 
