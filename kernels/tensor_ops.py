@@ -21,7 +21,9 @@ Beyond float64's bound the op falls back to the exact int64 spec twin.
 The exact float sums are converted to int64, then ``_finalize_rows`` adds the bias and applies
 the reference model's int48 saturation or int32 wrap.  The im2col matrix is built in row blocks
 (at most ``_BLOCK_ELEMS`` elements per worker thread) so that peak memory stays near twice the
-operands.  TRANSPOSE_CONV2D multiplies every input pixel by all its taps at once (sums over IC
+operands.  A 3x3 stride-1 CONV2D that needs float64 (int16 input) uses Winograd F(2x2,3x3)
+with integer-scaled transforms instead (2.25x fewer multiplies, still exact: see
+``_Dense.winograd``).  TRANSPOSE_CONV2D multiplies every input pixel by all its taps at once (sums over IC
 only) and scatter-adds the products into an int64 accumulator.  DEPTHWISE_CONV2D has no GEMM:
 direct Numba loops vectorised over channels, with int32 partial sums where provably safe.
 Results do not depend on the thread count: every value is exact.
