@@ -552,3 +552,21 @@ def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
     assert (prep._wino is not None) == (prep.ftype is np.float64)
     check(got[0], want[0])
     assert got[1] == want[1]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_winograd_int8_large_zero_points(impl):
+    """int8 with zero points -128/127 and 40 channels needs float64, so Winograd runs."""
+    from tosaint.kernels import tensor_ops as K
+    rng = np.random.default_rng(21)
+    x = rand((1, 6, 7, 40), T.INT8, rng)
+    w = rand((3, 3, 3, 40), T.INT8, rng)
+    assert K.conv_weights(w, 127, "conv2d", 255).winograd() is not None
+    g = conv_graph("conv2d", x.shape, w, rand((3,), T.INT32, rng), pad=(1, 0, 0, 1),
+                   input_zp=-128, weight_zp=127)
+    check(run(g, [x], impl)["y"], run(g, [x], "spec")["y"])
+    pytest.importorskip("tosa_reference_model")
+    from tosaint.oracle import reference_run
+    status, want = reference_run(g, [x])
+    assert status == "TOSA_VALID"
+    check(run(g, [x], impl)["y"], want["y"])
