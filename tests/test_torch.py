@@ -331,3 +331,19 @@ def test_u55_target_lowers_int16_bmm_through_the_vela_helpers_bit_identically():
     for na, nb in zip(a.graph.outputs, b.graph.outputs):
         assert np.array_equal(ra[na], rb[nb])
     check_reference(b, x, rb)
+
+
+def test_every_recorded_intermediate_matches_the_reference_model():
+    pytest.importorskip("tosa_reference_model")
+    from tosaint.examples.conformer_demo import build
+    model, calib, test = build()
+    lm = tt.lower(model, test, calibration=calib)
+    ours = lm.run(*test, capture=True)
+    ref = lm._reference_capture(*test)            # every recorded int16 tensor as an output
+    names = [n for n in ref if n not in lm.graph.inputs]
+    assert len(names) > 30
+    for n in names:
+        assert ours[n].dtype == ref[n].dtype and np.array_equal(ours[n], ref[n]), n
+    a = {r["node"]: r["snr_db"] for r in lm.report(*test)}
+    b = {r["node"]: r["snr_db"] for r in lm.report(*test, impl="reference")}
+    assert a == b
