@@ -140,6 +140,7 @@ SINGLE = [
     ("add", lambda: Fn(lambda a, b: a + 2 * b), [(3, 16), (3, 16)], 1.0, 85),
     ("sub_scalar", lambda: Fn(lambda a: 1.5 - a), [(3, 16)], 1.0, 87),
     ("mul", lambda: Fn(lambda a, b: a * b), [(3, 16), (1, 16)], 1.0, 82),
+    ("div", lambda: Fn(lambda a, b: a / (b.abs() + 1.0)), [(3, 16), (3, 16)], 1.0, 78),
     ("mul_scalar", lambda: Fn(lambda a: a * -0.25), [(3, 16)], 1.0, 89),
     ("exp", lambda: Fn(torch.exp), [(4, 64)], 1.0, 75),
     ("sigmoid", lambda: Fn(torch.sigmoid), [(4, 64)], 2.0, 88),

@@ -639,7 +639,18 @@ class Emitter:
                 return self._scalar_mul(node, a, 1.0 / float(b))
             name, s = self.quant_const(1.0 / _f64(b), rank=len(node.meta["val"].shape))
             return self._mul_act(node, a, self.new(name, s, self.b.shape(name)))
-        raise _Unsupported("division by an activation (use reciprocal)")
+        if isinstance(b, QT):
+            # a * (1 / b): reciprocal TABLE over b's calibrated range, then MUL
+            rec = [1.0 / t.double() for t in self.acts(node.args[1].name)]
+            fake = _Fake(node.name + "_reciprocal", rec, b.shape)
+            self.obs.acts[fake.name] = fake.acts
+            self.obs.amax[fake.name] = max((float(t.abs().max()) for t in rec), default=0.0)
+            r = self._table(fake, b, torch.reciprocal)
+            if not isinstance(a, QT):
+                name, s = self.quant_const(a, rank=len(node.meta["val"].shape))
+                a = self.new(name, s, self.b.shape(name))
+            return self._mul_act(node, a, r)
+        raise _Unsupported("division of a constant by a constant")
 
     def op_neg(self, node, p):
         return self._scalar_mul(node, p["self"], -1.0)
