@@ -249,6 +249,15 @@ def test_unsupported_op_names_aten_op_and_source_line():
     assert "test_torch.py:" in msg and "node 'cumsum'" in msg
 
 
+def test_lower_keeps_the_training_flag_and_rejects_integer_inputs():
+    m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    m.train()
+    tt.lower(m, (torch.randn(2, 4),))
+    assert m.training
+    with pytest.raises(UnsupportedOp, match="not a floating-point tensor"):
+        tt.lower(nn.Embedding(5, 4), (torch.tensor([1, 2]),))
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(8, 8), nn.GELU())

@@ -11,9 +11,19 @@ from ..errors import UnsupportedOp
 
 
 def export(module, example_inputs):
-    module = module.eval()
-    with torch.no_grad():
-        ep = torch.export.export(module, tuple(example_inputs))
+    """torch.export in eval mode (the module's training flag is restored afterwards)."""
+    for i, t in enumerate(example_inputs):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            what = str(t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise UnsupportedOp(f"input {i} is not a floating-point tensor ({what}); "
+                                "tosaint.torch lowers float inputs only")
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(module, tuple(example_inputs))
+    finally:
+        module.train(was_training)
     return ep
 
 
