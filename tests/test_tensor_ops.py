@@ -570,3 +570,13 @@ def test_winograd_int8_large_zero_points(impl):
     status, want = reference_run(g, [x])
     assert status == "TOSA_VALID"
     check(run(g, [x], impl)["y"], want["y"])
+
+
+def test_int4_weight_zero_point_must_be_zero():
+    w = np.ones((2, 1, 1, 3), np.int8)
+    for kind in ("conv2d", "depthwise_conv2d", "transpose_conv2d"):
+        ws = (1, 1, 3, 2) if kind == "depthwise_conv2d" else (2, 1, 1, 3)
+        g = conv_graph(kind, (1, 2, 2, 3), w.reshape(ws), np.array([0]), w_dt=T.INT4,
+                       weight_zp=1)
+        with pytest.raises(ErrorIfViolation, match="weight_zp 1 != 0 for INT4"):
+            tosaint.prepare(g)
