@@ -323,3 +323,19 @@ class GraphBuilder:
         return self.op(Op.RESIZE, [x, self.const_shape(scale), self.const_shape(offset),
                                    self.const_shape(border)], (n, oh, ow, c), out_dtype,
                        dict(mode=ResizeMode(mode)), name)
+
+    def conv3d(self, x, w, bias, *, pad=0, stride=1, dilation=1, input_zp=0, weight_zp=0,
+               acc_type=None, name=None):
+        """CONV3D: x [N,ID,IH,IW,IC], w [OC,KD,KH,KW,IC]; pad (d0, d1, top, bottom, left,
+        right), stride and dilation (d, y, x)."""
+        n, id_, ih, iw, _ = self.shape(x)
+        oc, kd, kh, kw, _ = self.shape(w)
+        pad, stride, dilation = _pair(pad, 6), _pair(stride, 3), _pair(dilation, 3)
+        od = (id_ - 1 + pad[0] + pad[1] - (kd - 1) * dilation[0]) // stride[0] + 1
+        oh = (ih - 1 + pad[2] + pad[3] - (kh - 1) * dilation[1]) // stride[1] + 1
+        ow = (iw - 1 + pad[4] + pad[5] - (kw - 1) * dilation[2]) // stride[2] + 1
+        acc = DType(acc_type or _ACC[self.dtype(x)])
+        return self.op(Op.CONV3D, [x, w, bias, self.zero_point(input_zp, self.dtype(x)),
+                                   self.zero_point(weight_zp, self.dtype(w))],
+                       (n, od, oh, ow, oc), acc, dict(pad=pad, stride=stride,
+                                                      dilation=dilation, acc_type=acc), name)
