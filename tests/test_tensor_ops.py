@@ -43,28 +43,11 @@ def conv_graph(kind, x_shape, w, bias, *, x_dt=T.INT8, w_dt=T.INT8, weight_input
     x = b.input(x_shape, x_dt, name="x")
     wt = b.input(w.shape, w_dt, name="w") if weight_input else b.const(w, w_dt)
     bt = b.const(bias, T.INT48 if x_dt == T.INT16 else T.INT32)
-    make = conv3d if kind == "conv3d" else getattr(b, kind)
-    y = make(b, x, wt, bt, name="y", **attrs) if kind == "conv3d" else make(x, wt, bt, name="y",
-                                                                          **attrs)
+    y = getattr(b, kind)(x, wt, bt, name="y", **attrs)
     if rescale is not None:
         y = b.rescale(y, rescale[0], rescale[1], T.INT16, name="r")
     b.output(y)
     return b.build()
-
-
-def conv3d(b, x, w, bias, *, pad=0, stride=1, dilation=1, input_zp=0, weight_zp=0, name=None):
-    n, id_, ih, iw, _ = b.shape(x)
-    oc, kd, kh, kw, _ = b.shape(w)
-    pad = (pad,) * 6 if isinstance(pad, int) else tuple(pad)
-    stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
-    dilation = (dilation,) * 3 if isinstance(dilation, int) else tuple(dilation)
-    od = (id_ - 1 + pad[0] + pad[1] - (kd - 1) * dilation[0]) // stride[0] + 1
-    oh = (ih - 1 + pad[2] + pad[3] - (kh - 1) * dilation[1]) // stride[1] + 1
-    ow = (iw - 1 + pad[4] + pad[5] - (kw - 1) * dilation[2]) // stride[2] + 1
-    acc = T.INT48 if b.dtype(x) == T.INT16 else T.INT32
-    return b.op(Op.CONV3D, [x, w, bias, b.zero_point(input_zp, b.dtype(x)),
-                            b.zero_point(weight_zp, b.dtype(w))], (n, od, oh, ow, oc), acc,
-                dict(pad=pad, stride=stride, dilation=dilation, acc_type=acc), name)
 
 
 # ---- goldens -----------------------------------------------------------------------------
