@@ -357,3 +357,33 @@ def test_every_recorded_intermediate_matches_the_reference_model():
     a = {r["node"]: r["snr_db"] for r in lm.report(*test)}
     b = {r["node"]: r["snr_db"] for r in lm.report(*test, impl="reference")}
     assert a == b
+
+
+class ResidualCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.c3 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.c1(x)))
+        y = nn.functional.max_pool2d(y + nn.functional.silu(self.c2(y)), 2)
+        return self.c3(y)
+
+
+@pytest.mark.parametrize("impl", ["numba", "spec"])
+def test_cnn_stays_nhwc_between_convolutions(impl):
+    model = ResidualCNN()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.3, 0.3)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    lm, s = lower_and_check(model, [(1, 3, 12, 12)], impl=impl)
+    ops = [o.op for o in lm.graph.operators]
+    assert ops.count(tosaint.Op.TRANSPOSE) == 2           # at the graph boundary only
+    assert ops.count(tosaint.Op.CONV2D) == 3
+    assert s >= 43             # three int8-weight convolutions in a row
+    rep = lm.report(*data([(1, 3, 12, 12)], 1)[1])
+    assert {"batch_norm", "relu", "silu", "add", "max_pool2d", "conv2d_2"} <= {r["node"]
+                                                                            for r in rep}

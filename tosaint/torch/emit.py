@@ -95,6 +95,7 @@ class Emitter:
         self.records = {}
         self.folded = {}
         self._nhwc = {}
+        self._twins = {}
         self._hooks = _target_hooks(target)
 
     # ---- calibration facts ----------------------------------------------------------------
@@ -215,7 +216,9 @@ class Emitter:
             elif node.op == "output":
                 outputs = node.args[0]
         self.input_names = [n for n in users]
-        return self._outputs(outputs)
+        result = self._outputs(outputs)
+        self._dce()
+        return result
 
     def _val(self, a):
         if isinstance(a, torch.fx.Node):
@@ -255,15 +258,72 @@ class Emitter:
         except _Unsupported as e:
             raise UnsupportedOp(f"torch op {op} (node {node.name!r}): {e}; at {where}") from None
         self.env[node.name] = out
+        if packet in _NHWC_REPLAY and isinstance(out, QT):
+            self._replay_nhwc(i0, flat, out)
         ops = self.b.block.operators[i0:]
         for o in ops:
             o.location = f"{node.name}: {where}"
         rec_name = self._record_as or node.name
         if self._record_as:
             op = f"{op}+{aten_name(_node_by_name(self.ep, rec_name))}"
-        self.records[rec_name] = dict(
-            node=rec_name, aten=op, source=where, out=out,
-            ops=[Op(o.op).name for o in ops if o.op not in (Op.CONST, Op.CONST_SHAPE)])
+        self.records[rec_name] = dict(node=rec_name, aten=op, source=where, out=out,
+                                      op_objs=list(ops))
+
+    def _replay_nhwc(self, i0, args, out):
+        """Elementwise ops on NCHW tensors that have NHWC twins (conv/pool outputs): emit the
+        same ops on the twins too, so that a following conv/pool needs no TRANSPOSE.  Whatever
+        ends up unused (the NCHW or the NHWC chain) is removed by :meth:`_dce`."""
+        qts = [a for a in args if isinstance(a, QT)]
+        if out.rank != 4 or not qts or any(a.rank != 4 or a.name not in self._nhwc
+                                           for a in qts):
+            return
+        blk = self.b.block
+        mapping = {a.name: self._nhwc[a.name] for a in qts}
+        for o in list(blk.operators[i0:]):
+            if o.op in (Op.CONST, Op.CONST_SHAPE):
+                continue
+            if o.op not in _ELEMENTWISE or len(o.outputs) != 1:
+                return
+            ins = []
+            for n in o.inputs:
+                t = blk.tensors[n]
+                if n in mapping:
+                    ins.append(mapping[n])
+                elif t.data is not None and (len(t.shape) != 4 or all(d == 1 for d in t.shape)):
+                    ins.append(n)
+                else:
+                    return
+            src = blk.tensors[o.outputs[0]]
+            if len(src.shape) != 4:
+                return
+            shape = [src.shape[i] for i in (0, 2, 3, 1)]
+            mapping[o.outputs[0]] = self.b.op(o.op, ins, shape, src.dtype, dict(o.attrs))
+        if out.name in mapping:
+            self._nhwc[out.name] = mapping[out.name]
+            self._twins[out.name] = mapping[out.name]
+
+    def _dce(self):
+        """Remove operators (and tensors) that no graph output depends on."""
+        blk = self.b.block
+        live = set(blk.outputs)
+        keep = []
+        for o in reversed(blk.operators):
+            if any(n in live for n in o.outputs):
+                keep.append(o)
+                live.update(o.inputs)
+        keep.reverse()
+        blk.operators = keep
+        for name in list(blk.tensors):
+            if name not in live and name not in blk.inputs:
+                del blk.tensors[name]
+        alive = {id(o) for o in keep}
+        for rec in self.records.values():
+            objs = rec.pop("op_objs", [])
+            rec["ops"] = [Op(o.op).name for o in objs if id(o) in alive
+                          and o.op not in (Op.CONST, Op.CONST_SHAPE)]
+            outs = rec["out"] if isinstance(rec["out"], (list, tuple)) else [rec["out"]]
+            rec["twin"] = {q.name: self._twins[q.name] for q in outs
+                           if isinstance(q, QT) and q.name in self._twins}
 
     def _outputs(self, outs):
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
@@ -467,7 +527,10 @@ class Emitter:
                 parts.append(self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
                                           self.adt))
             y = self.b.concat(parts, 3)
+        y_nhwc = y
         y = self.b.transpose(y, (0, 3, 1, 2))
+        if nd == 2:
+            self._nhwc[y] = self._twins[y] = y_nhwc
         shape = tuple(out_node.meta["val"].shape)
         y = self.reshape(y, shape)
         out = self.new(y, sy, shape)
@@ -1130,7 +1193,9 @@ class Emitter:
             y = self.b.avg_pool2d(xn, kernel, stride=stride, pad=pads)
         else:
             y = self.b.max_pool2d(xn, kernel, stride=stride, pad=pads)
+        y_nhwc = y
         y = self.b.transpose(y, (0, 3, 1, 2))
+        self._nhwc[y] = self._twins[y] = y_nhwc
         shape = tuple(node.meta["val"].shape) if not isinstance(node, _Fake) else None
         return self.new(y, x.scale, shape or self.b.shape(y), x.dtype)
 
@@ -1355,6 +1420,16 @@ def _node_by_name(ep, name):
         if n.name == name:
             return n
     raise KeyError(name)
+
+
+#: handlers whose (elementwise) TOSA ops are replayed on NHWC twins
+_NHWC_REPLAY = {"relu", "relu6", "hardtanh", "clamp", "clip", "add", "sub", "rsub", "mul", "div",
+                "neg", "exp", "sigmoid", "tanh", "reciprocal", "rsqrt", "sqrt", "log", "erf",
+                "abs", "sin", "cos", "silu", "mish", "hardswish", "hardsigmoid", "softplus", "elu",
+                "leaky_relu", "gelu", "pow", "contiguous", "clone", "alias", "detach",
+                "dropout"}
+_ELEMENTWISE = {Op.RESCALE, Op.TABLE, Op.CLAMP, Op.ADD, Op.SUB, Op.MUL, Op.MAXIMUM, Op.MINIMUM,
+                Op.NEGATE, Op.IDENTITY}
 
 
 class _Fake:

@@ -158,8 +158,11 @@ class LoweredModule:
         for rec in self._records.values():
             outs = rec["out"] if isinstance(rec["out"], (list, tuple)) else [rec["out"]]
             for q in outs:
-                if isinstance(q, QT) and q.name not in names and q.name not in blk.inputs:
-                    names.append(q.name)
+                if not isinstance(q, QT):
+                    continue
+                n = q.name if q.name in blk.tensors else rec.get("twin", {}).get(q.name)
+                if n and n in blk.tensors and n not in names and n not in blk.inputs:
+                    names.append(n)
         extra = [n for n in names if n not in blk.outputs]
         blk.outputs = list(blk.outputs) + extra
         q = self.quantize_inputs(*tensors)
@@ -214,10 +217,15 @@ class LoweredModule:
             fl = env.get(name)
             fls = [fl] if isinstance(fl, torch.Tensor) else list(fl or [])
             for i, (q, f) in enumerate(zip(outs, fls)):
-                if not isinstance(f, torch.Tensor) or q.name not in res:
+                if not isinstance(f, torch.Tensor):
+                    continue
+                if q.name in res:
+                    raw = np.asarray(res[q.name], np.float64)
+                elif rec.get("twin", {}).get(q.name) in res:     # only its NHWC twin is left
+                    raw = np.asarray(res[rec["twin"][q.name]], np.float64).transpose(0, 3, 1, 2)
+                else:
                     continue
                 ref = f.detach().double().numpy()
-                raw = np.asarray(res[q.name], np.float64)
                 if raw.shape != ref.shape:
                     raw = raw.reshape(ref.shape)
                 got = raw * q.scale
