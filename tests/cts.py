@@ -40,7 +40,7 @@ def _generator():
 
 
 def generate(out, *, ops=ALL_OPS, seed=42, extensions=BASE_EXTENSIONS, negative=True,
-             jobs=None, large_file_limit=2, quiet=True):
+             jobs=None, large_file_limit=2):
     """Generate positive (and negative) tests into OUT/conformance[_negative]."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -56,10 +56,18 @@ def generate(out, *, ops=ALL_OPS, seed=42, extensions=BASE_EXTENSIONS, negative=
         with tempfile.TemporaryDirectory(prefix="tosaint_cts_build_") as build:
             cmd = common + ["--test-type", kind, *extra, "--build-directory", build,
                             "--output-directory", str(out / sub)]
-            p = subprocess.run(cmd, env=env, capture_output=quiet, text=True)
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            made = list((out / sub).rglob("desc.json"))
             if p.returncode != 0:
-                raise RuntimeError(f"conformance generator failed ({kind}):\n"
-                                   f"{(p.stdout or '')[-2000:]}\n{(p.stderr or '')[-2000:]}")
+                # the generator skips an operator batch it cannot build with some seeds (e.g.
+                # a negative logical_xor test with seed 7) and then exits non-zero: keep what
+                # it made, and say what it skipped
+                log = out / f"generator-{kind}.log"
+                log.write_text((p.stdout or "") + (p.stderr or ""))
+                if not made:
+                    raise RuntimeError(f"conformance generator failed ({kind}), see {log}")
+                print(f"tests.cts: the generator reported errors ({kind}); kept {len(made)} "
+                      f"tests; see {log}", file=sys.stderr)
     return out
 
 
