@@ -4,7 +4,9 @@ Every torch value is either a float constant (``torch.Tensor``/python scalar: pa
 buffers and anything computed from them only, folded in float) or a :class:`QT`, a quantized
 activation: a TOSA tensor of the activation dtype (int16 for a16w8, int8 for a8w8) with a
 symmetric per-tensor scale (zero point 0).  TOSA tensors keep torch's logical shape and layout
-(NCHW); convolutions and pools TRANSPOSE to NHWC and back.
+(NCHW); convolutions and pools TRANSPOSE to NHWC and back, elementwise ops on their outputs are
+replayed on the NHWC twins, and dead-code elimination then drops the NCHW chains nothing uses,
+so a CNN has TRANSPOSEs only at the graph boundary.
 
 Integer recipes (a16w8):
 - linear / conv: int16 x int8 per-channel weights -> int48 CONV2D/DEPTHWISE_CONV2D with the
