@@ -210,6 +210,16 @@ def test_saturation_and_wrap_match_reference_model(impl):
     res = run(g, [x], impl)
     check(res["y"], want["y"])
     assert res["y"].item() == I48_MAX and res.diagnostics[0].count == 1
+    # and the negative side: bias -2**47 + 9 plus -32768*127 saturates to -2**47
+    x = np.full((1, 1, 1, 1), -32768, np.int16)
+    for kind in ("conv2d", "depthwise_conv2d", "transpose_conv2d"):
+        g = conv_graph(kind, x.shape, np.full((1, 1, 1, 1), 127, np.int8),
+                       np.array([-(1 << 47) + 9]), x_dt=T.INT16)
+        status, want = reference_run(g, [x])
+        assert status == "TOSA_VALID"
+        res = run(g, [x], impl)
+        check(res["y"], want["y"])
+        assert res["y"].item() == -(1 << 47) and res.diagnostics[0].count == 1
     # int32: bias 2**31 - 100 plus 127*127 wraps to -2147467619
     x = np.full((1, 1, 1, 1), 127, np.int8)
     for kind in ("conv2d", "depthwise_conv2d", "transpose_conv2d"):
@@ -563,3 +573,22 @@ def test_int4_weight_zero_point_must_be_zero():
                        weight_zp=1)
         with pytest.raises(ErrorIfViolation, match="weight_zp 1 != 0 for INT4"):
             tosaint.prepare(g)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_winograd_saturates_both_sides(impl):
+    x = np.full((1, 6, 6, 2), -32768, np.int16)
+    w = np.full((2, 3, 3, 2), 127, np.int8)
+    full = 18 * 32768 * 127                       # |acc| of every output (no padding)
+    g = conv_graph("conv2d", x.shape, w, np.array([-(1 << 47) + full - 1, I48_MAX]),
+                   x_dt=T.INT16)
+    res = run(g, [x], impl)
+    want = np.empty((1, 4, 4, 2), np.int64)
+    want[..., 0] = -(1 << 47)                     # -full + (-2**47 + full - 1) saturates
+    want[..., 1] = I48_MAX - full                 # no saturation
+    check(res["y"], want)
+    assert res.diagnostics[0].count == 16
+    g = conv_graph("conv2d", x.shape, -w, np.array([I48_MAX - full + 1]), x_dt=T.INT16)
+    res = run(g, [x], impl)
+    check(res["y"], np.full((1, 4, 4, 2), I48_MAX, np.int64))
+    assert res.diagnostics[0].count == 32
