@@ -64,8 +64,10 @@ def generate(out, *, ops=ALL_OPS, seed=42, extensions=BASE_EXTENSIONS, negative=
                 # it made, and say what it skipped
                 log = out / f"generator-{kind}.log"
                 log.write_text((p.stdout or "") + (p.stderr or ""))
-                if not made:
+                if not made and kind == "positive":
                     raise RuntimeError(f"conformance generator failed ({kind}), see {log}")
+                # (its negative-test selection names the tests of the official seed 42: with
+                # another seed it selects none, so a second suite has positive tests only)
                 print(f"tests.cts: the generator reported errors ({kind}); kept {len(made)} "
                       f"tests; see {log}", file=sys.stderr)
     return out
