@@ -296,17 +296,13 @@ def test_vela_compiles_written_a16w8(tmp_path, version):
 # ---- the whole conformance suite (not in CI: it has no suite) --------------------------------
 @pytest.mark.slow
 @pytest.mark.oracle
-def test_conformance_suite_round_trip():
-    """TOSAINT_CTS_DIR=DIR: every positive test loads, round-trips and runs bit-identically on
-    the reference model after the rewrite; every negative test loads (and stays TOSA_ERROR) or
-    gives a TosaError.  Same as ``python -m tests.roundtrip_suite DIR``."""
-    import os
-    root = os.environ.get("TOSAINT_CTS_DIR")
-    if not root:
-        pytest.skip("set TOSAINT_CTS_DIR to a conformance suite (python -m tests.cts OUT)")
+def test_conformance_suite_round_trip(suite):
+    """Every positive test of the conformance suite (conftest.py) loads, round-trips and runs
+    bit-identically on the reference model after the rewrite; every negative test loads (and
+    stays TOSA_ERROR) or gives a TosaError.  Same as ``python -m tests.roundtrip_suite DIR``."""
     pytest.importorskip("tosa_reference_model")
     from tests.roundtrip_suite import run_suite
-    r = run_suite([root], log=lambda *a: None)
+    r = run_suite([str(suite)], log=lambda *a: None)
     assert r["tests"] > 0
     assert r["failures"] == [], r["failures"][:10]
 

@@ -1,0 +1,40 @@
+"""Shared fixtures: the official conformance suites, built once per checkout.
+
+``suite``: TOSAINT_CTS_DIR when set, else the suite of TOSA_CTS_SEED (default 42, the official
+seed: positive and ERROR_IF tests) built into ``.cts/seed<S>``.  ``second_suite``: an independent
+positive suite from TOSA_CTS_SEED2 (default 7).  Both need tosa-tools (the generator and the
+reference model that records the expected outputs).
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _built_suite(seed, negative):
+    pytest.importorskip("tosa_reference_model")
+    from tests.cts import build_suite
+    out = ROOT / ".cts" / f"seed{seed}"
+    if not (out / "SUITE_DONE").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        build_suite(out, seed=seed, negative=negative)
+    return out
+
+
+@pytest.fixture(scope="session")
+def suite():
+    given = os.environ.get("TOSAINT_CTS_DIR")
+    if given:
+        return Path(given)
+    return _built_suite(int(os.environ.get("TOSA_CTS_SEED", 42)), negative=True)
+
+
+@pytest.fixture(scope="session")
+def second_suite():
+    given = os.environ.get("TOSAINT_CTS_DIR2")
+    if given:
+        return Path(given)
+    return _built_suite(int(os.environ.get("TOSA_CTS_SEED2", 7)), negative=False)
