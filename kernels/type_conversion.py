@@ -11,7 +11,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["rescale"]
+__all__ = ["rescale", "rescale_exact"]
 
 #: mode codes shared with the spec twin and the op layer
 SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
@@ -87,3 +87,33 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                 res = qmax
             out[r, c] = np.int32(res)
     return bad_s, bad_z
+
+
+@jit
+def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, qmin, qmax,
+                  out):
+    """The common RESCALE (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
+    shift valid) without branches, so that it vectorises; returns how many elements fail a
+    REQUIRE (value range, int32 result, + output_zp), in which case the caller runs
+    ``rescale`` for their exact handling.
+
+    ``rnd_pos``/``rnd_neg``: the rounding constant for values >= 0 / < 0 (they differ only for
+    DOUBLE_ROUND with shift > 31); ``half``: 2**(shift-1) for scale32 (value range REQUIRE),
+    2**62 for scale16 (no value REQUIRE).  Headroom: |v| < 2**48 and |m| < 2**31 for valid
+    inputs, so v*m + rnd fits int64 whenever no REQUIRE fails; when one fails the result is
+    discarded.
+    """
+    rows, cols = x.shape
+    bad = 0
+    for r in range(rows):
+        for c in range(cols):
+            v = np.int64(x[r, c]) - in_zp
+            rnd = rnd_pos[c] if v >= 0 else rnd_neg[c]
+            scaled = (v * multiplier[c] + rnd) >> shift[c]
+            res = scaled + out_zp
+            fail = (v < -half[c]) | (v >= half[c]) | (scaled < -2147483648) | \
+                (scaled > 2147483647) | (res < -2147483648) | (res > 2147483647)
+            bad += fail
+            res = min(max(res, qmin), qmax)
+            out[r, c] = res
+    return bad

@@ -340,3 +340,52 @@ def test_rescale_inexact_ties_vs_reference():
     g = rescale_graph(y.shape, I16, I8, 16385, 17, scale32=False,
                       rounding_mode=R.INEXACT_ROUND, output_zp=3)
     assert _oracle(g, [y]) == "TOSA_VALID"
+
+
+# ---- the branch-free RESCALE fast path agrees with the general kernel ------------------------
+@pytest.mark.parametrize("impl", ["numba", "spec"])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_rescale_fast_path_matches_general_kernel(impl, mode):
+    from tosaint.kernels import namespace
+    k = namespace(impl)
+    rng = np.random.default_rng(mode)
+    cols = 7
+    bits = 48 if mode == 0 else 32
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(50, cols), dtype=np.int64)
+    x[0, :] = [-(1 << (bits - 1)), (1 << (bits - 1)) - 1, 0, -1, 1, 2, -2]
+    mult = rng.integers(0, 1 << (15 if mode == 0 else 31), size=cols).astype(np.int64)
+    shift = rng.integers(2, 63, size=cols).astype(np.int64)
+    shift[:3] = [30, 33, 40]
+    rnd_pos = np.array([1 << (int(s) - 1) for s in shift], np.int64)
+    rnd_neg = rnd_pos.copy()
+    if mode == 2:
+        rnd_pos += np.where(shift > 31, 1 << 30, 0)
+        rnd_neg -= np.where(shift > 31, 1 << 30, 0)
+    half = np.full(cols, 1 << 62, np.int64) if mode == 0 else rnd_pos * 0 + \
+        np.array([1 << (int(s) - 1) for s in shift], np.int64)
+    pow2 = np.zeros(cols, np.float32)
+    for in_zp, out_zp, (qmin, qmax) in ((0, 0, (-32768, 32767)), (0, 5, (-128, 127))):
+        fast = np.empty(x.shape, np.int16)
+        bad = k.rescale_exact(x, in_zp, out_zp, mult, rnd_pos, rnd_neg, shift, half, qmin, qmax,
+                              fast)
+        ref = np.empty(x.shape, np.int32)
+        n_s, n_z = k.rescale(x, 0, in_zp, out_zp, mult, shift, pow2, mode, qmin, qmax, ref)
+        assert bad == n_s + n_z
+        ok = np.ones(x.shape, bool)
+        if bad:   # where no REQUIRE failed the values agree; elsewhere the general kernel rules
+            ok = ref != 0
+        assert np.array_equal(fast[ok], ref[ok].astype(np.int16))
+    assert bad > 0, "the inputs must exercise the REQUIRE failures too"
+    # and with every REQUIRE holding (large shifts), the two agree everywhere
+    shift = np.full(cols, 40, np.int64)
+    rnd_pos = np.full(cols, 1 << 39, np.int64)
+    rnd_neg = rnd_pos - (1 << 30) if mode == 2 else rnd_pos.copy()
+    if mode == 2:
+        rnd_pos = rnd_pos + (1 << 30)
+    half = np.full(cols, 1 << 62 if mode == 0 else 1 << 39, np.int64)
+    fast = np.empty(x.shape, np.int16)
+    assert k.rescale_exact(x, 0, 0, mult, rnd_pos, rnd_neg, shift, half, -32768, 32767,
+                           fast) == 0
+    ref = np.empty(x.shape, np.int32)
+    assert k.rescale(x, 0, 0, 0, mult, shift, pow2, mode, -32768, 32767, ref) == (0, 0)
+    assert np.array_equal(fast, ref.astype(np.int16))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .scale import apply_scale_16, apply_scale_32
 
-__all__ = ["rescale"]
+__all__ = ["rescale", "rescale_exact"]
 
 SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -53,3 +53,17 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                 result = 0
             out[r, c] = min(max(result, qmin), qmax)     # apply_clip_s / apply_clip_u
     return n_scale, n_zp
+
+
+def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, qmin, qmax, out):
+    """Twin of the Numba fast path: the same formula on whole arrays of Python-exact int64
+    (object arrays would be exact too, but |v*m| < 2**62 here whenever no REQUIRE fails)."""
+    v = x.astype(np.int64) - in_zp
+    rnd = np.where(v >= 0, rnd_pos, rnd_neg)
+    with np.errstate(over="ignore"):
+        scaled = (v * multiplier + rnd) >> shift
+    res = scaled + out_zp
+    fail = (v < -half) | (v >= half) | (scaled < _I32_MIN) | (scaled > _I32_MAX) | \
+        (res < _I32_MIN) | (res > _I32_MAX)
+    out[...] = np.clip(res, qmin, qmax)
+    return int(fail.sum())

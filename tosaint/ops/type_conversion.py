@@ -121,10 +121,29 @@ def rescale(node):
     bad_params = [c for c in range(len(mult)) if not (mult[c] >= 0 and 2 <= shift[c] <= 62)]
     helper = "apply_scale_32" if scale32 else "apply_scale_16"
 
+    # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
+    # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
+    # does the general kernel run again for the exact handling of the failures.
+    fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
+    if fast:
+        rnd_pos = np.array([1 << (int(s) - 1) for s in shift], np.int64)
+        rnd_neg = rnd_pos.copy()
+        if mode == DOUBLE32:
+            rnd_pos += np.where(shift > 31, 1 << 30, 0)
+            rnd_neg -= np.where(shift > 31, 1 << 30, 0)
+        # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
+        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else \
+            np.array([1 << (int(s) - 1) for s in shift], np.int64)
+
     def run(a, *_):
         if a.size == 0:
             return np.zeros(oshape, ost)
         a2 = a.reshape(-1, cols)
+        if fast:
+            res = np.empty(a2.shape, ost)
+            if k.rescale_exact(a2, in_zp, out_zp, mult, rnd_pos, rnd_neg, shift, half, qmin,
+                               qmax, res) == 0:
+                return res.reshape(oshape)
         res = np.empty(a2.shape, np.int32)
         n_scale, n_zp = k.rescale(a2, in_mask, in_zp, out_zp, mult, shift, pow2, mode,
                                   qmin, qmax, res)
