@@ -157,6 +157,9 @@ def _max_threads():
 def _run_parallel(nblocks, work):
     """work(tid, blocks) for tid in 0..nt-1 (blocks tid, tid+nt, ...): tid 0 in the calling
     thread, the others on the pool, BLAS single-threaded; returns the sum of the results."""
+    if nblocks <= 1:      # small problems: no thread hand-off (per-call overhead matters)
+        with _single_threaded_blas():
+            return work(0, range(nblocks))
     nt = max(1, min(_threads(), nblocks))
     with _single_threaded_blas():
         futures = [_pool().submit(work, t, range(t, nblocks, nt)) for t in range(1, nt)]

@@ -148,11 +148,14 @@ class Node:
 
 
 class _Step:
-    __slots__ = ("node", "fn", "ins", "outs", "last_use")
+    __slots__ = ("node", "fn", "ins", "outs", "last_use", "expect")
 
     def __init__(self, node, fn, ins, outs):
         self.node, self.fn, self.ins, self.outs = node, fn, ins, outs
         self.last_use = ()
+        #: (declared shape or None when unranked, storage dtype or None) per output
+        self.expect = [(None if t.is_unranked else tuple(t.shape), STORAGE.get(t.dtype))
+                       for t in node.outputs]
 
 
 class BlockPlan:
@@ -165,6 +168,8 @@ class BlockPlan:
         self.inputs = list(block.inputs)
         self.outputs = list(block.outputs)
         self.consts = {}
+        #: outputs of CONST / CONST_SHAPE operators: validated once, never re-run
+        self.const_outputs = []
         self.steps = []
         #: EXT-VARIABLE tensors (``TosaTensor.variable``): read from and written to
         #: ``plan.variables``, which persists across runs
@@ -228,6 +233,10 @@ class BlockPlan:
             outs = [self.tensor(n) for n in o.outputs]
             node = Node(self.plan, self, o, ins, outs, self.depth)
             fn = self.plan.build(node)
+            if node.op in (Op.CONST, Op.CONST_SHAPE) and all(n in self.consts
+                                                             for n in o.outputs):
+                self.const_outputs.extend(o.outputs)
+                continue
             self.steps.append(_Step(node, fn, list(o.inputs), list(o.outputs)))
         # free intermediates after their last use
         last = {}
@@ -249,6 +258,9 @@ class BlockPlan:
         scope = env if parent is None else ChainMap(env, parent)
         if self.var_names:
             scope = ChainMap(*([env] if parent is None else [env, parent]), self.plan.variables)
+        if capture is not None:
+            for name in self.const_outputs:
+                capture[name] = env[name]
         for s in self.steps:
             try:
                 args = [scope[n] for n in s.ins]
@@ -261,8 +273,10 @@ class BlockPlan:
             res = s.fn(*args)
             if not isinstance(res, tuple):
                 res = (res,)
-            for name, t, arr in zip(s.outs, s.node.outputs, res):
-                _check_output(s.node, t, arr)
+            for name, (shape, dt), arr in zip(s.outs, s.expect, res):
+                if (shape is not None and arr.shape != shape) or (dt is not None
+                                                                  and arr.dtype != dt):
+                    _output_mismatch(s.node, name, arr)
                 env[name] = arr
                 if name in self.var_names:
                     self.plan.variables[name] = arr
@@ -275,13 +289,11 @@ class BlockPlan:
         return [scope[n] for n in self.outputs]
 
 
-def _check_output(node, t, arr):
-    want = STORAGE.get(t.dtype)
-    if (arr.shape != tuple(t.shape) and not t.is_unranked) or (want is not None
-                                                                and arr.dtype != want):
-        raise ErrorIfViolation(f"{node.name}: computed output {list(arr.shape)} "
-                               f"{arr.dtype} does not match the declared tensor "
-                               f"{t.name!r} {list(t.shape)} {DType(t.dtype).name}")
+def _output_mismatch(node, name, arr):
+    t = next(t for t in node.outputs if t.name == name)
+    raise ErrorIfViolation(f"{node.name}: computed output {list(arr.shape)} "
+                           f"{arr.dtype} does not match the declared tensor "
+                           f"{t.name!r} {list(t.shape)} {DType(t.dtype).name}")
 
 
 class Plan:
@@ -305,6 +317,8 @@ class Plan:
         for b in graph.blocks():
             for n, t in b.tensors.items():
                 self._tensors.setdefault(n, t)
+        self._has_variables = any(t.variable for b in graph.blocks()
+                                  for t in b.tensors.values())
         self.main = BlockPlan(self, graph.main)
         self._blocks[("", graph.main.name)] = self.main
 
@@ -403,7 +417,7 @@ class Plan:
         if on_unpredictable not in UNPREDICTABLE_MODES:
             raise ValueError(f"on_unpredictable must be one of {UNPREDICTABLE_MODES}")
         values = self._inputs(inputs)
-        if not keep_variables or not self._variables_initialised:
+        if self._has_variables and (not keep_variables or not self._variables_initialised):
             self.reset_variables()
         self.sink = []
         self.sink_mode = on_unpredictable
