@@ -40,7 +40,7 @@ from ._jit import jit, pjit, prange
 from .spec import tensor_ops as _spec
 
 __all__ = ["conv_weights", "conv2d", "conv3d", "transpose_conv2d", "depthwise_weights",
-           "depthwise_conv2d", "matmul", "finalize"]
+           "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul", "finalize"]
 
 I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -559,10 +559,17 @@ def depthwise_weights(weight, weight_zp, x_absmax):
 
 
 @pjit
-def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48):
+def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48, rs,
+               rs_m, rs_rp, rs_rn, rs_sh, rs_half, rs_ozp, rs_min, rs_max):
     """One output row (n, oy) per parallel iteration; taps outer, output x and channels inner,
     so the innermost loop runs over contiguous channels (vectorised).  ``bias`` has CM values.
-    Partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed to int64."""
+    Partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed to int64.
+
+    With ``rs`` the int48 result is not stored: the RESCALE that consumes it is applied in the
+    epilogue (``rs_*``: its per-channel multiplier, rounding constants for values >= 0 / < 0,
+    shift, value-range bound, output zero point and clip range, as in
+    type_conversion.rescale_exact) and ``out`` receives the rescaled output.  The returned count
+    then also counts the elements where a RESCALE REQUIRE fails (the caller reruns unfused)."""
     N, IH, IW, C = x.shape
     _, OH, OW, CM = out.shape
     flush = chunk < KH * KW
@@ -615,7 +622,15 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
                 if out48:
                     b = (av < I48_MIN) | (av > I48_MAX) | (t < I48_MIN) | (t > I48_MAX)
                     t = max(min(t, I48_MAX), I48_MIN)
-                    out[n, oy, ox, j] = t
+                    if rs:
+                        rnd = rs_rp[j] if t >= 0 else rs_rn[j]
+                        sc = (t * rs_m[j] + rnd) >> rs_sh[j]
+                        res = sc + rs_ozp
+                        b |= (t < -rs_half[j]) | (t >= rs_half[j]) | (sc < I32_MIN) | \
+                            (sc > I32_MAX) | (res < I32_MIN) | (res > I32_MAX)
+                        out[n, oy, ox, j] = min(max(res, rs_min), rs_max)
+                    else:
+                        out[n, oy, ox, j] = t
                 else:
                     a32 = ((av + 2147483648) & 0xFFFFFFFF) - 2147483648
                     t = a32 + bias[j]
@@ -626,13 +641,32 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
     return counts.sum()
 
 
+_NO_RESCALE = (np.zeros(1, np.int64),) * 5
+
+
 def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
     out = np.empty(out_shape, np.int64 if out48 else np.int32)
     cm = out_shape[3]
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (cm,)))
     n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
                    stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
-                   weights.chunk, bias, out, out48)
+                   weights.chunk, bias, out, out48, False, *_NO_RESCALE, 0, 0, 0)
+    return out, int(n)
+
+
+def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
+                             rescale, out_dtype):
+    """An int48 DEPTHWISE_CONV2D and the RESCALE (signed input, zero point 0, every REQUIRE
+    checked: see type_conversion.rescale_exact) that consumes it, without storing the int48
+    tensor.  ``rescale``: (multiplier, rnd_pos, rnd_neg, shift, half, out_zp, qmin, qmax).
+    Returns (output, count of elements where either op flags anything)."""
+    out = np.empty(out_shape, out_dtype)
+    cm = out_shape[3]
+    bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (cm,)))
+    m, rp, rn, sh, half, ozp, qmin, qmax = rescale
+    n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
+                   stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
+                   weights.chunk, bias, out, True, True, m, rp, rn, sh, half, ozp, qmin, qmax)
     return out, int(n)
 
 

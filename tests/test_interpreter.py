@@ -100,3 +100,47 @@ def test_dangling_input_is_a_schema_error():
     g.main.operators[0].inputs = ["nowhere"]
     with pytest.raises(SchemaError, match="nowhere"):
         tosaint.load(g.to_bytes())
+
+
+# ---- int48 DEPTHWISE_CONV2D + RESCALE epilogue fusion ----------------------------------------
+def _dw_rescale_graph(bias_value, shift=20, per_channel=True, double=False):
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input((1, 9, 7, 3), DType.INT16, name="x")
+    w = b.const(rng.integers(-128, 128, (3, 3, 3, 2)), DType.INT8)     # C=3, M=2
+    bias = b.const(np.full(6, bias_value), DType.INT48)
+    y = b.depthwise_conv2d(x, w, bias, pad=1, name="acc48")
+    m = rng.integers(1 << 13, 1 << 15, 6 if per_channel else 1)
+    b.output(b.rescale(y, m, [shift] * len(m), DType.INT16, name="y"))
+    return b.build()
+
+
+@pytest.mark.parametrize("impl", ["numba", "spec"])
+@pytest.mark.parametrize("bias_value, shift", [(0, 20), (12345, 14), (-(1 << 47) + 5, 40),
+                                                ((1 << 47) - 5, 40)])
+def test_depthwise_rescale_fusion_is_invisible(impl, bias_value, shift):
+    g = _dw_rescale_graph(bias_value, shift)
+    plan = tosaint.prepare(g, impl=impl)
+    assert len(plan.main.fused) == len(plan.main.steps) - 1      # the two ops became one step
+    rng = np.random.default_rng(4)
+    for x in (rng.integers(-32768, 32768, (1, 9, 7, 3)).astype(np.int16),
+              np.full((1, 9, 7, 3), -32768, np.int16), np.full((1, 9, 7, 3), 32767, np.int16)):
+        fused = plan.run([x])                          # fused steps
+        full = plan.run([x], capture=True)             # every step, the int48 tensor stored
+        assert "acc48" in full and "acc48" not in fused
+        assert fused["y"].dtype == np.int16
+        assert np.array_equal(fused["y"], full["y"])
+        assert [str(d) for d in fused.diagnostics] == [str(d) for d in full.diagnostics]
+    if abs(bias_value) > (1 << 46):      # saturation: the fallback reports it like the op does
+        assert fused.diagnostics and "CONV2D" in str(fused.diagnostics[0])
+
+
+@pytest.mark.parametrize("impl", ["numba", "spec"])
+def test_depthwise_rescale_fusion_keeps_rescale_require(impl):
+    """apply_scale_16 result outside int32 is UNPREDICTABLE (the reference model reports it),
+    fused or not."""
+    g = _dw_rescale_graph(-(1 << 47) + 5, 20)
+    x = np.zeros((1, 9, 7, 3), np.int16)
+    for capture in (False, True):
+        with pytest.raises(tosaint.UnpredictableError, match="RESCALE y"):
+            tosaint.run_tosa(g, [x], impl=impl, capture=capture)

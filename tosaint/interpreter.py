@@ -238,18 +238,52 @@ class BlockPlan:
                 self.const_outputs.extend(o.outputs)
                 continue
             self.steps.append(_Step(node, fn, list(o.inputs), list(o.outputs)))
-        # free intermediates after their last use
+        self.fused = self._fuse()
+        self._free_after_last_use(self.steps)
+        self._free_after_last_use(self.fused)
+
+    def _free_after_last_use(self, steps):
         last = {}
-        for si, s in enumerate(self.steps):
+        for si, s in enumerate(steps):
             for n in s.ins:
                 last[n] = si
         keep = set(self.outputs)
-        frees = [[] for _ in self.steps]
+        frees = [[] for _ in steps]
         for n, si in last.items():
             if n not in keep and n not in self.consts:
                 frees[si].append(n)
-        for s, f in zip(self.steps, frees):
+        for s, f in zip(steps, frees):
             s.last_use = tuple(f)
+
+    def _fuse(self):
+        """The steps for runs without ``capture``: an operator that offers ``fn.fuse`` (an
+        int48 DEPTHWISE_CONV2D) followed by the only reader of its output, a RESCALE that
+        offers ``fn.epilogue``, become one step that never stores the int48 tensor.  The fused
+        function returns None whenever either op would flag anything; then both run unfused,
+        so values and diagnostics are exactly those of the two steps."""
+        readers = {}
+        for i, s in enumerate(self.steps):
+            for n in s.ins:
+                readers.setdefault(n, []).append(i)
+        others = [b for b in self.plan.graph.blocks() if b is not self.block]
+        steps, absorbed = [], set()
+        for i, s in enumerate(self.steps):
+            if i in absorbed:
+                continue
+            fuse = getattr(s.fn, "fuse", None)
+            t = s.outs[0] if len(s.outs) == 1 else None
+            r = readers.get(t, [])
+            if fuse and t not in self.outputs and len(r) == 1 and not any(
+                    t in o.inputs for b in others for o in b.operators):
+                rs = self.steps[r[0]]
+                epilogue = getattr(rs.fn, "epilogue", None)
+                if rs.node.op == Op.RESCALE and rs.ins[0] == t and epilogue is not None:
+                    steps.append(_Step(rs.node, _fused(fuse(epilogue), s.fn, rs.fn), s.ins,
+                                       rs.outs))
+                    absorbed.add(r[0])
+                    continue
+            steps.append(s)
+        return steps
 
     def run(self, values, *, capture=None, parent=None):
         """Evaluate with ``values`` (list, in block-input order); returns the output list."""
@@ -261,7 +295,7 @@ class BlockPlan:
         if capture is not None:
             for name in self.const_outputs:
                 capture[name] = env[name]
-        for s in self.steps:
+        for s in (self.steps if capture is not None else self.fused):
             try:
                 args = [scope[n] for n in s.ins]
             except KeyError as e:
@@ -287,6 +321,13 @@ class BlockPlan:
                 for n in s.last_use:
                     env.pop(n, None)
         return [scope[n] for n in self.outputs]
+
+
+def _fused(fused, producer, rescale):
+    def run(*args):
+        y = fused(*args)
+        return y if y is not None else rescale(producer(*args))
+    return run
 
 
 def _output_mismatch(node, name, arr):

@@ -197,10 +197,27 @@ def depthwise_conv2d(node):
         node, x, w, out, (("height", "IH", "KH", ("pad_top", "pad_bottom")),
                           ("width", "IW", "KW", ("pad_left", "pad_right"))), 0)
     out48 = out.dtype == T.INT48
-    return _make_run(node, "depthwise_weights", "depthwise_conv2d",
-                     _x_absmax(x.dtype, input_zp),
-                     dict(weight_zp=weight_zp, input_zp=input_zp,
-                          args=(pad, stride, dilation, tuple(out.shape))), out48)
+    x_absmax = _x_absmax(x.dtype, input_zp)
+    args = (pad, stride, dilation, tuple(out.shape))
+    run = _make_run(node, "depthwise_weights", "depthwise_conv2d", x_absmax,
+                    dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48)
+    if out48 and node.is_const(1):
+        k = node.k
+        prepared = k.depthwise_weights(node.const(1), weight_zp, x_absmax)
+
+        def fuse(epilogue):
+            """A run function that also applies the consuming RESCALE (its ``epilogue``) and
+            returns None when either op flags anything, so that the caller reruns both
+            unfused for their exact values and diagnostics."""
+            params, out_dtype = epilogue
+
+            def fused(input, weight, bias, _izp, _wzp):
+                res, count = k.depthwise_conv2d_rescale(input, prepared, bias, input_zp,
+                                                        *args, params, out_dtype)
+                return None if count else res
+            return fused
+        run.fuse = fuse
+    return run
 
 
 @register(Op.TRANSPOSE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)

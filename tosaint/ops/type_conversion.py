@@ -163,4 +163,7 @@ def rescale(node):
         node.require(n_zp == 0, f"scaled result + output_zp {out_zp} outside int32",
                      count=int(n_zp))
         return res.astype(ost, copy=False).reshape(oshape)
+    if fast and in_zp == 0:
+        # what a producer needs to apply this RESCALE in its own epilogue (interpreter fusion)
+        run.epilogue = ((mult, rnd_pos, rnd_neg, shift, half, out_zp, qmin, qmax), ost)
     return run
