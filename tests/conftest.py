@@ -14,14 +14,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _built_suite(seed, negative):
+def _built_suite(seed, negative, name=None, **kw):
     pytest.importorskip("tosa_reference_model")
     from tests.cts import build_suite
-    out = ROOT / ".cts" / f"seed{seed}"
+    out = ROOT / ".cts" / (name or f"seed{seed}")
     if not (out / "SUITE_DONE").exists():
         shutil.rmtree(out, ignore_errors=True)
-        build_suite(out, seed=seed, negative=negative)
+        build_suite(out, seed=seed, negative=negative, **kw)
     return out
+
+
+#: the experimental/other extensions' suites: (extension, operators it covers)
+EXTENSIONS = {
+    "tosa-ext-int4": ("conv2d", "conv3d", "depthwise_conv2d", "transpose_conv2d", "const",
+                      "identity"),
+    "tosa-ext-inexactround": ("rescale",),
+    "tosa-ext-controlflow": ("cond_if", "while_loop"),
+}
+
+
+@pytest.fixture(scope="session", params=sorted(EXTENSIONS))
+def extension_suite(request):
+    ext = request.param
+    return _built_suite(42, True, name=ext, ops=EXTENSIONS[ext], extensions=(ext,))
 
 
 @pytest.fixture(scope="session")

@@ -43,3 +43,9 @@ def test_second_suite(second_suite):
     tests = find_tests(second_suite / "conformance")
     assert len(tests) > 2000
     _check(tests)
+
+
+def test_extension_suites(extension_suite):
+    """EXT-INT4, EXT-INEXACTROUND and EXT-CONTROLFLOW: positive and ERROR_IF tests."""
+    _check(find_tests(extension_suite / "conformance"))
+    _check(find_tests(extension_suite / "conformance_negative"))
