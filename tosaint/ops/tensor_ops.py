@@ -147,6 +147,7 @@ def _make_run(node, prepare, kernel, x_absmax, extra, out48):
         out, count = kern(input, prepared, bias, input_zp, *args, out48)
         _report(node, out48, count)
         return out
+    run.weights = fixed     # the prepared constant weights (None when weights are an input)
     return run
 
 
@@ -201,9 +202,9 @@ def depthwise_conv2d(node):
     args = (pad, stride, dilation, tuple(out.shape))
     run = _make_run(node, "depthwise_weights", "depthwise_conv2d", x_absmax,
                     dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48)
-    if out48 and node.is_const(1):
+    if out48 and run.weights is not None:
         k = node.k
-        prepared = k.depthwise_weights(node.const(1), weight_zp, x_absmax)
+        prepared = run.weights
 
         def fuse(epilogue):
             """A run function that also applies the consuming RESCALE (its ``epilogue``) and

@@ -126,14 +126,11 @@ def rescale(node):
     # does the general kernel run again for the exact handling of the failures.
     fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
     if fast:
-        rnd_pos = np.array([1 << (int(s) - 1) for s in shift], np.int64)
-        rnd_neg = rnd_pos.copy()
-        if mode == DOUBLE32:
-            rnd_pos += np.where(shift > 31, 1 << 30, 0)
-            rnd_neg -= np.where(shift > 31, 1 << 30, 0)
+        base = np.array([1 << (int(s) - 1) for s in shift], np.int64)     # 2**(shift-1)
+        extra = np.where(shift > 31, 1 << 30, 0) if mode == DOUBLE32 else 0
+        rnd_pos, rnd_neg = base + extra, base - extra
         # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
-        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else \
-            np.array([1 << (int(s) - 1) for s in shift], np.int64)
+        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else base
 
     def run(a, *_):
         if a.size == 0:
