@@ -1,16 +1,21 @@
 """tosaint check MODEL.tosa --target T: what an Ethos-U target cannot run (exit 1 if anything)."""
 
 
-def add_parser(sub):
+def add_model_and_target(p):
+    """The MODEL and --target arguments of ``check`` and ``compile``."""
     from ..vela.compiler import TARGETS
-    p = sub.add_parser("check", help="list the ops an Ethos-U target cannot run",
-                       description="Preflight for Vela: print every operator/type combination "
-                                   "the target cannot run (exit code 1 when there is one). "
-                                   "Does not need Vela.")
     p.add_argument("model")
     p.add_argument("--target", "-t", required=True, choices=sorted(TARGETS), metavar="TARGET",
                    help="ethos-u55-32/64/128/256, ethos-u65-256/512, "
                         "ethos-u85-128/256/512/1024/2048")
+
+
+def add_parser(sub):
+    p = sub.add_parser("check", help="list the ops an Ethos-U target cannot run",
+                       description="Preflight for Vela: print every operator/type combination "
+                                   "the target cannot run (exit code 1 when there is one). "
+                                   "Does not need Vela.")
+    add_model_and_target(p)
     p.set_defaults(func=main)
 
 

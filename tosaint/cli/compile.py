@@ -4,15 +4,12 @@ import os
 
 
 def add_parser(sub):
-    from ..vela.compiler import TARGETS
+    from .check import add_model_and_target
     p = sub.add_parser("compile", help="compile a .tosa graph for an Ethos-U NPU with Vela",
                        description="Run the preflight check, then Vela; write <model>_vela.npz "
                                    "and <model>_summary.json (and the per-layer table with "
                                    "--per-layer) and print the network summary.")
-    p.add_argument("model")
-    p.add_argument("--target", "-t", required=True, choices=sorted(TARGETS), metavar="TARGET",
-                   help="ethos-u55-32/64/128/256, ethos-u65-256/512, "
-                        "ethos-u85-128/256/512/1024/2048")
+    add_model_and_target(p)
     p.add_argument("--output-dir", "-o", default=".")
     p.add_argument("--system-config", help="Vela system config (default per target)")
     p.add_argument("--memory-mode", help="Vela memory mode (default per target)")
