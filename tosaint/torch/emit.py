@@ -956,14 +956,18 @@ class Emitter:
         ssum = self.b.reduce_sum(e, d)                # in [tmax, n * tmax]
         return dlt, e, ssum, tmax, n, s_v
 
-    def op_softmax(self, node, p):
+    def _softmax_input(self, node, p):
+        """(x as int16, dim, output scale, _softmax_parts) shared by softmax and log_softmax."""
         x = p["self"]
         d = int(p["dim"]) % x.rank
-        rank = x.rank
         sy = self.out_scale(node)
         if self.adt == DType.INT8:
             x = self._to16(x)
-        _, e, ssum, tmax, n, _ = self._softmax_parts(x, d, node.args[0].name)
+        return x, d, sy, self._softmax_parts(x, d, node.args[0].name)
+
+    def op_softmax(self, node, p):
+        x, d, sy, (_, e, ssum, tmax, n, _) = self._softmax_input(node, p)
+        rank = x.rank
         norm, a, _ = self._norm_exp(ssum, even=False)
         r, _ = self._mantissa_table(norm, False, lambda m: 1.0 / m)   # r ~ (1/m) * K16
         a_min = Q.clz32(n * tmax) - 1
@@ -979,13 +983,8 @@ class Emitter:
     op__softmax = op_softmax
 
     def op_log_softmax(self, node, p):
-        x = p["self"]
-        d = int(p["dim"]) % x.rank
+        x, d, sy, (dlt, e, ssum, tmax, n, _) = self._softmax_input(node, p)
         rank = x.rank
-        sy = self.out_scale(node)
-        if self.adt == DType.INT8:
-            x = self._to16(x)
-        dlt, e, ssum, tmax, n, _ = self._softmax_parts(x, d, node.args[0].name)
         norm, a, _ = self._norm_exp(ssum, even=False)
         r, sr = self._mantissa_table(norm, False, lambda m: np.log(m))  # ln(m) ~ r * sr
         # ln(sum_f) with sum_f = sum / K16 = m * 2**(30 - a) / K16
