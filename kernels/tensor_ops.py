@@ -558,29 +558,105 @@ def depthwise_weights(weight, weight_zp, x_absmax):
     return _Depthwise(weight, weight_zp, x_absmax)
 
 
+@jit
+def _dw_taps3(acc, r, lo, hi, sx, x0, dx, izp, wa, wb, wc):
+    """acc[ox, c] += three horizontal taps (input x = ox*sx + x0 + {0, dx, 2dx}, all inside
+    the input row ``r``) for ox in [lo, hi), each pixel in one pass over the channels."""
+    for ox in range(lo, hi):
+        a = acc[ox]
+        xx = ox * sx + x0
+        for c in range(a.shape[0]):
+            a[c] += ((np.int32(r[xx, c]) - izp) * wa[c] + (np.int32(r[xx + dx, c]) - izp) * wb[c]
+                     + (np.int32(r[xx + 2 * dx, c]) - izp) * wc[c])
+
+
+@jit
+def _dw_tap(a, src, izp, wr, M, C):
+    """a[c*M+m] += (src[c] - izp) * wr[c*M+m]: one tap of one output pixel."""
+    if M == 1:
+        for c in range(C):
+            a[c] += (np.int32(src[c]) - izp) * wr[c]
+    else:
+        for c in range(C):
+            v = np.int32(src[c]) - izp
+            for m in range(M):
+                a[c * M + m] += v * wr[c * M + m]
+
+
+@jit
+def _dw_finish_row(acc, bias, o, out48):
+    """o = acc + bias with the reference model's int48 saturation or int32 wrap, for one
+    output row [OW, CM]; returns the number of values where a REQUIRE failed (``acc`` is
+    exact: int64 or int32 partial sums)."""
+    bad = 0
+    for ox in range(acc.shape[0]):
+        a = acc[ox]
+        oo = o[ox]
+        for j in range(a.shape[0]):
+            av = np.int64(a[j])
+            if out48:
+                t = av + bias[j]
+                bad += (av < I48_MIN) | (av > I48_MAX) | (t < I48_MIN) | (t > I48_MAX)
+                oo[j] = max(min(t, I48_MAX), I48_MIN)
+            else:
+                a32 = ((av + 2147483648) & 0xFFFFFFFF) - 2147483648
+                t = a32 + bias[j]
+                bad += (av != a32) | (t < I32_MIN) | (t > I32_MAX)
+                oo[j] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
+    return bad
+
+
+@jit
+def _dw_rescale_row(acc, bias, o, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+    """o = RESCALE(acc + bias) for one output row (see _depthwise); returns how many sums lie
+    outside [lo, hi]."""
+    bad = 0
+    for ox in range(acc.shape[0]):
+        a = acc[ox]
+        oo = o[ox]
+        for j in range(a.shape[0]):
+            t = np.int64(a[j]) + bias[j]
+            bad += (t < lo[j]) | (t > hi[j])
+            rnd = rp[j] if t >= 0 else rn[j]
+            res = ((t * m[j] + rnd) >> sh[j]) + ozp
+            oo[j] = min(max(res, qmin), qmax)
+    return bad
+
+
 @pjit
 def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48, rs,
-               rs_m, rs_rp, rs_rn, rs_sh, rs_half, rs_ozp, rs_min, rs_max):
-    """One output row (n, oy) per parallel iteration; taps outer, output x and channels inner,
-    so the innermost loop runs over contiguous channels (vectorised).  ``bias`` has CM values.
-    Partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed to int64.
+               rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi, rs_ozp, rs_min, rs_max):
+    """One output row (n, oy) per parallel iteration, int32 partial sums acc32[ox, c*M+m]; the
+    innermost loops run over contiguous channels (vectorised).  ``bias`` has CM values.
+
+    Headroom: partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed
+    to int64.  When every tap fits (chunk >= KH*KW, always for int16 x int8 up to 256 taps)
+    and M == 1, the taps of one kernel row are taken three at a time: for the output pixels
+    whose three input pixels are all inside the input, one pass over the channels adds all
+    three products (a third of the accumulator loads and stores); the pixels near the edges
+    take the taps one by one with bounds checks.  Otherwise taps go one by one, output x in
+    blocks of OXB pixels so that their partial sums stay in L1.
 
     With ``rs`` the int48 result is not stored: the RESCALE that consumes it is applied in the
     epilogue (``rs_*``: its per-channel multiplier, rounding constants for values >= 0 / < 0,
-    shift, value-range bound, output zero point and clip range, as in
-    type_conversion.rescale_exact) and ``out`` receives the rescaled output.  The returned count
-    then also counts the elements where a RESCALE REQUIRE fails (the caller reruns unfused)."""
+    shift, output zero point and clip range, as in type_conversion.rescale_exact) and ``out``
+    receives the rescaled output.  ``[rs_lo, rs_hi]`` is the per-channel interval of int48
+    values for which neither the int48 saturation nor any RESCALE REQUIRE fails
+    (type_conversion.no_require_range); the count is then the number of sums outside it, and
+    when it is not 0 the caller discards ``out`` and reruns both ops unfused.  Headroom: inside
+    the interval |t| < 2**47 and the multiplier is < 2**15 (scale16), so t*m + rnd fits int64.
+    """
     N, IH, IW, C = x.shape
     _, OH, OW, CM = out.shape
     flush = chunk < KH * KW
-    OXB = max(1, 4096 // max(CM, 1))
+    grouped = M == 1 and not flush
+    OXB = OW if grouped else max(1, 4096 // max(CM, 1))
     counts = np.zeros(N * OH, np.int64)
     for row in prange(N * OH):
         n = row // OH
         oy = row % OH
         acc32 = np.zeros((OW, CM), np.int32)
         acc64 = np.zeros((OW if flush else 1, CM), np.int64)
-        # output x in blocks of OXB pixels so that their partial sums stay in L1
         for ox0 in range(0, OW, OXB):
             ox1 = min(OW, ox0 + OXB)
             used = 0
@@ -589,22 +665,33 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
                 if y < 0 or y >= IH:
                     continue
                 src_row = x[n, y]
-                for kx in range(KW):
+                kx = 0
+                while kx < KW:
+                    if grouped and kx + 3 <= KW:
+                        # ox with all three taps inside: 0 <= ox*sx - pl + kx*dx and
+                        # ox*sx - pl + (kx+2)*dx <= IW-1
+                        lo = max(ox0, -((kx * dx - pl) // sx))
+                        hi = min(ox1, (IW - 1 + pl - (kx + 2) * dx) // sx + 1)
+                        hi = max(hi, lo)
+                        t0 = ky * KW + kx
+                        _dw_taps3(acc32, src_row, lo, hi, sx, kx * dx - pl, dx, izp, wq[t0],
+                                  wq[t0 + 1], wq[t0 + 2])
+                        for t in range(3):
+                            wr = wq[ky * KW + kx + t]
+                            for ox in range(ox0, ox1):
+                                if ox >= lo and ox < hi:
+                                    continue
+                                xx = ox * sx - pl + (kx + t) * dx
+                                if xx >= 0 and xx < IW:
+                                    _dw_tap(acc32[ox], src_row[xx], izp, wr, M, C)
+                        kx += 3
+                        continue
                     wr = wq[ky * KW + kx]
                     for ox in range(ox0, ox1):
                         xx = ox * sx - pl + kx * dx
-                        if xx < 0 or xx >= IW:
-                            continue
-                        src = src_row[xx]
-                        a = acc32[ox]
-                        if M == 1:
-                            for c in range(C):
-                                a[c] += (np.int32(src[c]) - izp) * wr[c]
-                        else:
-                            for c in range(C):
-                                v = np.int32(src[c]) - izp
-                                for m in range(M):
-                                    a[c * M + m] += v * wr[c * M + m]
+                        if xx >= 0 and xx < IW:
+                            _dw_tap(acc32[ox], src_row[xx], izp, wr, M, C)
+                    kx += 1
                     used += 1
                     if flush and used == chunk:
                         for ox in range(ox0, ox1):
@@ -613,37 +700,29 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
                                 acc32[ox, j] = 0
                         used = 0
         bad = 0
-        for ox in range(OW):
-            for j in range(CM):
-                av = np.int64(acc32[ox, j])
-                if flush:
-                    av += acc64[ox, j]
-                t = av + bias[j]
-                if out48:
-                    b = (av < I48_MIN) | (av > I48_MAX) | (t < I48_MIN) | (t > I48_MAX)
-                    t = max(min(t, I48_MAX), I48_MIN)
-                    if rs:
-                        rnd = rs_rp[j] if t >= 0 else rs_rn[j]
-                        sc = (t * rs_m[j] + rnd) >> rs_sh[j]
-                        res = sc + rs_ozp
-                        b |= (t < -rs_half[j]) | (t >= rs_half[j]) | (sc < I32_MIN) | \
-                            (sc > I32_MAX) | (res < I32_MIN) | (res > I32_MAX)
-                        out[n, oy, ox, j] = min(max(res, rs_min), rs_max)
-                    else:
-                        out[n, oy, ox, j] = t
-                else:
-                    a32 = ((av + 2147483648) & 0xFFFFFFFF) - 2147483648
-                    t = a32 + bias[j]
-                    b = (av != a32) | (t < I32_MIN) | (t > I32_MAX)
-                    out[n, oy, ox, j] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
-                bad += b
+        if flush:                   # fold the int32 partial sums into the int64 ones
+            for ox in range(OW):
+                for j in range(CM):
+                    av = acc64[ox, j] + acc32[ox, j]
+                    acc64[ox, j] = av
+                    if rs:              # (_dw_finish_row checks the sums itself)
+                        bad += (av < I48_MIN) | (av > I48_MAX)
+        orow = out[n, oy]
+        if rs and flush:
+            bad += _dw_rescale_row(acc64, bias, orow, rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi,
+                                   rs_ozp, rs_min, rs_max)
+        elif rs:
+            bad += _dw_rescale_row(acc32, bias, orow, rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi,
+                                   rs_ozp, rs_min, rs_max)
+        elif flush:
+            bad += _dw_finish_row(acc64, bias, orow, out48)
+        else:
+            bad += _dw_finish_row(acc32, bias, orow, out48)
         counts[row] = bad
     return counts.sum()
 
 
-_NO_RESCALE = (np.zeros(1, np.int64),) * 5
-
-
+_NO_RESCALE = (np.zeros(1, np.int64),) * 6
 def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
     out = np.empty(out_shape, np.int64 if out48 else np.int32)
     cm = out_shape[3]
@@ -658,15 +737,16 @@ def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilati
                              rescale, out_dtype):
     """An int48 DEPTHWISE_CONV2D and the RESCALE (signed input, zero point 0, every REQUIRE
     checked: see type_conversion.rescale_exact) that consumes it, without storing the int48
-    tensor.  ``rescale``: (multiplier, rnd_pos, rnd_neg, shift, half, out_zp, qmin, qmax).
+    tensor.  ``rescale``: (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax);
+    [lo, hi] as in type_conversion.no_require_range.
     Returns (output, count of elements where either op flags anything)."""
     out = np.empty(out_shape, out_dtype)
     cm = out_shape[3]
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (cm,)))
-    m, rp, rn, sh, half, ozp, qmin, qmax = rescale
+    m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
     n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
                    stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
-                   weights.chunk, bias, out, True, True, m, rp, rn, sh, half, ozp, qmin, qmax)
+                   weights.chunk, bias, out, True, True, m, rp, rn, sh, lo, hi, ozp, qmin, qmax)
     return out, int(n)
 
 

@@ -144,3 +144,32 @@ def test_depthwise_rescale_fusion_keeps_rescale_require(impl):
     for capture in (False, True):
         with pytest.raises(tosaint.UnpredictableError, match="RESCALE y"):
             tosaint.run_tosa(g, [x], impl=impl, capture=capture)
+
+
+@pytest.mark.parametrize("kw, sx, dx, pads", [(3, 1, 1, (1, 1, 1, 1)), (5, 1, 1, (2, 2, 2, 2)),
+                                              (7, 2, 1, (3, 3, 3, 2)), (4, 1, 2, (0, 1, 3, 2)),
+                                              (6, 3, 2, (1, 0, 0, 4)), (1, 1, 1, (0, 0, 0, 0)),
+                                              (3, 2, 3, (0, 0, 5, 5))])
+def test_depthwise_grouped_taps_fused_and_unfused(kw, sx, dx, pads):
+    """M == 1: the kernel takes three horizontal taps per pass where all three are inside the
+    input and single taps near the edges; fused with RESCALE or not, it equals the spec twin."""
+    rng = np.random.default_rng(kw * 100 + sx * 10 + dx)
+    ow = 11
+    iw = (ow - 1) * sx + (kw - 1) * dx + 1 - pads[2] - pads[3]
+    ih = 6
+    b = GraphBuilder()
+    x = b.input((2, ih, iw, 20), DType.INT16, name="x")
+    w = b.const(rng.integers(-128, 128, (3, kw, 20, 1)), DType.INT8)
+    bias = b.const(rng.integers(-(1 << 40), 1 << 40, 20), DType.INT48)
+    y = b.depthwise_conv2d(x, w, bias, pad=pads, stride=(1, sx), dilation=(1, dx), name="acc48")
+    m = rng.integers(1 << 13, 1 << 15, 20)
+    b.output(b.rescale(y, m, [34] * 20, DType.INT16, name="y"))
+    g = b.build()
+    xv = rng.integers(-32768, 32768, (2, ih, iw, 20)).astype(np.int16)
+    want = tosaint.run_tosa(g, [xv], impl="spec", capture=True)
+    for capture in (False, True):
+        got = tosaint.run_tosa(g, [xv], capture=capture)
+        assert np.array_equal(got["y"], want["y"])
+        if capture:
+            assert np.array_equal(got["acc48"], want["acc48"])
+        assert not got.diagnostics

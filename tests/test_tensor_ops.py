@@ -592,3 +592,17 @@ def test_winograd_saturates_both_sides(impl):
     res = run(g, [x], impl)
     check(res["y"], np.full((1, 4, 4, 2), I48_MAX, np.int64))
     assert res.diagnostics[0].count == 32
+
+
+def test_depthwise_chunked_saturation_counted_once():
+    """Flushed int64 sums beyond int48 saturate, and each saturated value is counted once,
+    as in the spec twin."""
+    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels.spec import tensor_ops as S
+    x = np.full((1, 25, 25, 2), -32768, np.int16)
+    w = np.full((25, 25, 2, 1), -128, np.int8)
+    args = (np.array([(1 << 47) - 100]), 0, (0, 0, 0, 0), (1, 1), (1, 1), (1, 1, 1, 2), True)
+    got = K.depthwise_conv2d(x, K.depthwise_weights(w, 0, 32768), *args)
+    want = S.depthwise_conv2d(x, S.depthwise_weights(w, 0, 32768), *args)
+    check(got[0], want[0])
+    assert got[1] == want[1] == 2

@@ -389,3 +389,34 @@ def test_rescale_fast_path_matches_general_kernel(impl, mode):
     ref = np.empty(x.shape, np.int32)
     assert k.rescale(x, 0, 0, 0, mult, shift, pow2, mode, -32768, 32767, ref) == (0, 0)
     assert np.array_equal(fast, ref.astype(np.int16))
+
+
+# ---- the interval the fused RESCALE epilogue checks ------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([0, 1, 2]), st.integers(0, (1 << 31) - 1), st.integers(2, 62),
+       st.integers(-(1 << 31), (1 << 31) - 1), st.integers(0, 2 ** 32 - 1))
+def test_no_require_range_is_exactly_where_no_require_fails(mode, mult, shift, out_zp, seed):
+    """[lo, hi] from no_require_range holds exactly the inputs for which the branch-free
+    RESCALE flags nothing (checked at the bounds, just outside them and at random)."""
+    from tosaint.kernels import namespace
+    from tosaint.ops.type_conversion import no_require_range
+    k = namespace("numba")
+    in_bits = 48 if mode == 0 else 32
+    if mode == 0:
+        mult &= (1 << 15) - 1
+    base = 1 << (shift - 1)
+    extra = (1 << 30) if mode == 2 and shift > 31 else 0
+    rp, rn = np.array([base + extra]), np.array([base - extra])
+    half = np.array([1 << 62 if mode == 0 else base])
+    m, s = np.array([mult]), np.array([shift])
+    lo, hi = (int(v[0]) for v in no_require_range(m, s, rp, rn, half, out_zp, in_bits))
+    vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    rng = np.random.default_rng(seed)
+    cand = {vmin, vmax, 0, -1, 1, lo - 1, lo, lo + 1, hi - 1, hi, hi + 1}
+    cand |= set(int(v) for v in rng.integers(vmin, vmax, 20))
+    vals = np.array(sorted(v for v in cand if vmin <= v <= vmax), np.int64).reshape(-1, 1)
+    out = np.empty(vals.shape, np.int32)
+    for i, v in enumerate(vals[:, 0]):
+        bad = k.rescale_exact(vals[i:i + 1], 0, out_zp, m, rp, rn, s, half, -(1 << 31),
+                              (1 << 31) - 1, out[i:i + 1])
+        assert (bad == 0) == (lo <= v <= hi), (int(v), lo, hi)

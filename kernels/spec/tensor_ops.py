@@ -193,7 +193,7 @@ def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilati
     from .type_conversion import rescale_exact
     acc, n = depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
                               True)
-    m, rp, rn, sh, half, ozp, qmin, qmax = rescale
+    m, rp, rn, sh, half, _lo, _hi, ozp, qmin, qmax = rescale
     out = np.empty(out_shape, out_dtype)
     cols = out_shape[-1]
     n += rescale_exact(acc.reshape(-1, cols), 0, ozp, m, rp, rn, sh, half, qmin, qmax,

@@ -27,6 +27,34 @@ def cast(node):
 
 
 # ---- RESCALE ------------------------------------------------------------------------------
+def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
+    """Per channel, the interval [lo, hi] of input values v (input_zp 0, in_bits-bit input)
+    for which the branch-free RESCALE (type_conversion.rescale_exact) fails no REQUIRE:
+    v in [-half, half), scaled = (v*m + rnd) >> shift in int32 and scaled + out_zp in int32.
+
+    Why it is an interval: with m >= 0, scaled is non-decreasing on v >= 0 (rnd_pos) and on
+    v < 0 (rnd_neg), and scaled(-1) <= scaled(0) because rnd_neg <= rnd_pos.  So the valid v
+    >= 0 are [0, hi] and the valid v < 0 are [lo, -1] whenever scaled(0) itself is valid, and
+    then the bounds are where scaled leaves [slo, shi]: v*m + rnd_pos < (shi+1) << shift and
+    v*m + rnd_neg >= slo << shift.  If scaled(0) is invalid the interval is left empty (lo >
+    hi: every value is reported, which only costs speed).  Python integers: no overflow."""
+    vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    slo, shi = max(-(1 << 31), -(1 << 31) - out_zp), min((1 << 31) - 1, (1 << 31) - 1 - out_zp)
+    lo, hi = [], []
+    for m, s, rp, rn, h in zip(*(map(int, a) for a in (mult, shift, rnd_pos, rnd_neg, half))):
+        a, b = max(vmin, -h), min(vmax, h - 1)
+        if not (slo <= rp >> s <= shi) or rn > rp:
+            a, b = 1, 0
+        elif m > 0:
+            b = min(b, (((shi + 1) << s) - rp - 1) // m)
+            a = max(a, -((rn - (slo << s)) // m))            # ceil(((slo << s) - rn) / m)
+        elif rn >> s < slo:                                   # m == 0: scaled is constant
+            a = max(a, 0)
+        lo.append(a)
+        hi.append(b)
+    return np.array(lo, np.int64), np.array(hi, np.int64)
+
+
 SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
 _BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
 
@@ -162,5 +190,6 @@ def rescale(node):
         return res.astype(ost, copy=False).reshape(oshape)
     if fast and in_zp == 0:
         # what a producer needs to apply this RESCALE in its own epilogue (interpreter fusion)
-        run.epilogue = ((mult, rnd_pos, rnd_neg, shift, half, out_zp, qmin, qmax), ost)
+        lo, hi = no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, _BITS[in_t])
+        run.epilogue = ((mult, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), ost)
     return run
