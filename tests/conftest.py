@@ -4,12 +4,20 @@
 seed: positive and ERROR_IF tests) built into ``.cts/seed<S>``.  ``second_suite``: an independent
 positive suite from TOSA_CTS_SEED2 (default 7).  Both need tosa-tools (the generator and the
 reference model that records the expected outputs).
+
+Property tests draw the same examples on every run (hypothesis profile "ci", derandomized)
+so that CI is reproducible; ``HYPOTHESIS_PROFILE=explore`` draws new random examples.
 """
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -174,6 +174,9 @@ def test_rescale_kernel_matches_twin(in_kind, mode, mult, shift, zp, seed):
     in_t, mask = in_kind
     if mode in (0, 4):
         mult &= 0x7FFF
+    elif in_t == I48:          # scale32 with an int48 input is an ERROR_IF (v * m needs 80 bits)
+        mode = 0
+        mult &= 0x7FFF
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (BITS[in_t] - 1)), (1 << (BITS[in_t] - 1)) - 1
     x = rng.integers(lo, hi, (3, 4), endpoint=True).astype(NP[in_t])
