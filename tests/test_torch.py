@@ -115,6 +115,24 @@ def test_table16_lookup_matches_the_spec_formula():
     assert np.array_equal(got, want)
 
 
+def test_table16_span_centres_one_sided_tables():
+    x = np.linspace(-4, 4, 513)
+    fv = np.exp(x)
+    amax = float(np.exp(3.0))
+    tab, scale, offset = Q.table16_span(fv, amax)
+    assert offset != 0 and scale < amax / 32767 * 0.51        # one more bit than symmetric
+    got = (tab.astype(np.int64) + offset) * scale
+    inside = fv <= amax
+    assert np.abs(got[inside] - fv[inside]).max() <= scale / 2 * 1.0001
+    # the first node past the +amax crossing keeps f, later ones are clipped
+    first = int(np.argmax(~inside))
+    assert abs(got[first] - fv[first]) <= scale / 2 * 1.0001
+    assert np.all(got[first + 1:] <= got[first] + scale)
+    # symmetric (tanh): no offset
+    tab, scale, offset = Q.table16_span(np.tanh(x), 1.0)
+    assert offset == 0 and tab.max() == 32767 and tab.min() == -32767
+
+
 # ---- single ops -------------------------------------------------------------------------------
 SINGLE = [
     # name, module factory, input shapes, input scale, min SNR dB (a16w8)

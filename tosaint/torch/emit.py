@@ -14,7 +14,8 @@ Integer recipes (a16w8):
 - add/sub: both operands RESCALE to a shared int32 scale with 2**12 headroom, ADD/SUB, RESCALE.
 - mul: MUL int16 x int16 -> int32, RESCALE.  bmm: MATMUL int16 x int16 -> int48, RESCALE.
 - pointwise functions: 513-entry int16 TABLE over the calibrated input range (16.7 fixed point
-  int32 result), RESCALE.
+  int32 result), RESCALE; a one-sided table (exp, sigmoid) is centred on the int16 range and
+  an int32 ADD restores the offset before the RESCALE.
 - softmax: REDUCE_MAX, exact int32 difference, exp TABLE on the full int16 range, REDUCE_SUM,
   reciprocal by CLZ normalisation + mantissa TABLE + variable shift.
 - layer norm / var: exact D*x - sum(x) in int32, square on int16, REDUCE_SUM, rsqrt/sqrt by
@@ -742,9 +743,10 @@ class Emitter:
         tmax = float(fin.max()) if fin.size else 0.0
         at = min(tmax, sy_amax) if sy_amax > 0 else tmax
         at = at if at > 0 else 1.0
-        st = at / 32767
-        tab = Q.table16(fv, st)
+        tab, st, offset = Q.table16_span(fv, at)
         t = self.b.table(x.name, tab)
+        if offset:
+            t = self.b.add(t, self.const_i32(offset * 128, rank=len(x.shape)))
         sy = self.scale_for(sy_amax if sy_amax > 0 else at)
         y = self.rescale(t, Q.ratio(st, den=[128, sy]), self.adt, bound_bits=23)
         return self.new(y, sy, x.shape)

@@ -108,6 +108,32 @@ def table16(values_float, out_scale):
     return fix_slopes(t).astype(np.int16)
 
 
+def table16_span(values_float, amax):
+    """An int16 table for ``f`` at the 513 nodes, clipped to what an output of range ``amax``
+    can use: (table, scale, offset), lookup16(table) + 128 * offset ~ 128 * f / scale.
+
+    A node past the +amax crossing keeps its value, so that the segment in which ``f`` leaves
+    the output range interpolates ``f`` rather than a clipped chord (the output RESCALE
+    saturates at +32767); the negative side clips at -amax, so the output stays within the
+    symmetric -32767..32767.  When the clipped values are one-sided (exp, sigmoid, most of
+    gelu), they are centred by an integer ``offset`` so that they span the full int16 range:
+    half the scale, a quarter of the table rounding noise, for one int32 ADD.
+    """
+    v = np.asarray(values_float, np.float64)
+    v = np.where(np.isnan(v), 0.0, v)
+    over = v > amax
+    edge = over & np.isfinite(v) & (np.r_[False, ~over[:-1]] | np.r_[~over[1:], False])
+    v = np.where(edge, v, np.clip(v, -amax, amax))
+    lo, hi = float(v.min()), float(v.max())
+    sym = max(abs(lo), abs(hi), 1e-30) / 32767
+    span = (hi - lo) / 65534
+    if not 0 < span < 0.75 * sym:
+        return table16(v, sym), sym, 0
+    offset = int(np.round(hi / span)) - 32767
+    t = np.round(v / span).astype(np.int64) - offset
+    return fix_slopes(np.clip(t, -32768, 32767)).astype(np.int16), span, offset
+
+
 def lookup16(table, v):
     """The spec's int16 TABLE lookup (16.7 fixed point result) on int values ``v``."""
     t = np.asarray(table, np.int64)
