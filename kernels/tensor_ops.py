@@ -39,11 +39,15 @@ import numpy as np
 from ._jit import jit, pjit, prange
 from .spec import tensor_ops as _spec
 
-__all__ = ["conv_weights", "conv2d", "conv3d", "transpose_conv2d", "depthwise_weights",
+__all__ = ["conv_weights", "conv2d", "conv2d_rescale", "conv3d", "transpose_conv2d",
+           "depthwise_weights",
            "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul", "finalize"]
 
 I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+#: the per-channel RESCALE epilogue arrays of a kernel call without epilogue
+_NO_RESCALE = (np.zeros(1, np.int64),) * 6
 
 #: im2col block size in elements, per worker thread (float64: 1 MiB)
 _BLOCK_ELEMS = 1 << 17
@@ -199,6 +203,35 @@ def _finalize_rows(acc, bias, out, out48):
     return bad
 
 
+@jit
+def _rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+    """The fused epilogue of a convolution: out[r, j] = RESCALE(acc[r, j] + bias[j]) without
+    storing the int48 / int32 sum (``m``, ``rp``/``rn``, ``sh``, ``ozp``, ``qmin``/``qmax``:
+    the consuming RESCALE's multiplier, rounding constants for sums >= 0 / < 0, shift, output
+    zero point and clip range, as in type_conversion.rescale_exact).
+
+    ``[lo, hi]`` (per channel, type_conversion.no_require_range) holds exactly the sums for
+    which no RESCALE REQUIRE fails and lies inside the accumulator type.  Returns how many
+    accumulators (``acc``: exact integers, any numeric type) leave the accumulator type or give
+    a sum outside [lo, hi]: when that is not 0 the caller discards ``out`` and runs both ops
+    unfused, so the reference model's saturation / wrap never needs to be applied here.
+    Headroom: inside [lo, hi], t*m + rnd fits int64 (int48 sums: scale16 multipliers
+    < 2**15; int32 sums: multipliers < 2**31)."""
+    amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
+    bad = 0
+    for r in range(acc.shape[0]):
+        a_r = acc[r]
+        o = out[r]
+        for j in range(a_r.shape[0]):
+            a = np.int64(a_r[j])
+            t = a + bias[j]
+            bad += (a < amin) | (a > amax) | (t < lo[j]) | (t > hi[j])
+            rnd = rp[j] if t >= 0 else rn[j]
+            res = ((t * m[j] + rnd) >> sh[j]) + ozp
+            o[j] = min(max(res, qmin), qmax)
+    return bad
+
+
 def finalize(acc, bias, out48):
     acc = np.ascontiguousarray(acc)
     shape = acc.shape
@@ -300,11 +333,12 @@ def conv_weights(weight, weight_zp, op, x_absmax):
     return _Dense(weight, weight_zp, op, x_absmax)
 
 
-def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48):
+def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, rescale=None,
+           out_dtype=None):
     N, OD, OH, OW, OC = out5
     M = N * OD * OH * OW
     K = prep.k
-    out = np.empty((M, OC), np.int64 if out48 else np.int32)
+    out = np.empty((M, OC), out_dtype if rescale else np.int64 if out48 else np.int32)
     bias = np.asarray(bias, np.int64)
     rows = max(1, min(M, _BLOCK_ELEMS // max(K, 1)))
     nblocks = -(-M // rows)
@@ -323,7 +357,10 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48):
                     stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
                     pad_lo[0], pad_lo[1], pad_lo[2])
             np.matmul(c, prep.wt, out=a)                     # exact: see module docstring
-            count += _finalize_rows(a, bias, out[r0:r1], out48)
+            if rescale:
+                count += _rescale_rows(a, bias, out[r0:r1], out48, *rescale)
+            else:
+                count += _finalize_rows(a, bias, out[r0:r1], out48)
         return count
 
     count = _run_parallel(nblocks, work)
@@ -371,11 +408,14 @@ def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
 
 
 @jit
-def _wino_out(Mb, t0, TY, TX, bias, out, out48):
+def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
-    the int48 saturation / int32 wrap; returns the count of out-of-range values."""
+    the int48 saturation / int32 wrap; returns the count of out-of-range values.  With ``rs``
+    the consuming RESCALE is applied instead, as in _rescale_rows (the other arguments are its
+    parameters) and the count is _rescale_rows's."""
     N, OH, OW, OC = out.shape
     bc1 = bias.shape[0] == 1
+    amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
     bad = 0
     for i in range(Mb.shape[1]):
         t = t0 + i
@@ -401,7 +441,13 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48):
                 if oy >= OH or ox >= OW:
                     continue
                 a = np.int64(y4[k]) >> 2
-                if out48:
+                if rs:
+                    v = a + b
+                    bad += (a < amin) | (a > amax) | (v < lo[oc]) | (v > hi[oc])
+                    rnd = rp[oc] if v >= 0 else rn[oc]
+                    res = ((v * m_[oc] + rnd) >> sh[oc]) + ozp
+                    out[n, oy, ox, oc] = min(max(res, qmin), qmax)
+                elif out48:
                     v = a + b
                     if a < I48_MIN or a > I48_MAX or v < I48_MIN or v > I48_MAX:
                         bad += 1
@@ -415,15 +461,17 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48):
     return bad
 
 
-def _winograd(x, U, bias, input_zp, pad, out_shape, out48):
+def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dtype=None):
     N, OH, OW, OC = out_shape
     C = x.shape[3]
     TY, TX = -(-OH // 2), -(-OW // 2)
     T = N * TY * TX
-    out = np.empty(out_shape, np.int64 if out48 else np.int32)
+    out = np.empty(out_shape, out_dtype if rescale else np.int64 if out48 else np.int32)
+    rs = (True,) + tuple(rescale) if rescale else (False,) + _NO_RESCALE + (0, 0, 0)
     bias = np.asarray(bias, np.int64)
-    # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: half a block each
-    rows = max(1, min(T, _BLOCK_ELEMS // (32 * max(C, OC, 1))))
+    # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: a quarter block
+    # each (256 KiB per worker thread; halving it again made no measurable difference in time)
+    rows = max(1, min(T, _BLOCK_ELEMS // (64 * max(C, OC, 1))))
     nblocks = -(-T // rows)
     izp = np.int32(input_zp)
 
@@ -436,27 +484,53 @@ def _winograd(x, U, bias, input_zp, pad, out_shape, out48):
             tb = min(T, t0 + rows) - t0
             _wino_in(x, izp, pad[0], pad[2], TY, TX, t0, V[:, :tb])
             np.matmul(V[:, :tb], U, out=Mb[:, :tb])          # exact: see _Dense.winograd
-            count += _wino_out(Mb[:, :tb], t0, TY, TX, bias, out, out48)
+            count += _wino_out(Mb[:, :tb], t0, TY, TX, bias, out, out48, *rs)
         return count
 
     count = _run_parallel(nblocks, work)
     return out, int(count)
 
 
-def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+           rescale=None, out_dtype=None):
     if weights.ftype is None:
+        if rescale:
+            return _spec.conv2d_rescale(input, weights.spec, bias, input_zp, pad, stride,
+                                        dilation, out_shape, out48, rescale, out_dtype)
         return _spec.conv2d(input, weights.spec, bias, input_zp, pad, stride, dilation,
                             out_shape, out48)
     N, OH, OW, OC = out_shape
+    if rescale:       # the epilogue wants one bias per channel and the RESCALE's parameters
+        bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (OC,)))
+        rescale = _epilogue_args(rescale)
     if (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and weights.ftype is not np.float32
             and OH * OW >= 16):
         U = weights.winograd()
         if U is not None:
-            return _winograd(input, U, bias, input_zp, pad, out_shape, out48)
+            return _winograd(input, U, bias, input_zp, pad, out_shape, out48, rescale,
+                             out_dtype)
     out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC),
                     (1, stride[0], stride[1]), (1, dilation[0], dilation[1]),
-                    (0, pad[0], pad[2]), out48)
+                    (0, pad[0], pad[2]), out48, rescale, out_dtype)
     return out.reshape(out_shape), n
+
+
+def conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                   rescale, out_dtype):
+    """A CONV2D and the RESCALE that consumes it (signed input, zero point 0: see
+    type_conversion.rescale_exact), without storing the accumulator tensor.  ``rescale``:
+    (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), [lo, hi] as in
+    type_conversion.no_require_range.  Returns (output, count); the output is only valid when
+    the count (of values where either op flags anything) is 0."""
+    return conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                  rescale, out_dtype)
+
+
+def _epilogue_args(rescale):
+    """_rescale_rows's parameters from the RESCALE epilogue tuple (``half`` is not needed:
+    [lo, hi] already holds the value-range REQUIRE)."""
+    m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
+    return m, rp, rn, sh, lo, hi, ozp, qmin, qmax
 
 
 def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
@@ -606,23 +680,6 @@ def _dw_finish_row(acc, bias, o, out48):
     return bad
 
 
-@jit
-def _dw_rescale_row(acc, bias, o, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
-    """o = RESCALE(acc + bias) for one output row (see _depthwise); returns how many sums lie
-    outside [lo, hi]."""
-    bad = 0
-    for ox in range(acc.shape[0]):
-        a = acc[ox]
-        oo = o[ox]
-        for j in range(a.shape[0]):
-            t = np.int64(a[j]) + bias[j]
-            bad += (t < lo[j]) | (t > hi[j])
-            rnd = rp[j] if t >= 0 else rn[j]
-            res = ((t * m[j] + rnd) >> sh[j]) + ozp
-            oo[j] = min(max(res, qmin), qmax)
-    return bad
-
-
 @pjit
 def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48, rs,
                rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi, rs_ozp, rs_min, rs_max):
@@ -638,14 +695,8 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
     blocks of OXB pixels so that their partial sums stay in L1.
 
     With ``rs`` the int48 result is not stored: the RESCALE that consumes it is applied in the
-    epilogue (``rs_*``: its per-channel multiplier, rounding constants for values >= 0 / < 0,
-    shift, output zero point and clip range, as in type_conversion.rescale_exact) and ``out``
-    receives the rescaled output.  ``[rs_lo, rs_hi]`` is the per-channel interval of int48
-    values for which neither the int48 saturation nor any RESCALE REQUIRE fails
-    (type_conversion.no_require_range); the count is then the number of sums outside it, and
-    when it is not 0 the caller discards ``out`` and reruns both ops unfused.  Headroom: inside
-    the interval |t| < 2**47 and the multiplier is < 2**15 (scale16), so t*m + rnd fits int64.
-    """
+    epilogue (``_rescale_rows``, with ``rs_*`` its parameters) and ``out`` receives the
+    rescaled output; the count is then _rescale_rows's."""
     N, IH, IW, C = x.shape
     _, OH, OW, CM = out.shape
     flush = chunk < KH * KW
@@ -705,15 +756,13 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
                 for j in range(CM):
                     av = acc64[ox, j] + acc32[ox, j]
                     acc64[ox, j] = av
-                    if rs:              # (_dw_finish_row checks the sums itself)
-                        bad += (av < I48_MIN) | (av > I48_MAX)
         orow = out[n, oy]
         if rs and flush:
-            bad += _dw_rescale_row(acc64, bias, orow, rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi,
-                                   rs_ozp, rs_min, rs_max)
+            bad += _rescale_rows(acc64, bias, orow, out48, rs_m, rs_rp, rs_rn, rs_sh, rs_lo,
+                                 rs_hi, rs_ozp, rs_min, rs_max)
         elif rs:
-            bad += _dw_rescale_row(acc32, bias, orow, rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi,
-                                   rs_ozp, rs_min, rs_max)
+            bad += _rescale_rows(acc32, bias, orow, out48, rs_m, rs_rp, rs_rn, rs_sh, rs_lo,
+                                 rs_hi, rs_ozp, rs_min, rs_max)
         elif flush:
             bad += _dw_finish_row(acc64, bias, orow, out48)
         else:
@@ -722,7 +771,6 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
     return counts.sum()
 
 
-_NO_RESCALE = (np.zeros(1, np.int64),) * 6
 def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
     out = np.empty(out_shape, np.int64 if out48 else np.int32)
     cm = out_shape[3]
@@ -734,19 +782,18 @@ def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_
 
 
 def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
-                             rescale, out_dtype):
-    """An int48 DEPTHWISE_CONV2D and the RESCALE (signed input, zero point 0, every REQUIRE
-    checked: see type_conversion.rescale_exact) that consumes it, without storing the int48
+                             out48, rescale, out_dtype):
+    """A DEPTHWISE_CONV2D and the RESCALE (signed input, zero point 0, every REQUIRE checked:
+    see type_conversion.rescale_exact) that consumes it, without storing the accumulator
     tensor.  ``rescale``: (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax);
     [lo, hi] as in type_conversion.no_require_range.
     Returns (output, count of elements where either op flags anything)."""
     out = np.empty(out_shape, out_dtype)
     cm = out_shape[3]
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.int64), (cm,)))
-    m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
     n = _depthwise(input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
                    stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2],
-                   weights.chunk, bias, out, True, True, m, rp, rn, sh, lo, hi, ozp, qmin, qmax)
+                   weights.chunk, bias, out, out48, True, *_epilogue_args(rescale))
     return out, int(n)
 
 

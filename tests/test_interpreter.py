@@ -173,3 +173,70 @@ def test_depthwise_grouped_taps_fused_and_unfused(kw, sx, dx, pads):
         if capture:
             assert np.array_equal(got["acc48"], want["acc48"])
         assert not got.diagnostics
+
+
+# ---- CONV2D (and a8w8 DEPTHWISE) + RESCALE fusion ------------------------------------------
+def _conv_rescale_graph(kind, x_dt, stride, ksize, bias_value, shift, out_dt, rng):
+    """conv -> RESCALE; int16 inputs give int48 sums (scale16), int8 inputs (zero points -7 and
+    3) int32 sums (scale32)."""
+    b = GraphBuilder()
+    c = 5
+    x = b.input((2, 9, 9, c), x_dt, name="x")
+    zp = dict(input_zp=-7, weight_zp=3) if x_dt == DType.INT8 else {}
+    acc_t = DType.INT32 if x_dt == DType.INT8 else DType.INT48
+    if kind == "conv2d":
+        oc = 6
+        w = b.const(rng.integers(-128, 128, (oc, ksize, ksize, c)), DType.INT8)
+    else:
+        oc = c
+        w = b.const(rng.integers(-128, 128, (ksize, ksize, c, 1)), DType.INT8)
+    bias = b.const(np.full(oc, bias_value), acc_t)
+    y = getattr(b, kind)(x, w, bias, pad=ksize // 2, stride=stride, name="acc", **zp)
+    hi = 1 << 15 if acc_t == DType.INT48 else 1 << 31
+    m = rng.integers(hi // 4, hi, oc)
+    b.output(b.rescale(y, m, [shift] * oc, out_dt, output_zp=3 if out_dt == DType.INT8 else 0,
+                       name="y"))
+    return b.build()
+
+
+_CONV_FUSION = [
+    # kind, input type, stride, kernel, bias, shift, output type
+    ("conv2d", DType.INT16, 1, 3, 12345, 30, DType.INT16),           # Winograd
+    ("conv2d", DType.INT16, 2, 3, -999, 28, DType.INT16),            # im2col + GEMM
+    ("conv2d", DType.INT16, 1, 1, 0, 24, DType.INT8),
+    ("conv2d", DType.INT16, 1, 3, (1 << 47) - 5, 40, DType.INT16),   # int48 saturation
+    ("conv2d", DType.INT16, 1, 3, -(1 << 47) + 5, 12, DType.INT16),  # + RESCALE REQUIRE
+    ("conv2d", DType.INT8, 1, 3, 77, 38, DType.INT8),
+    ("conv2d", DType.INT8, 2, 3, (1 << 31) - 9, 50, DType.INT8),     # int32 wrap
+    ("conv2d", DType.INT8, 1, 1, -5, 20, DType.INT8),                # value-range REQUIRE
+    ("depthwise_conv2d", DType.INT8, 1, 3, 1000, 36, DType.INT8),
+    ("depthwise_conv2d", DType.INT8, 2, 3, -(1 << 31) + 9, 50, DType.INT16),
+]
+
+
+@pytest.mark.parametrize("impl", ["numba", "spec"])
+@pytest.mark.parametrize("kind, x_dt, stride, ksize, bias_value, shift, out_dt", _CONV_FUSION)
+def test_conv_rescale_fusion_is_invisible(impl, kind, x_dt, stride, ksize, bias_value, shift,
+                                          out_dt):
+    """Fused (no capture) and unfused (capture) runs give the same bits and diagnostics, also
+    where an accumulator saturates or wraps or a RESCALE REQUIRE fails (the fused step then
+    falls back to both ops)."""
+    rng = np.random.default_rng(abs(bias_value) % 1000 + shift)
+    g = _conv_rescale_graph(kind, x_dt, stride, ksize, bias_value, shift, out_dt, rng)
+    plan = tosaint.prepare(g, impl=impl)
+    assert len(plan.main.fused) == len(plan.main.steps) - 1
+    lo, hi = (-128, 128) if x_dt == DType.INT8 else (-32768, 32768)
+    np_t = np.int8 if x_dt == DType.INT8 else np.int16
+    for x in (rng.integers(lo, hi, (2, 9, 9, 5)).astype(np_t),
+              np.full((2, 9, 9, 5), lo, np_t), np.full((2, 9, 9, 5), hi - 1, np_t)):
+        outcome = []
+        for capture in (False, True):
+            try:
+                r = plan.run([x], capture=capture)
+                outcome.append((r["y"], [str(d) for d in r.diagnostics]))
+            except tosaint.UnpredictableError as e:
+                outcome.append((None, str(e)))
+        (a, da), (b, db) = outcome
+        assert da == db
+        if a is not None:
+            assert a.dtype == b.dtype and np.array_equal(a, b)

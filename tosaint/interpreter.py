@@ -256,9 +256,10 @@ class BlockPlan:
             s.last_use = tuple(f)
 
     def _fuse(self):
-        """The steps for runs without ``capture``: an operator that offers ``fn.fuse`` (an
-        int48 DEPTHWISE_CONV2D) followed by the only reader of its output, a RESCALE that
-        offers ``fn.epilogue``, become one step that never stores the int48 tensor.  The fused
+        """The steps for runs without ``capture``: an operator that offers ``fn.fuse`` (a
+        CONV2D or DEPTHWISE_CONV2D with constant weights) followed by the only reader of its
+        output, a RESCALE that offers ``fn.epilogue``, become one step that never stores the
+        accumulator tensor.  The fused
         function returns None whenever either op would flag anything; then both run unfused,
         so values and diagnostics are exactly those of the two steps."""
         readers = {}

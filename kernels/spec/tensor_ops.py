@@ -14,7 +14,8 @@ values for which a spec REQUIRE failed (accumulator or bias add out of range).
 """
 import numpy as np
 
-__all__ = ["conv_weights", "conv2d", "conv3d", "transpose_conv2d", "depthwise_weights",
+__all__ = ["conv_weights", "conv2d", "conv2d_rescale", "conv3d", "transpose_conv2d",
+           "depthwise_weights",
            "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul", "finalize"]
 
 I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
@@ -186,16 +187,28 @@ def matmul(A, B, A_zp, B_zp, out48):
     return finalize(acc, np.zeros(1, np.int64), out48)
 
 
-def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
-                             rescale, out_dtype):
-    """Twin of the fused kernel: DEPTHWISE_CONV2D.tosac (int48), then RESCALE as
-    type_conversion.rescale_exact; the count is the sum of both ops' flags."""
+def _then_rescale(acc, n, out_shape, rescale, out_dtype):
     from .type_conversion import rescale_exact
-    acc, n = depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
-                              True)
     m, rp, rn, sh, half, _lo, _hi, ozp, qmin, qmax = rescale
     out = np.empty(out_shape, out_dtype)
     cols = out_shape[-1]
     n += rescale_exact(acc.reshape(-1, cols), 0, ozp, m, rp, rn, sh, half, qmin, qmax,
                        out.reshape(-1, cols))
     return out, int(n)
+
+
+def conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                   rescale, out_dtype):
+    """Twin of the fused kernel: CONV2D.tosac, then RESCALE as type_conversion.rescale_exact;
+    the count is the sum of both ops' flags."""
+    acc, n = conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48)
+    return _then_rescale(acc, n, out_shape, rescale, out_dtype)
+
+
+def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
+                             out48, rescale, out_dtype):
+    """Twin of the fused kernel: DEPTHWISE_CONV2D.tosac, then RESCALE as
+    type_conversion.rescale_exact; the count is the sum of both ops' flags."""
+    acc, n = depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
+                              out48)
+    return _then_rescale(acc, n, out_shape, rescale, out_dtype)

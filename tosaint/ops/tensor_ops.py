@@ -129,8 +129,11 @@ def _report(node, out48, count):
                      "model wraps in two's complement)", reference="wraps", count=count)
 
 
-def _make_run(node, prepare, kernel, x_absmax, extra, out48):
-    """The run function: weights prepared once when constant, else on every run."""
+def _make_run(node, prepare, kernel, x_absmax, extra, out48, fusable=False):
+    """The run function: weights prepared once when constant, else on every run.
+
+    ``fusable``: the kernel has a ``<kernel>_rescale`` variant, so with constant weights the
+    run function offers ``fuse`` to the interpreter (see _fuse_rescale)."""
     k = node.k
     prep_fn = getattr(k, prepare)
     kern = getattr(k, kernel)
@@ -147,8 +150,26 @@ def _make_run(node, prepare, kernel, x_absmax, extra, out48):
         out, count = kern(input, prepared, bias, input_zp, *args, out48)
         _report(node, out48, count)
         return out
-    run.weights = fixed     # the prepared constant weights (None when weights are an input)
+    if fusable and fixed is not None:
+        run.fuse = _fuse_rescale(getattr(k, kernel + "_rescale"), fixed, input_zp, args, out48)
     return run
+
+
+def _fuse_rescale(kernel, prepared, input_zp, args, out48):
+    """``fuse(epilogue)``: a run function for this convolution followed by the RESCALE that
+    consumes it (``epilogue``: that RESCALE's parameters and output type), which never stores
+    the accumulator tensor.  It returns None whenever either op would flag anything (an
+    accumulator beyond its type, a RESCALE REQUIRE), so that the interpreter reruns both
+    unfused for their exact values and diagnostics."""
+    def fuse(epilogue):
+        params, out_dtype = epilogue
+
+        def fused(input, weight, bias, _izp, _wzp):
+            res, count = kernel(input, prepared, bias, input_zp, *args, out48, params,
+                                out_dtype)
+            return None if count else res
+        return fused
+    return fuse
 
 
 @register(Op.CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
@@ -165,7 +186,7 @@ def conv2d(node):
     out48 = out.dtype == T.INT48
     return _make_run(node, "conv_weights", "conv2d", _x_absmax(x.dtype, input_zp),
                      dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=("conv2d",),
-                          args=(pad, stride, dilation, tuple(out.shape))), out48)
+                          args=(pad, stride, dilation, tuple(out.shape))), out48, fusable=True)
 
 
 @register(Op.CONV3D, _CONV_SIGS, operands=_CONV_OPERANDS)
@@ -200,25 +221,9 @@ def depthwise_conv2d(node):
     out48 = out.dtype == T.INT48
     x_absmax = _x_absmax(x.dtype, input_zp)
     args = (pad, stride, dilation, tuple(out.shape))
-    run = _make_run(node, "depthwise_weights", "depthwise_conv2d", x_absmax,
-                    dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48)
-    if out48 and run.weights is not None:
-        k = node.k
-        prepared = run.weights
-
-        def fuse(epilogue):
-            """A run function that also applies the consuming RESCALE (its ``epilogue``) and
-            returns None when either op flags anything, so that the caller reruns both
-            unfused for their exact values and diagnostics."""
-            params, out_dtype = epilogue
-
-            def fused(input, weight, bias, _izp, _wzp):
-                res, count = k.depthwise_conv2d_rescale(input, prepared, bias, input_zp,
-                                                        *args, params, out_dtype)
-                return None if count else res
-            return fused
-        run.fuse = fuse
-    return run
+    return _make_run(node, "depthwise_weights", "depthwise_conv2d", x_absmax,
+                     dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48,
+                     fusable=True)
 
 
 @register(Op.TRANSPOSE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
