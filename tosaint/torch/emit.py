@@ -47,11 +47,16 @@ K16 = 32767 * 128          # int16 TABLE output of an entry 32767 (16.7 fixed po
 
 @dataclass
 class QT:
-    """A quantized activation: TOSA tensor ``name`` holding round(x / scale)."""
+    """A quantized activation: TOSA tensor ``name`` holding round(x / scale) + zp.
+
+    ``zp`` is 0 everywhere except on an a8w8 graph output of a linear/conv (see
+    :meth:`Emitter.out_qparams`): nothing inside the graph consumes such a tensor.
+    """
     name: str
     scale: float
     shape: tuple
     dtype: DType
+    zp: int = 0
 
     @property
     def rank(self):
@@ -100,6 +105,7 @@ class Emitter:
         self._nhwc = {}
         self._twins = {}
         self._hooks = _target_hooks(target)
+        self._output_only = set()
 
     # ---- calibration facts ----------------------------------------------------------------
     def amax(self, name):
@@ -108,14 +114,19 @@ class Emitter:
             a = self._mse_clip(name, a)
         return a
 
+    def _calib_values(self, name):
+        """The calibration values of ``name``, flat (a fixed random subset of 200000)."""
+        xs = torch.cat([t.detach().double().reshape(-1) for t in self.obs.acts[name]])
+        if xs.numel() > 200000:
+            xs = xs[torch.randperm(xs.numel(), generator=torch.Generator().manual_seed(0))
+                    [:200000]]
+        return xs
+
     def _mse_clip(self, name, a):
         """int8: the clipping range (<= max |x|) with the least quantization error."""
         cache = self.__dict__.setdefault("_clip", {})
         if name not in cache:
-            xs = torch.cat([t.detach().double().reshape(-1) for t in self.obs.acts[name]])
-            if xs.numel() > 200000:
-                xs = xs[torch.randperm(xs.numel(), generator=torch.Generator().manual_seed(0))
-                        [:200000]]
+            xs = self._calib_values(name)
             best, best_err = a, None
             for f in np.linspace(1.0, 0.3, 36):
                 s = a * f / self.qmax
@@ -132,11 +143,49 @@ class Emitter:
     def out_scale(self, node):
         return self.scale_for(self.amax(node.name))
 
+    def out_qparams(self, node):
+        """(scale, zero point) for the RESCALE that produces ``node``.
+
+        Symmetric (zero point 0) except for an a8w8 graph output that nothing else uses: an
+        int8 output is worth a zero point (one-sided or off-centre ranges keep all 256 codes),
+        and only the caller's dequantization sees it.
+        """
+        if self.adt != DType.INT8 or node.name not in self._output_only \
+                or not self.obs.acts.get(node.name):
+            return self.out_scale(node), 0
+        return self._affine_clip(node.name)
+
+    def _affine_clip(self, name):
+        """int8 [lo, hi] (containing 0) with the least quantization error: (scale, zp).
+
+        A common shrink factor of the calibrated [min, max] first, then each end alone.
+        """
+        xs = self._calib_values(name)
+        lo0, hi0 = min(float(xs.min()), 0.0), max(float(xs.max()), 0.0)
+        if hi0 - lo0 <= 0:
+            return self.scale_for(0.0), 0
+
+        def qparams(lo, hi):
+            s = (hi - lo) / 255
+            return s, int(np.clip(round(-128 - lo / s), -128, 127))
+
+        def err(lo, hi):
+            s, zp = qparams(lo, hi)
+            q = torch.clamp(torch.round(xs / s) + zp, -128, 127)
+            return float((((q - zp) * s - xs) ** 2).sum())
+
+        grid = np.linspace(1.0, 0.3, 36)
+        f = min(grid, key=lambda f: err(lo0 * f, hi0 * f))
+        lo, hi = lo0 * f, hi0 * f
+        lo = min(lo0 * grid, key=lambda v: err(v, hi))
+        hi = min(hi0 * grid, key=lambda v: err(lo, v))
+        return qparams(lo, hi)
+
     def acts(self, name):
         return self.obs.acts.get(name, [])
 
     # ---- small emit helpers ---------------------------------------------------------------
-    def rescale(self, x, ratios, out_dtype, bound_bits=None):
+    def rescale(self, x, ratios, out_dtype, bound_bits=None, output_zp=0):
         """RESCALE ``x`` by exact ``ratios`` (one, or one per last-axis channel)."""
         in_dt = self.b.dtype(x)
         scale32 = in_dt != DType.INT48
@@ -147,7 +196,8 @@ class Emitter:
             m, s = Q.multipliers(rs, scale32, bound_bits + 1 if scale32 else 2)
         except ValueError:
             m, s = Q.multipliers(rs, scale32, 2)
-        return self.b.rescale(x, m, s, out_dtype, scale32=scale32, per_channel=len(m) > 1)
+        return self.b.rescale(x, m, s, out_dtype, scale32=scale32, per_channel=len(m) > 1,
+                              output_zp=output_zp)
 
     def requant(self, x: QT, scale):
         if scale == x.scale:
@@ -189,8 +239,8 @@ class Emitter:
         s = (amax if amax > 0 else 1.0) / qmax
         return self.b.const(np.clip(np.round(a / s), -qmax, qmax), dtype), s
 
-    def new(self, name, scale, shape, dtype=None):
-        return QT(name, float(scale), tuple(int(d) for d in shape), dtype or self.adt)
+    def new(self, name, scale, shape, dtype=None, zp=0):
+        return QT(name, float(scale), tuple(int(d) for d in shape), dtype or self.adt, int(zp))
 
     def nhwc(self, name):
         if name not in self._nhwc:
@@ -204,6 +254,10 @@ class Emitter:
         consts = constants(self.ep)
         users = user_inputs(self.ep)
         outputs = None
+        out_node = next(n for n in graph.nodes if n.op == "output")
+        outs = [o for o in _flatten(out_node.args[0]) if isinstance(o, torch.fx.Node)]
+        self._output_only = {o.name for o in outs
+                             if list(o.users) == [out_node] and outs.count(o) == 1}
         for node in graph.nodes:
             if node.op == "placeholder":
                 if node.name in consts:
@@ -340,7 +394,7 @@ class Emitter:
             name = v.name
             if name in seen:
                 name = self.b.identity(name)
-                v = QT(name, v.scale, v.shape, v.dtype)
+                v = QT(name, v.scale, v.shape, v.dtype, v.zp)
             seen.add(name)
             self.b.output(name)
             result.append(v)
@@ -448,10 +502,10 @@ class Emitter:
         x4 = self.reshape(x.name, (1, m, 1, k))
         acc, sacc = self._conv_core(x4, x.scale, _f64(w).reshape(n, k, 1, 1), bias,
                                     (0, 0, 0, 0), (1, 1), (1, 1), False)
-        sy = self.out_scale(out_node or node)
-        y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt)
+        sy, zp = self.out_qparams(out_node or node)
+        y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt, output_zp=zp)
         y = self.reshape(y, lead + (n,))
-        return self.new(y, sy, lead + (n,))
+        return self.new(y, sy, lead + (n,), zp=zp)
 
     def op_addmm(self, node, p):
         x, w = p["mat1"], p["mat2"]
@@ -510,14 +564,14 @@ class Emitter:
         if any(cut):
             sh = list(self.b.shape(xn))
             xn = self.b.slice(xn, (0, 0, 0, 0), (sh[0], sh[1] - cut[0], sh[2] - cut[1], sh[3]))
-        sy = self.out_scale(out_node)
+        sy, zp = self.out_qparams(out_node)
         o = w.shape[0]
         if groups == 1:
             acc, sacc = self._conv_core(xn, x.scale, w, bias, pad4, stride, dil, False)
-            y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt)
+            y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt, output_zp=zp)
         elif groups == c and w.shape[1] == 1 and o % c == 0:
             acc, sacc = self._conv_core(xn, x.scale, w, bias, pad4, stride, dil, True)
-            y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt)
+            y = self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], self.adt, output_zp=zp)
         else:
             cg, og = c // groups, o // groups
             parts = []
@@ -528,7 +582,7 @@ class Emitter:
                 acc, sacc = self._conv_core(xs, x.scale, w[g * og:(g + 1) * og], bg, pad4,
                                             stride, dil, False)
                 parts.append(self.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
-                                          self.adt))
+                                          self.adt, output_zp=zp))
             y = self.b.concat(parts, 3)
         y_nhwc = y
         y = self.b.transpose(y, (0, 3, 1, 2))
@@ -536,7 +590,7 @@ class Emitter:
             self._nhwc[y] = self._twins[y] = y_nhwc
         shape = tuple(out_node.meta["val"].shape)
         y = self.reshape(y, shape)
-        out = self.new(y, sy, shape)
+        out = self.new(y, sy, shape, zp=zp)
         if out_node is not node:
             self._record_as = out_node.name
             if aten_name(out_node).startswith("aten._native_batch_norm"):

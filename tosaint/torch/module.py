@@ -80,7 +80,7 @@ def _lower(module, example_inputs, quantization, calibration, target):
         q = em.env[name]
         ins.append(dict(name=q.name, scale=q.scale, zero_point=0, dtype=q.dtype.name,
                         shape=list(q.shape)))
-    outputs = [dict(name=q.name, scale=q.scale, zero_point=0, dtype=q.dtype.name,
+    outputs = [dict(name=q.name, scale=q.scale, zero_point=q.zp, dtype=q.dtype.name,
                     shape=list(q.shape)) for q in outs]
     lm = LoweredModule(graph, ins, outputs, quantization=quantization, target=target)
     lm._runner = runner
@@ -228,14 +228,14 @@ class LoweredModule:
                 ref = f.detach().double().numpy()
                 if raw.shape != ref.shape:
                     raw = raw.reshape(ref.shape)
-                got = raw * q.scale
+                got = (raw - q.zp) * q.scale
                 qmax = np.iinfo(STORAGE[q.dtype]).max
                 err = np.abs(got - ref) / q.scale
                 rows.append(dict(
                     node=name + (f"[{i}]" if len(outs) > 1 else ""), aten=rec["aten"],
                     source=rec["source"], tosa_ops=rec["ops"], snr_db=snr_db(ref, got),
                     max_err_lsb=float(err.max()) if err.size else 0.0,
-                    saturated=int(np.sum(np.abs(ref / q.scale) > qmax + 0.5)),
+                    saturated=int(np.sum(np.abs(ref / q.scale + q.zp + 0.5) > qmax + 1)),
                     scale=q.scale, tensor=q.name))
         rows.sort(key=lambda r: r["snr_db"])
         outs = [res[o["name"]] for o in self.outputs]
