@@ -404,8 +404,10 @@ class Emitter:
     def _weights(self, w):
         """int8 symmetric per-output-channel weights: (q int8 array, scales).
 
-        Each channel's clipping range is the one (between 0.6 and 1.0 of max |w|) with the
-        least squared quantization error of that channel's weights.
+        Each channel's clipping range is the one (between 0.6 and 1.0 of max |w|, in steps of
+        0.001: the rounding error of a channel is a jagged function of its scale, and a coarse
+        grid leaves ~0.3 dB of weight SNR behind) with the least squared quantization error of
+        that channel's weights.
         """
         w = _f64(w).numpy()
         flat = w.reshape(w.shape[0], -1)
@@ -413,7 +415,7 @@ class Emitter:
         amax = np.where(amax > 0, amax, 1.0)
         best_s = amax / 127.0
         best_e = None
-        for f in np.linspace(1.0, 0.6, 17):
+        for f in np.linspace(1.0, 0.6, 401):
             s = amax * f / 127.0
             e = ((np.clip(np.round(flat / s[:, None]), -127, 127) * s[:, None] - flat) ** 2
                  ).sum(axis=1)
