@@ -216,6 +216,34 @@ def test_a8w8(case):
         assert lm.graph.tensors[convs[0].outputs[0]].dtype == tosaint.DType.INT32
 
 
+class _LinearTwice(nn.Module):
+    """A one-sided linear output, once as a bare graph output and once also used inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 8), nn.Linear(16, 8)
+        with torch.no_grad():
+            self.a.bias.fill_(3.0)
+            self.b.bias.fill_(3.0)
+
+    def forward(self, x):
+        yb = self.b(x)
+        return self.a(x), yb, yb * yb
+
+
+def test_a8w8_output_zero_point_only_on_outputs_nothing_else_uses():
+    model = _LinearTwice().eval()
+    calib, test = data([(4, 16)], 1)
+    lm = tt.lower(model, test, quantization="a8w8", calibration=calib + [test])
+    res = lm.run(*test)
+    check_reference(lm, test, res)
+    zps = [o["zero_point"] for o in lm.outputs]
+    assert zps[0] < -64 and zps[1] == 0 and zps[2] == 0
+    with torch.no_grad():
+        for f, y in zip(model(*test), lm.dequantize_outputs(res)):
+            assert snr(f, y) >= 30
+
+
 def test_a16w8_linear_emits_int48_bias_on_conv_and_scale16_rescale():
     lm, _ = lower_and_check(nn.Linear(16, 8), [(3, 16)])
     ops = [o for o in lm.graph.operators if o.op not in (tosaint.Op.CONST, tosaint.Op.CONST_SHAPE)]
