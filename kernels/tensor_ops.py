@@ -657,29 +657,6 @@ def _dw_tap(a, src, izp, wr, M, C):
                 a[c * M + m] += v * wr[c * M + m]
 
 
-@jit
-def _dw_finish_row(acc, bias, o, out48):
-    """o = acc + bias with the reference model's int48 saturation or int32 wrap, for one
-    output row [OW, CM]; returns the number of values where a REQUIRE failed (``acc`` is
-    exact: int64 or int32 partial sums)."""
-    bad = 0
-    for ox in range(acc.shape[0]):
-        a = acc[ox]
-        oo = o[ox]
-        for j in range(a.shape[0]):
-            av = np.int64(a[j])
-            if out48:
-                t = av + bias[j]
-                bad += (av < I48_MIN) | (av > I48_MAX) | (t < I48_MIN) | (t > I48_MAX)
-                oo[j] = max(min(t, I48_MAX), I48_MIN)
-            else:
-                a32 = ((av + 2147483648) & 0xFFFFFFFF) - 2147483648
-                t = a32 + bias[j]
-                bad += (av != a32) | (t < I32_MIN) | (t > I32_MAX)
-                oo[j] = ((t + 2147483648) & 0xFFFFFFFF) - 2147483648
-    return bad
-
-
 @pjit
 def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, out48, rs,
                rs_m, rs_rp, rs_rn, rs_sh, rs_lo, rs_hi, rs_ozp, rs_min, rs_max):
@@ -764,9 +741,9 @@ def _depthwise(x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk, bias, out, 
             bad += _rescale_rows(acc32, bias, orow, out48, rs_m, rs_rp, rs_rn, rs_sh, rs_lo,
                                  rs_hi, rs_ozp, rs_min, rs_max)
         elif flush:
-            bad += _dw_finish_row(acc64, bias, orow, out48)
+            bad += _finalize_rows(acc64, bias, orow, out48)
         else:
-            bad += _dw_finish_row(acc32, bias, orow, out48)
+            bad += _finalize_rows(acc32, bias, orow, out48)
         counts[row] = bad
     return counts.sum()
 
