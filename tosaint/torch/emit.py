@@ -413,18 +413,17 @@ class Emitter:
         flat = w.reshape(w.shape[0], -1)
         amax = np.abs(flat).max(axis=1)
         amax = np.where(amax > 0, amax, 1.0)
-        best_s = amax / 127.0
-        best_e = None
-        for f in np.linspace(1.0, 0.6, 401):
-            s = amax * f / 127.0
-            e = ((np.clip(np.round(flat / s[:, None]), -127, 127) * s[:, None] - flat) ** 2
-                 ).sum(axis=1)
-            if best_e is None:
-                best_e = e
-            else:
-                better = e < best_e
-                best_s = np.where(better, s, best_s)
-                best_e = np.where(better, e, best_e)
+        grid = np.linspace(1.0, 0.6, 401)
+        best_s, best_e = amax / 127.0, np.full(len(amax), np.inf)
+        step = max(1, (1 << 22) // flat.size)        # factors per vectorised pass
+        for i in range(0, len(grid), step):
+            s = amax[None, :] * grid[i:i + step, None] / 127.0          # [factor, channel]
+            e = ((np.clip(np.round(flat[None] / s[..., None]), -127, 127) * s[..., None] -
+                  flat[None]) ** 2).sum(axis=2)
+            k = np.argmin(e, axis=0)            # first (widest) factor on ties
+            e, s = e[k, np.arange(len(amax))], s[k, np.arange(len(amax))]
+            better = e < best_e
+            best_s, best_e = np.where(better, s, best_s), np.where(better, e, best_e)
         sw = best_s
         q = np.clip(np.round(w / sw.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
         return q.astype(np.int8), sw
