@@ -226,7 +226,7 @@ def _rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax)
             a = np.int64(a_r[j])
             t = a + bias[j]
             bad += (a < amin) | (a > amax) | (t < lo[j]) | (t > hi[j])
-            rnd = rp[j] if t >= 0 else rn[j]
+            rnd = rn[j] + ((rp[j] - rn[j]) & ~(t >> 63))     # branch- and gather-free
             res = ((t * m[j] + rnd) >> sh[j]) + ozp
             o[j] = min(max(res, qmin), qmax)
     return bad
@@ -444,7 +444,7 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp,
                 if rs:
                     v = a + b
                     bad += (a < amin) | (a > amax) | (v < lo[oc]) | (v > hi[oc])
-                    rnd = rp[oc] if v >= 0 else rn[oc]
+                    rnd = rn[oc] + ((rp[oc] - rn[oc]) & ~(v >> 63))
                     res = ((v * m_[oc] + rnd) >> sh[oc]) + ozp
                     out[n, oy, ox, oc] = min(max(res, qmin), qmax)
                 elif out48:
