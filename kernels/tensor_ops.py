@@ -40,8 +40,8 @@ from ._jit import jit, pjit, prange
 from .spec import tensor_ops as _spec
 
 __all__ = ["conv_weights", "conv2d", "conv2d_rescale", "conv3d", "transpose_conv2d",
-           "depthwise_weights",
-           "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul", "finalize"]
+           "depthwise_weights", "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul",
+           "finalize"]
 
 I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -204,6 +204,14 @@ def _finalize_rows(acc, bias, out, out48):
 
 
 @jit
+def _rescaled(t, m, rp, rn, sh, ozp, qmin, qmax):
+    """One value of the fused RESCALE (see _rescale_rows), clipped to the output range.  The
+    rounding constant is picked by a sign mask: a select of two loads compiles to a gather."""
+    rnd = rn + ((rp - rn) & ~(t >> 63))
+    return min(max(((t * m + rnd) >> sh) + ozp, qmin), qmax)
+
+
+@jit
 def _rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     """The fused epilogue of a convolution: out[r, j] = RESCALE(acc[r, j] + bias[j]) without
     storing the int48 / int32 sum (``m``, ``rp``/``rn``, ``sh``, ``ozp``, ``qmin``/``qmax``:
@@ -226,9 +234,7 @@ def _rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax)
             a = np.int64(a_r[j])
             t = a + bias[j]
             bad += (a < amin) | (a > amax) | (t < lo[j]) | (t > hi[j])
-            rnd = rn[j] + ((rp[j] - rn[j]) & ~(t >> 63))     # branch- and gather-free
-            res = ((t * m[j] + rnd) >> sh[j]) + ozp
-            o[j] = min(max(res, qmin), qmax)
+            o[j] = _rescaled(t, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
     return bad
 
 
@@ -444,9 +450,8 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp,
                 if rs:
                     v = a + b
                     bad += (a < amin) | (a > amax) | (v < lo[oc]) | (v > hi[oc])
-                    rnd = rn[oc] + ((rp[oc] - rn[oc]) & ~(v >> 63))
-                    res = ((v * m_[oc] + rnd) >> sh[oc]) + ozp
-                    out[n, oy, ox, oc] = min(max(res, qmin), qmax)
+                    out[n, oy, ox, oc] = _rescaled(v, m_[oc], rp[oc], rn[oc], sh[oc], ozp,
+                                                   qmin, qmax)
                 elif out48:
                     v = a + b
                     if a < I48_MIN or a > I48_MAX or v < I48_MIN or v > I48_MAX:
