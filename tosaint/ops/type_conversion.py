@@ -166,8 +166,11 @@ def rescale(node):
         a2 = a.reshape(-1, cols)
         if fast:
             res = np.empty(a2.shape, ost)
+            # an unsigned output's values (0..2**bits-1) are written through an unsigned view
+            # of its signed storage: the same bits, and no overflow in the NumPy twin
+            view = res.view(res.dtype.str.replace("i", "u")) if out_u else res
             if k.rescale_exact(a2, in_zp, out_zp, mult, rnd_pos, rnd_neg, shift, half, qmin,
-                               qmax, res) == 0:
+                               qmax, view) == 0:
                 return res.reshape(oshape)
         res = np.empty(a2.shape, np.int32)
         n_scale, n_zp = k.rescale(a2, in_mask, in_zp, out_zp, mult, shift, pow2, mode,
