@@ -9,7 +9,7 @@ def check(got, want):
     """Integer comparison: shape, then dtype, then every value."""
     assert got.shape == want.shape
     assert got.dtype == want.dtype
-    assert np.array_equal(got, want)
+    assert np.array_equal(got, want), (got, want)
 
 
 def run1(g, x, impl, **kw):

@@ -8,6 +8,8 @@ from tosaint import DType, Op
 from tosaint.builder import GraphBuilder
 from tosaint.errors import ErrorIfViolation
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 NP = {DType.INT8: np.int8, DType.INT16: np.int16}
 
@@ -20,12 +22,6 @@ def clamp_graph(shape, dtype, lo, hi, raw=None):
         b.block.operators[-1].attrs.update(raw)
     b.output(y)
     return b.build()
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

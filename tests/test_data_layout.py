@@ -12,6 +12,8 @@ from tosaint.builder import GraphBuilder
 from tosaint.errors import ErrorIfViolation, LevelLimitError, UnpredictableError
 from tosaint.kernels import namespace
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 TYPES = [DType.BOOL, DType.INT8, DType.INT16, DType.INT32]
 NP = {DType.BOOL: np.bool_, DType.INT8: np.int8, DType.INT16: np.int16, DType.INT32: np.int32}
@@ -22,12 +24,6 @@ def rand(shape, dtype, rng):
         return rng.integers(0, 2, shape).astype(np.bool_)
     info = np.iinfo(NP[dtype])
     return rng.integers(info.min, info.max, shape, endpoint=True).astype(NP[dtype])
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want)
 
 
 def one_op_graph(dtype, shape, make):

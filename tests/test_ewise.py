@@ -10,6 +10,8 @@ from tosaint.builder import GraphBuilder
 from tosaint.errors import ErrorIfViolation, UnpredictableError
 from tosaint.kernels import namespace
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 I8, I16, I32, BOOL = DType.INT8, DType.INT16, DType.INT32, DType.BOOL
 NP = {BOOL: np.bool_, I8: np.int8, I16: np.int16, I32: np.int32}
@@ -22,12 +24,6 @@ def rand(shape, dtype, rng, lo=None, hi=None):
     lo = info.min if lo is None else lo
     hi = info.max if hi is None else hi
     return rng.integers(lo, hi, shape, endpoint=True).astype(NP[dtype])
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want), (got, want)
 
 
 def graph(inputs, make):

@@ -12,6 +12,8 @@ from tosaint.errors import ErrorIfViolation, LevelLimitError
 from tosaint.kernels import namespace
 from tosaint.schema.definition import ResizeMode
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 N_, B_ = ResizeMode.NEAREST, ResizeMode.BILINEAR
 OUT = {(DType.INT8, N_): DType.INT8, (DType.INT8, B_): DType.INT32,
@@ -29,12 +31,6 @@ def resize_graph(shape, dtype, scale, offset, border, mode, out_shape=None):
                  dict(mode=mode), name="y")
     b.output(y)
     return b.build()
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -12,6 +12,8 @@ from tosaint import DType, Op
 from tosaint.builder import GraphBuilder
 from tosaint.errors import ErrorIfViolation, LevelLimitError, UnpredictableError
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 T = DType
 NP = {T.INT4: np.int8, T.INT8: np.int8, T.INT16: np.int16, T.INT32: np.int32, T.INT48: np.int64}
@@ -24,12 +26,6 @@ def rand(shape, dtype, rng, lo=None, hi=None):
     a, b = RANGE[dtype]
     return rng.integers(a if lo is None else lo, b if hi is None else hi, shape,
                         endpoint=True).astype(NP[dtype])
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want)
 
 
 def run(g, inputs, impl, **kw):

@@ -13,16 +13,12 @@ from tosaint.errors import ErrorIfViolation, UnpredictableError
 from tosaint.kernels import namespace
 from tosaint.schema.definition import RoundingMode as R
 
+from .helpers import check
+
 IMPLS = ["numba", "spec"]
 I8, I16, I32, I48, BOOL = DType.INT8, DType.INT16, DType.INT32, DType.INT48, DType.BOOL
 NP = {BOOL: np.bool_, I8: np.int8, I16: np.int16, I32: np.int32, I48: np.int64}
 BITS = {I8: 8, I16: 16, I32: 32, I48: 48}
-
-
-def check(got, want):
-    assert got.shape == want.shape
-    assert got.dtype == want.dtype
-    assert np.array_equal(got, want), (got, want)
 
 
 def rescale_graph(shape, in_t, out_t, m, s, **kw):
