@@ -172,39 +172,39 @@ def _fuse_rescale(kernel, prepared, input_zp, args, out48):
     return fuse
 
 
+#: the spatial dimensions of CONV2D / DEPTHWISE_CONV2D and of CONV3D: (name, input and kernel
+#: dimension names, pad attribute names), as the ERROR_IF messages use them
+_HW = (("height", "IH", "KH", ("pad_top", "pad_bottom")),
+       ("width", "IW", "KW", ("pad_left", "pad_right")))
+_DHW = (("depth", "ID", "KD", ("pad_d0", "pad_d1")),) + _HW
+
+
+def _dense_conv(node, kind, dims, fusable):
+    """CONV2D / CONV3D: input [N, (D,) H, W, IC], weight [OC, (KD,) KH, KW, IC].  Only
+    ``conv2d`` has a fused ``<kernel>_rescale`` variant (``fusable``)."""
+    rank = len(dims) + 2
+    x, w, bias, out, input_zp, weight_zp = _common(node, rank)
+    c = rank - 1                                     # the channel axis of all three
+    node.error_if(w.shape[c] != x.shape[c],
+                  f"weight IC {w.shape[c]} != input channels {x.shape[c]}")
+    node.error_if(w.shape[0] != out.shape[c],
+                  f"weight OC {w.shape[0]} != output channels {out.shape[c]}")
+    _check_bias(node, bias, out.shape[c])
+    pad, stride, dilation = _spatial(node, x, w, out, dims, 1)
+    return _make_run(node, "conv_weights", kind, _x_absmax(x.dtype, input_zp),
+                     dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=(kind,),
+                          args=(pad, stride, dilation, tuple(out.shape))),
+                     out.dtype == T.INT48, fusable=fusable)
+
+
 @register(Op.CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv2d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 4)
-    node.error_if(w.shape[3] != x.shape[3],
-                  f"weight IC {w.shape[3]} != input channels {x.shape[3]}")
-    node.error_if(w.shape[0] != out.shape[3],
-                  f"weight OC {w.shape[0]} != output channels {out.shape[3]}")
-    _check_bias(node, bias, out.shape[3])
-    pad, stride, dilation = _spatial(
-        node, x, w, out, (("height", "IH", "KH", ("pad_top", "pad_bottom")),
-                          ("width", "IW", "KW", ("pad_left", "pad_right"))), 1)
-    out48 = out.dtype == T.INT48
-    return _make_run(node, "conv_weights", "conv2d", _x_absmax(x.dtype, input_zp),
-                     dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=("conv2d",),
-                          args=(pad, stride, dilation, tuple(out.shape))), out48, fusable=True)
+    return _dense_conv(node, "conv2d", _HW, fusable=True)
 
 
 @register(Op.CONV3D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv3d(node):
-    x, w, bias, out, input_zp, weight_zp = _common(node, 5)
-    node.error_if(w.shape[4] != x.shape[4],
-                  f"weight IC {w.shape[4]} != input channels {x.shape[4]}")
-    node.error_if(w.shape[0] != out.shape[4],
-                  f"weight OC {w.shape[0]} != output channels {out.shape[4]}")
-    _check_bias(node, bias, out.shape[4])
-    pad, stride, dilation = _spatial(
-        node, x, w, out, (("depth", "ID", "KD", ("pad_d0", "pad_d1")),
-                          ("height", "IH", "KH", ("pad_top", "pad_bottom")),
-                          ("width", "IW", "KW", ("pad_left", "pad_right"))), 1)
-    out48 = out.dtype == T.INT48
-    return _make_run(node, "conv_weights", "conv3d", _x_absmax(x.dtype, input_zp),
-                     dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=("conv3d",),
-                          args=(pad, stride, dilation, tuple(out.shape))), out48)
+    return _dense_conv(node, "conv3d", _DHW, fusable=False)
 
 
 @register(Op.DEPTHWISE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
@@ -215,9 +215,7 @@ def depthwise_conv2d(node):
     node.error_if(out.shape[3] != c * m,
                   f"output channels {out.shape[3]} != C*M = {c}*{m} = {c * m}")
     _check_bias(node, bias, c * m, "C*M")
-    pad, stride, dilation = _spatial(
-        node, x, w, out, (("height", "IH", "KH", ("pad_top", "pad_bottom")),
-                          ("width", "IW", "KW", ("pad_left", "pad_right"))), 0)
+    pad, stride, dilation = _spatial(node, x, w, out, _HW, 0)
     out48 = out.dtype == T.INT48
     x_absmax = _x_absmax(x.dtype, input_zp)
     args = (pad, stride, dilation, tuple(out.shape))
