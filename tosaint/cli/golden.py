@@ -51,20 +51,10 @@ def add_parser(sub):
 
 
 def _parse_inputs(specs, model):
+    """{input name: .npy path} (golden() loads them itself), or None without --input."""
     from ..schema.loader import load
-    if not specs:
-        return None
-    graph = load(model)
-    inputs = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            if len(graph.inputs) != 1:
-                raise ValueError(f"--input {spec}: name the input (NAME=FILE.npy); the graph "
-                                 f"takes {graph.inputs}")
-            name, path = graph.inputs[0], spec
-        inputs[name] = path
-    return inputs
+    from .run import input_paths
+    return input_paths(specs, load(model)) if specs else None
 
 
 def _print(report, as_json, batch):

@@ -22,8 +22,10 @@ def safe_name(name):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def parse_inputs(specs, graph):
-    inputs = {}
+def input_paths(specs, graph):
+    """{input name: .npy path} from ``--input NAME=FILE.npy`` specs; a bare FILE.npy names
+    the graph's only input."""
+    paths = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
@@ -31,8 +33,12 @@ def parse_inputs(specs, graph):
                 raise ValueError(f"--input {spec}: name the input (NAME=FILE.npy); the graph "
                                  f"takes {graph.inputs}")
             name, path = graph.inputs[0], spec
-        inputs[name] = np.load(path)
-    return inputs
+        paths[name] = path
+    return paths
+
+
+def parse_inputs(specs, graph):
+    return {name: np.load(path) for name, path in input_paths(specs, graph).items()}
 
 
 def main(args):
