@@ -52,15 +52,19 @@ def reduce_sum(node):
     return run
 
 
-def _minmax(is_max):
+def _in_place(kernel, flag, out_dtype=None, nan_mode=False):
+    """A builder for the reductions whose kernel fills a preallocated result and reports
+    nothing: ``kernel(view, res, flag)``; the result has the input's type unless
+    ``out_dtype``."""
     def build(node):
-        check_nan_mode(node)
+        if nan_mode:
+            check_nan_mode(node)
         view, res_shape, shape = _reduce_view(node)
-        k = node.k
+        kern = getattr(node.k, kernel)
 
         def run(x):
-            res = np.empty(res_shape, x.dtype)
-            k.reduce_minmax(x.reshape(view), res, is_max)
+            res = np.empty(res_shape, out_dtype or x.dtype)
+            kern(x.reshape(view), res, flag)
             return res.reshape(shape)
         return run
     return build
@@ -68,22 +72,11 @@ def _minmax(is_max):
 
 _MINMAX = {(T.INT8, T.INT8): "PRO-INT", (T.INT16, T.INT16): "PRO-INT",
            (T.INT32, T.INT32): "PRO-INT"}
-register(Op.REDUCE_MAX, _MINMAX, operands=("input",))(_minmax(True))
-register(Op.REDUCE_MIN, _MINMAX, operands=("input",))(_minmax(False))
+register(Op.REDUCE_MAX, _MINMAX, operands=("input",))(
+    _in_place("reduce_minmax", True, nan_mode=True))
+register(Op.REDUCE_MIN, _MINMAX, operands=("input",))(
+    _in_place("reduce_minmax", False, nan_mode=True))
 
-
-def _logical(is_all):
-    def build(node):
-        view, res_shape, shape = _reduce_view(node)
-        k = node.k
-
-        def run(x):
-            res = np.empty(res_shape, np.bool_)
-            k.reduce_bool(x.reshape(view), res, is_all)
-            return res.reshape(shape)
-        return run
-    return build
-
-
-register(Op.REDUCE_ALL, {(T.BOOL, T.BOOL): "PRO-INT"}, operands=("input",))(_logical(True))
-register(Op.REDUCE_ANY, {(T.BOOL, T.BOOL): "PRO-INT"}, operands=("input",))(_logical(False))
+_BOOL = {(T.BOOL, T.BOOL): "PRO-INT"}
+register(Op.REDUCE_ALL, _BOOL, operands=("input",))(_in_place("reduce_bool", True, np.bool_))
+register(Op.REDUCE_ANY, _BOOL, operands=("input",))(_in_place("reduce_bool", False, np.bool_))
