@@ -35,18 +35,21 @@ def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp,
 
 
 @jit
+def _window(o, stride, pad, k, size):
+    """The input range [lo, hi) of output position ``o``'s window, clipped to the input."""
+    i = o * stride - pad
+    return max(i, 0), min(i + k, size)
+
+
+@jit
 def _avg_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp,
                   lo, hi, check_acc, bad):
     ih, iw, c_ = x.shape[1], x.shape[2], x.shape[3]
     ow = out.shape[2]
     acc = np.empty(c_, np.int64)
-    iy = oy * sy - pad_top
-    y0 = max(iy, 0)
-    y1 = min(iy + ky_, ih)
+    y0, y1 = _window(oy, sy, pad_top, ky_, ih)
     for ox in range(ow):
-        ix = ox * sx - pad_left
-        x0 = max(ix, 0)
-        x1 = min(ix + kx_, iw)
+        x0, x1 = _window(ox, sx, pad_left, kx_, iw)
         for c in range(c_):
             acc[c] = 0
         count = (y1 - y0) * (x1 - x0)
@@ -93,13 +96,9 @@ def max_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left):
 def _max_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left):
     ih, iw, c_ = x.shape[1], x.shape[2], x.shape[3]
     ow = out.shape[2]
-    iy = oy * sy - pad_top
-    y0 = max(iy, 0)
-    y1 = min(iy + ky_, ih)
+    y0, y1 = _window(oy, sy, pad_top, ky_, ih)
     for ox in range(ow):
-        ix = ox * sx - pad_left
-        x0 = max(ix, 0)
-        x1 = min(ix + kx_, iw)
+        x0, x1 = _window(ox, sx, pad_left, kx_, iw)
         for c in range(c_):
             out[n, oy, ox, c] = x[n, y0, x0, c]
         for y in range(y0, y1):
