@@ -120,18 +120,25 @@ MODELS = {
 
 
 # ---- export ------------------------------------------------------------------------------
-def export(model, sample, calibration):
-    """a16w8 quantize + lower with the TOSA partitioner; returns (tosa_bytes, edge graph)."""
+def lower_to_edge(model, sample, calibration, quantization="a16w8"):
+    """ExecuTorch's Arm flow: TOSAQuantizer (a16w8, or a8w8) + calibration + TOSAPartitioner;
+    returns the edge program's graph module (delegates as ``lowered_module*`` attributes)."""
     from executorch.backends.arm.quantizer import (TOSAQuantizer,
-                                                   get_symmetric_a16w8_quantization_config)
+                                                   get_symmetric_a16w8_quantization_config,
+                                                   get_symmetric_quantization_config)
     from executorch.backends.arm.tosa.compile_spec import TosaCompileSpec
     from executorch.backends.arm.tosa.partitioner import TOSAPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    spec = TosaCompileSpec("TOSA-1.0+INT+int16")
+    if quantization == "a16w8":
+        spec = TosaCompileSpec("TOSA-1.0+INT+int16")
+        cfg = get_symmetric_a16w8_quantization_config(is_per_channel=True, epsilon=2 ** -16)
+    else:
+        spec = TosaCompileSpec("TOSA-1.0+INT")
+        cfg = get_symmetric_quantization_config(is_per_channel=True)
     q = TOSAQuantizer(spec)
-    q.set_global(get_symmetric_a16w8_quantization_config(is_per_channel=True, epsilon=2 ** -16))
+    q.set_global(cfg)
     # check_guards=False: see shared/notes/executorch-anchor.md (a _guards_fn node otherwise)
     gm = torch.export.export(model.eval(), sample, strict=True).module(check_guards=False)
     prepared = prepare_pt2e(gm, q)
@@ -141,7 +148,12 @@ def export(model, sample, calibration):
     edge = to_edge_transform_and_lower(torch.export.export(converted, sample, strict=True),
                                        partitioner=[TOSAPartitioner(spec)],
                                        compile_config=EdgeCompileConfig(_check_ir_validity=False))
-    gmod = edge.exported_program().graph_module
+    return edge.exported_program().graph_module
+
+
+def export(model, sample, calibration):
+    """a16w8 quantize + lower with the TOSA partitioner; returns (tosa_bytes, edge graph)."""
+    gmod = lower_to_edge(model, sample, calibration)
     lowered = [n for n in gmod.graph.nodes
                if n.op == "get_attr" and n.name.startswith("lowered_module")]
     if len(lowered) != 1:

@@ -129,32 +129,10 @@ def snr(ref, got):
 
 # ---- ExecuTorch side (runs in the executorch environment) ------------------------------------
 def et_lower(model, calib, sample, quantization):
-    from executorch.backends.arm.quantizer import (TOSAQuantizer,
-                                                   get_symmetric_a16w8_quantization_config,
-                                                   get_symmetric_quantization_config)
-    from executorch.backends.arm.tosa.compile_spec import TosaCompileSpec
-    from executorch.backends.arm.tosa.partitioner import TOSAPartitioner
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    if quantization == "a16w8":
-        spec = TosaCompileSpec("TOSA-1.0+INT+int16")
-        cfg = get_symmetric_a16w8_quantization_config(is_per_channel=True, epsilon=2 ** -16)
-    else:
-        spec = TosaCompileSpec("TOSA-1.0+INT")
-        cfg = get_symmetric_quantization_config(is_per_channel=True)
-    qz = TOSAQuantizer(spec)
-    qz.set_global(cfg)
-    gm = torch.export.export(model.eval(), sample, strict=True).module(check_guards=False)
-    prepared = prepare_pt2e(gm, qz)
-    for inputs in calib:
-        prepared(*inputs)
-    converted = convert_pt2e(prepared)
-    edge = to_edge_transform_and_lower(torch.export.export(converted, sample, strict=True),
-                                       partitioner=[TOSAPartitioner(spec)],
-                                       compile_config=EdgeCompileConfig(
-                                           _check_ir_validity=False))
-    gmod = edge.exported_program().graph_module
+    """(TOSA delegate blobs, input and output (scale, zero point)s) of ExecuTorch's lowering.
+    The worker runs this file as a script, so its directory (benchmarks/) is on sys.path."""
+    from executorch_export import lower_to_edge
+    gmod = lower_to_edge(model, sample, calib, quantization)
     blobs, qin, qout = [], [], []
     for n in gmod.graph.nodes:
         if n.op == "get_attr" and n.name.startswith("lowered_module"):
