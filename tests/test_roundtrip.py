@@ -110,13 +110,19 @@ def _values(dtype, n=7):
     return rng.standard_normal(n).astype(STORAGE[dtype])
 
 
-def test_every_dtype_round_trips():
+def _builder_with_every_const():
+    """A builder holding one constant ``c_<DTYPE>`` of every constant dtype."""
     b = GraphBuilder()
     for d in CONST_DTYPES:
         if d == DType.SHAPE:
             b.const_shape(_values(d), name="c_SHAPE")
         else:
             b.const(_values(d), d, name=f"c_{d.name}")
+    return b
+
+
+def test_every_dtype_round_trips():
+    b = _builder_with_every_const()
     for d in RAW_DTYPES:                          # kept as raw bytes (tosaint computes nothing)
         b.block.tensors[f"c_{d.name}"] = Tensor(f"c_{d.name}", (2,), d,
                                                 extra={"raw_data": bytes([1, 2, 3, int(d)])})
@@ -357,12 +363,7 @@ def test_official_reader_sees_every_attribute(op):
 def test_official_reader_sees_tensor_data_and_shapes():
     pytest.importorskip("tosa.TosaGraph")
     from tosa.TosaGraph import TosaGraph
-    b = GraphBuilder()
-    for d in CONST_DTYPES:
-        if d == DType.SHAPE:
-            b.const_shape(_values(d), name="c_SHAPE")
-        else:
-            b.const(_values(d), d, name=f"c_{d.name}")
+    b = _builder_with_every_const()
     b.output(*[n for n in b.block.tensors if n != "c_SHAPE"])
     g = b.build()
     data = g.to_bytes()

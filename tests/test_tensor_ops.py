@@ -150,6 +150,15 @@ def test_int16_conv_rescaled_against_reference_binding(impl):
     check(run(g, [x], impl)["r"], want["r"])
 
 
+def matmul_graph(n, h, c, w, dt, zps):
+    """y = MATMUL(a [n,h,c], b [n,c,w]) with zero points ``zps``, both operands graph inputs."""
+    b = GraphBuilder()
+    a = b.input((n, h, c), dt, name="a")
+    bb = b.input((n, c, w), dt, name="b")
+    b.output(b.matmul(a, bb, a_zp=zps[0], b_zp=zps[1], name="y"))
+    return b.build()
+
+
 @pytest.mark.oracle
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dt", [T.INT8, T.INT16])
@@ -159,11 +168,7 @@ def test_matmul_against_reference_model(impl, dt):
     rng = np.random.default_rng(int(dt))
     for (n, h, c, w), zps in (((2, 3, 5, 4), (0, 0)), ((1, 7, 33, 2), (-3, 9) if dt == T.INT8
                                                        else (0, 0))):
-        b = GraphBuilder()
-        a = b.input((n, h, c), dt, name="a")
-        bb = b.input((n, c, w), dt, name="b")
-        b.output(b.matmul(a, bb, a_zp=zps[0], b_zp=zps[1], name="y"))
-        g = b.build()
+        g = matmul_graph(n, h, c, w, dt, zps)
         inputs = [rand((n, h, c), dt, rng), rand((n, c, w), dt, rng)]
         status, want = reference_run(g, inputs)
         assert status == "TOSA_VALID"
@@ -378,11 +383,7 @@ def test_numba_matches_spec_twin(params, seed, big_bias):
 def test_matmul_numba_matches_spec_twin(dt, n, h, c, w, seed):
     rng = np.random.default_rng(seed)
     zps = (int(rng.integers(-128, 128)), int(rng.integers(-128, 128))) if dt == T.INT8 else (0, 0)
-    b = GraphBuilder()
-    a = b.input((n, h, c), dt, name="a")
-    bb = b.input((n, c, w), dt, name="b")
-    b.output(b.matmul(a, bb, a_zp=zps[0], b_zp=zps[1], name="y"))
-    g = b.build()
+    g = matmul_graph(n, h, c, w, dt, zps)
     inputs = [rand((n, h, c), dt, rng), rand((n, c, w), dt, rng)]
     check(run(g, inputs, "numba")["y"], run(g, inputs, "spec")["y"])
 
