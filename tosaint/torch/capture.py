@@ -116,17 +116,3 @@ class FloatRunner:
                     outs = map_arg(node.args[0], lambda n: env[n.name])
         return env, outs
 
-
-class Observer:
-    """Per-node max |x| over the calibration set, and the float activations themselves."""
-
-    def __init__(self):
-        self.amax = {}
-        self.acts = {}
-
-    def update(self, env):
-        for name, v in env.items():
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
-                a = float(v.detach().abs().max()) if v.numel() else 0.0
-                self.amax[name] = max(self.amax.get(name, 0.0), a)
-                self.acts.setdefault(name, []).append(v.detach())

@@ -34,6 +34,7 @@ import torch
 from ..builder import GraphBuilder
 from ..errors import UnsupportedOp
 from ..schema.definition import DType, Op
+from . import calib
 from . import quant as Q
 from .capture import aten_name, source_line
 
@@ -109,33 +110,7 @@ class Emitter:
 
     # ---- calibration facts ----------------------------------------------------------------
     def amax(self, name):
-        a = float(self.obs.amax.get(name, 0.0))
-        if self.adt == DType.INT8 and a > 0 and self.obs.acts.get(name):
-            a = self._mse_clip(name, a)
-        return a
-
-    def _calib_values(self, name):
-        """The calibration values of ``name``, flat (a fixed random subset of 200000)."""
-        xs = torch.cat([t.detach().double().reshape(-1) for t in self.obs.acts[name]])
-        if xs.numel() > 200000:
-            xs = xs[torch.randperm(xs.numel(), generator=torch.Generator().manual_seed(0))
-                    [:200000]]
-        return xs
-
-    def _mse_clip(self, name, a):
-        """int8: the clipping range (<= max |x|) with the least quantization error."""
-        cache = self.__dict__.setdefault("_clip", {})
-        if name not in cache:
-            xs = self._calib_values(name)
-            best, best_err = a, None
-            for f in np.linspace(1.0, 0.3, 36):
-                s = a * f / self.qmax
-                err = float(((torch.clamp(torch.round(xs / s), -self.qmax, self.qmax) * s - xs)
-                             ** 2).sum())
-                if best_err is None or err < best_err:
-                    best, best_err = a * f, err
-            cache[name] = best
-        return cache[name]
+        return calib.act_amax(self.obs, name, self.qmax, self.adt == DType.INT8)
 
     def scale_for(self, amax):
         return (amax if amax > 0 else 1.0) / self.qmax
@@ -153,33 +128,7 @@ class Emitter:
         if self.adt != DType.INT8 or node.name not in self._output_only \
                 or not self.obs.acts.get(node.name):
             return self.out_scale(node), 0
-        return self._affine_clip(node.name)
-
-    def _affine_clip(self, name):
-        """int8 [lo, hi] (containing 0) with the least quantization error: (scale, zp).
-
-        A common shrink factor of the calibrated [min, max] first, then each end alone.
-        """
-        xs = self._calib_values(name)
-        lo0, hi0 = min(float(xs.min()), 0.0), max(float(xs.max()), 0.0)
-        if hi0 - lo0 <= 0:
-            return self.scale_for(0.0), 0
-
-        def qparams(lo, hi):
-            s = (hi - lo) / 255
-            return s, int(np.clip(round(-128 - lo / s), -128, 127))
-
-        def err(lo, hi):
-            s, zp = qparams(lo, hi)
-            q = torch.clamp(torch.round(xs / s) + zp, -128, 127)
-            return float((((q - zp) * s - xs) ** 2).sum())
-
-        grid = np.linspace(1.0, 0.3, 36)
-        f = min(grid, key=lambda f: err(lo0 * f, hi0 * f))
-        lo, hi = lo0 * f, hi0 * f
-        lo = min(lo0 * grid, key=lambda v: err(v, hi))
-        hi = min(hi0 * grid, key=lambda v: err(lo, v))
-        return qparams(lo, hi)
+        return calib.affine_qparams(calib.calib_values(self.obs, node.name))
 
     def acts(self, name):
         return self.obs.acts.get(name, [])
@@ -401,33 +350,6 @@ class Emitter:
         return result
 
     # ---- linear algebra ---------------------------------------------------------------------
-    def _weights(self, w):
-        """int8 symmetric per-output-channel weights: (q int8 array, scales).
-
-        Each channel's clipping range is the one (between 0.6 and 1.0 of max |w|, in steps of
-        0.001: the rounding error of a channel is a jagged function of its scale, and a coarse
-        grid leaves ~0.3 dB of weight SNR behind) with the least squared quantization error of
-        that channel's weights.
-        """
-        w = _f64(w).numpy()
-        flat = w.reshape(w.shape[0], -1)
-        amax = np.abs(flat).max(axis=1)
-        amax = np.where(amax > 0, amax, 1.0)
-        grid = np.linspace(1.0, 0.6, 401)
-        best_s, best_e = amax / 127.0, np.full(len(amax), np.inf)
-        step = max(1, (1 << 22) // flat.size)        # factors per vectorised pass
-        for i in range(0, len(grid), step):
-            s = amax[None, :] * grid[i:i + step, None] / 127.0          # [factor, channel]
-            e = ((np.clip(np.round(flat[None] / s[..., None]), -127, 127) * s[..., None] -
-                  flat[None]) ** 2).sum(axis=2)
-            k = np.argmin(e, axis=0)            # first (widest) factor on ties
-            e, s = e[k, np.arange(len(amax))], s[k, np.arange(len(amax))]
-            better = e < best_e
-            best_s, best_e = np.where(better, s, best_s), np.where(better, e, best_e)
-        sw = best_s
-        q = np.clip(np.round(w / sw.reshape((-1,) + (1,) * (w.ndim - 1))), -127, 127)
-        return q.astype(np.int8), sw
-
     def _bias(self, bias, sx, sw, n):
         if bias is None:
             q = np.zeros(n, np.int64)
@@ -438,7 +360,7 @@ class Emitter:
 
     def _conv_core(self, xn, sx, w, bias, pad, stride, dil, depthwise):
         """CONV2D / DEPTHWISE_CONV2D on NHWC ``xn``; torch weight [O, I/g, KH, KW]."""
-        q, sw = self._weights(w)
+        q, sw = calib.weight_quant(w)
         o = q.shape[0]
         bq = self._bias(bias, sx, sw, o)
         if depthwise:

@@ -11,7 +11,8 @@ import torch
 
 from ..dtypes import STORAGE
 from ..schema.definition import DType
-from .capture import FloatRunner, Observer, export
+from . import calib
+from .capture import FloatRunner, export
 from .emit import QT, Emitter
 from .quant import snr_db
 
@@ -34,11 +35,14 @@ class _one_thread:
         torch.set_num_threads(self.n)
 
 
-def lower(module, example_inputs, *, quantization="a16w8", calibration=None, target=None):
+def lower(module, example_inputs, *, quantization="a16w8", calibration=None, target=None,
+          observer=None):
     """Capture ``module`` with torch.export, calibrate it and emit an integer TOSA graph.
 
     ``example_inputs``: a tuple of tensors (or one tensor).  ``calibration``: an iterable of
-    input tuples run through min/max observers (the example alone when None).
+    input tuples run through the observer (the example alone when None).  ``observer``: the
+    kind of calibration observer (see :func:`tosaint.torch.calib.make_observer`; None = its
+    default).
     ``quantization``: "a16w8" (int16 activations, int8 per-channel weights, int48
     accumulators) or "a8w8".  ``target``: e.g. "ethos-u55-128" / "ethos-u85-256"; for
     ethos-u55/u65 the emitter asks ``tosaint.vela.u55.torch_hooks(target)`` for replacement
@@ -46,7 +50,7 @@ def lower(module, example_inputs, *, quantization="a16w8", calibration=None, tar
     int16 tensor name}) where the U55 lacks an operator form.
     """
     with _one_thread():
-        return _lower(module, example_inputs, quantization, calibration, target)
+        return _lower(module, example_inputs, quantization, calibration, target, observer)
 
 
 def _check_target(target):
@@ -62,13 +66,13 @@ def _check_target(target):
     return t
 
 
-def _lower(module, example_inputs, quantization, calibration, target):
+def _lower(module, example_inputs, quantization, calibration, target, observer):
     t0 = time.perf_counter()
     target = _check_target(target)
     example_inputs = _as_tuple(example_inputs)
     ep = export(module, example_inputs)
     runner = FloatRunner(ep)
-    obs = Observer()
+    obs = calib.make_observer(observer)
     for inputs in (calibration if calibration is not None else [example_inputs]):
         env, _ = runner.run(*_as_tuple(inputs))
         obs.update(env)
