@@ -8,17 +8,17 @@ file itself is malformed).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dtypes import RANGE, STORAGE
-from .errors import ErrorIfViolation, SchemaError, TosaError
+from .errors import ErrorIfViolation, InputError, SchemaError, TosaError
+from .inputs import coerce, declared_inputs
 from .interpreter import prepare
 from .schema.loader import load
+from .testcase import CaseFolderError, case_path, load_npy, read_desc
 
 
 @dataclass
@@ -41,21 +41,13 @@ def find_tests(root):
 
 
 def expected_outputs(test_dir, desc):
+    """{output name: expected file name}: ``expected_result_file``, else
+    ``Conformance-<ofm_name>.npy`` (the official suites' convention)."""
     names = desc.get("ofm_name", [])
     files = desc.get("expected_result_file")
     if files:
-        return {n: os.path.join(test_dir, f) for n, f in zip(names, files)}
-    return {n: os.path.join(test_dir, f"Conformance-{n}.npy") for n in names}
-
-
-def _as_input(arr, tensor):
-    want = STORAGE.get(tensor.dtype)
-    if want is None or arr.dtype == want:
-        return arr
-    lo, hi = RANGE.get(tensor.dtype, (None, None))
-    if lo is not None and arr.size and (arr.min() < lo or arr.max() > hi):
-        return arr  # let run_tosa report the range problem
-    return arr.astype(want)
+        return dict(zip(names, files))
+    return {n: f"Conformance-{n}.npy" for n in names}
 
 
 def compare(name, got, want):
@@ -72,19 +64,28 @@ def compare(name, got, want):
     return ""
 
 
-def run_case(test_dir, *, impl="numba", level=None) -> CaseResult:
+def run_case(test_dir, *, impl="numba", level=None, max_memory=None,
+             max_while_iterations=None) -> CaseResult:
+    """Run one test folder.  A malformed folder (desc.json, a file it names) is this test's
+    error ("bad-test"), never an exception: a suite run goes on."""
     t0 = time.perf_counter()
-    with open(os.path.join(test_dir, "desc.json")) as f:
-        desc = json.load(f)
-    negative = bool(desc.get("expected_failure", False))
     try:
-        graph = load(os.path.join(test_dir, desc["tosa_file"]))
-        plan = prepare(graph, impl=impl, level=level)
-        inputs = {}
-        for name, fname in zip(desc.get("ifm_name", []), desc.get("ifm_file", [])):
-            inputs[name] = _as_input(np.load(os.path.join(test_dir, fname)),
-                                     plan.main.tensor(name))
+        desc = read_desc(test_dir)
+    except CaseFolderError as e:
+        return CaseResult(test_dir, False, f"bad test folder: {e}", time.perf_counter() - t0,
+                          "bad-test")
+    negative = desc.get("expected_failure", False)
+    try:
+        model = case_path(test_dir, desc["tosa_file"])
+        graph = load(str(model))
+        plan = prepare(graph, impl=impl, level=level, **limit_options(max_memory,
+                                                                  max_while_iterations))
+        arrays = {n: load_npy(test_dir, f) for n, f in zip(desc["ifm_name"], desc["ifm_file"])}
+        inputs = coerce(declared_inputs(graph), arrays, cast=True)
         result = plan.run(inputs)
+    except CaseFolderError as e:
+        return CaseResult(test_dir, False, f"bad test folder: {e}", time.perf_counter() - t0,
+                          "bad-test")
     except TosaError as e:
         dt = time.perf_counter() - t0
         if negative:
@@ -99,23 +100,47 @@ def run_case(test_dir, *, impl="numba", level=None) -> CaseResult:
     if negative:
         return CaseResult(test_dir, False, "expected a TosaError, but the graph ran", dt)
     problems = []
-    for name, path in expected_outputs(test_dir, desc).items():
-        if not os.path.exists(path):
-            problems.append(f"{name}: no expected output file {os.path.basename(path)}")
+    for name, fname in expected_outputs(test_dir, desc).items():
+        if name not in result:
+            problems.append(f"{name}: desc.json names it as an output, but the graph's "
+                            f"outputs are {list(graph.outputs)}")
             continue
-        msg = compare(name, result[name], np.load(path))
+        try:
+            want = load_npy(test_dir, fname)
+        except CaseFolderError as e:
+            return CaseResult(test_dir, False, f"bad test folder: {e}", dt, "bad-test")
+        msg = compare(name, result[name], want)
         if msg:
             problems.append(msg)
     return CaseResult(test_dir, not problems, "; ".join(problems), dt)
 
 
-def run_suite(root, *, impl="numba", level=None, progress=None, filter=None):
+def limit_options(max_memory=None, max_while_iterations=None):
+    """The resource-limit keywords of ``prepare`` that were given."""
+    kw = {}
+    if max_memory is not None:
+        kw["max_memory"] = max_memory
+    if max_while_iterations is not None:
+        kw["max_while_iterations"] = max_while_iterations
+    return kw
+
+
+def run_suite(root, *, impl="numba", level=None, progress=None, filter=None, max_memory=None,
+              max_while_iterations=None):
+    """Run every test folder below ``root``; raises InputError when ``root`` is not a
+    directory or holds no test folders (nothing was checked)."""
+    if not os.path.isdir(root):
+        raise InputError(f"{root}: no such directory")
     results = []
     tests = find_tests(root)
     if filter:
         tests = [t for t in tests if filter in t]
+    if not tests:
+        raise InputError(f"{root}: no test folders (desc.json) found"
+                         + (f" matching {filter!r}" if filter else ""))
     for i, t in enumerate(tests):
-        r = run_case(t, impl=impl, level=level)
+        r = run_case(t, impl=impl, level=level, max_memory=max_memory,
+                     max_while_iterations=max_while_iterations)
         results.append(r)
         if progress:
             progress(i + 1, len(tests), r)
