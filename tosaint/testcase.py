@@ -89,9 +89,9 @@ class FileNames:
         esc = escape(name)
         room = MAX_FILE_BYTES - len(prefix.encode()) - len(suffix.encode()) - 12
         if len(esc) > room:
-            esc = esc[:max(room, 1)].rstrip("%0123456789ABCDEF") + "~" + _digest(name)
-            if esc.startswith("~"):
-                esc = "_" + esc
+            cut = esc[:max(room, 1)]
+            pct = cut.rfind("%", len(cut) - 2)      # do not cut an %XX escape in two
+            esc = (cut[:pct] if pct >= 0 else cut) + "~" + _digest(name)
         f = prefix + esc + suffix
         if f.lower() in self.taken:
             base = prefix + esc + "~" + _digest(name, 8)
