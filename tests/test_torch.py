@@ -20,7 +20,7 @@ from torch import nn  # noqa: E402
 import tosaint  # noqa: E402
 import tosaint.torch as tt  # noqa: E402
 from tosaint.errors import UnsupportedOp  # noqa: E402
-from tosaint.torch import quant as Q  # noqa: E402
+from tosaint import quant as Q  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

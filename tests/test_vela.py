@@ -714,7 +714,7 @@ def test_torch_hook_matches_the_rescale_path():
     trm = pytest.importorskip("tosa_reference_model")
     pytest.importorskip("torch")
     from types import SimpleNamespace
-    from tosaint.torch import quant as Q
+    from tosaint import quant as Q
     assert u55.torch_hooks(U85) == {}
     hook = u55.torch_hooks("ethos-u65-256")["matmul"]
     sa, sb, sy = 0.0123, 0.000457, 0.0031

@@ -20,7 +20,7 @@ Integer recipes (a16w8):
   reciprocal by CLZ normalisation + mantissa TABLE + variable shift.
 - layer norm / var: exact D*x - sum(x) in int32, square on int16, REDUCE_SUM, rsqrt/sqrt by
   CLZ normalisation to an even exponent + mantissa TABLE, MUL, variable shift, RESCALE.
-All RESCALE multipliers come from :func:`tosaint.torch.quant.multiplier` (exact rationals).
+All RESCALE multipliers come from :func:`tosaint.quant.multiplier` (exact rationals).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from ..builder import GraphBuilder
 from ..errors import UnsupportedOp
 from ..schema.definition import DType, Op
 from . import calib
-from . import quant as Q
+from .. import quant as Q
 from .capture import aten_name, source_line
 
 SCHEMES = {

@@ -14,7 +14,7 @@ from ..schema.definition import DType
 from . import calib
 from .capture import FloatRunner, export
 from .emit import QT, Emitter
-from .quant import snr_db
+from ..quant import snr_db
 
 
 def _as_tuple(x):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import quant as Q
 from ..schema.definition import DType, Op, RoundingMode
 
 _OUT_RANGE = {DType.INT8: (-128, 127), DType.INT16: (-32768, 32767)}
@@ -182,7 +183,6 @@ def torch_hooks(target):
         return {}
 
     def matmul(em, a3, b3, a_scale, b_scale, out_scale):
-        from ..torch import quant as Q
         ms, ss = Q.multipliers([Q.ratio(a_scale, b_scale, den=[out_scale])], False, 2)
         return matmul_int16(em.b, a3, b3, multiplier=ms[0], shift=ss[0],
                             out_dtype=em.b.dtype(a3))
