@@ -16,6 +16,7 @@ from tosaint.errors import InputError, UnpredictableError
 from tosaint.golden import (DESC_KEYS, check_with_reference, golden, is_complete,
                             random_inputs, safe_name)
 from tosaint.registry import REGISTRY
+from tosaint.testcase import read_desc, unescape
 
 ALL_TYPES = (DType.INT4, DType.INT8, DType.INT16, DType.INT32, DType.INT48, DType.BOOL)
 
@@ -152,7 +153,12 @@ def test_given_inputs_and_safe_names(tmp_path):
     assert r.status == "ok"
     assert r.name.startswith("we_rd_name-") and "-in-" in r.name
     files = os.listdir(tmp_path / "o" / r.name)
-    assert all(f == safe_name(f) for f in files) and len(files) == 1 + 1 + 3 + 3
+    assert all("/" not in f and not f.startswith("..") for f in files)
+    assert len(files) == 1 + 1 + 3 + 3
+    desc = read_desc(tmp_path / "o" / r.name)
+    assert [unescape(f[:-4]) for f in desc["ifm_file"]] == names
+    for n, f in zip(desc["ifm_name"], desc["ifm_file"]):
+        assert np.array_equal(np.load(tmp_path / "o" / r.name / f), inputs[n])
     # the same inputs again: same folder, skipped; other inputs: another folder
     assert golden(model, inputs, output_dir=tmp_path / "o").results[0].status == "skipped"
     inputs2 = {**inputs, names[0]: np.zeros((3, 4), np.int16)}
@@ -206,20 +212,49 @@ def test_real_int32_overflow_is_not_a_golden(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "o") if not p.startswith(".")]
 
 
+def _temp_files(out):
+    return [p for d in (out, out / ".models") if d.is_dir() for p in os.listdir(d)
+            if p.startswith(".tmp-")]
+
+
 def test_interrupted_write_leaves_no_case(tmp_path, monkeypatch):
-    gmod = importlib.import_module("tosaint.golden")   # the module, even if tosaint exports
+    import tosaint.testcase as tc
     g = identity_graph(dtypes=(DType.INT8,))
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(gmod.json, "dumps", boom)
+    monkeypatch.setattr(tc.json, "dumps", boom)
     rep = golden(g, random=True, count=1, output_dir=tmp_path / "o")
     assert rep.results[0].status == "failed" and "disk full" in rep.results[0].message
     assert [p for p in os.listdir(tmp_path / "o") if p != ".models"] == []
+    assert _temp_files(tmp_path / "o") == []
     monkeypatch.undo()
     rep = golden(g, random=True, count=1, output_dir=tmp_path / "o")
     assert rep.ok and is_complete(tmp_path / "o" / rep.results[0].name)
+
+
+def test_disk_full_leaves_no_temp_files(tmp_path, monkeypatch):
+    """A full disk while the model store is written leaves no partial copy, and temp files
+    of a dead run are removed by the next run."""
+    from pathlib import Path
+    g = identity_graph(dtypes=(DType.INT8,))
+    real = Path.write_bytes
+
+    def half(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", half)
+    rep = golden(g, random=True, count=1, output_dir=tmp_path / "o")
+    monkeypatch.undo()
+    assert rep.results[0].status == "failed" and "No space" in rep.results[0].message
+    assert _temp_files(tmp_path / "o") == []
+    gmod = importlib.import_module("tosaint.golden")
+    stale = tmp_path / "o" / ".models" / f".tmp-x.{gmod._host()}.999999999.abc"
+    stale.write_bytes(b"partial")
+    rep = golden(g, random=True, count=1, output_dir=tmp_path / "o")
+    assert rep.ok and _temp_files(tmp_path / "o") == []
 
 
 def test_incomplete_folder_is_redone(tmp_path):

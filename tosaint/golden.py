@@ -34,50 +34,36 @@ can simply be run again.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
 import threading
 import time
 import uuid
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .dtypes import RANGE, STORAGE
+from .dtypes import RANGE
 from .errors import InputError, TosaError, UnpredictableError
+from .inputs import coerce, declared_inputs, model_bytes, random_inputs
 from .schema.definition import DType
-
-#: keys a complete desc.json must have (the conformance layout)
-DESC_KEYS = ("tosa_file", "ifm_name", "ifm_file", "ofm_name", "ofm_file",
-             "expected_result_file")
-MODEL_FILE = "model.tosa"
+from .testcase import (DESC_KEYS, MODEL_FILE, CaseFolderError, make_desc, read_desc,
+                       write_desc)
 TMP_PREFIX = ".tmp-"
 STATUSES = ("ok", "skipped", "unpredictable", "failed")
+#: the most cases one golden run (or batch) plans
+MAX_CASES = 1_000_000
 
 
 # ---- names ------------------------------------------------------------------------------------
 def safe_name(name, limit=80):
-    """A file-name-safe version of a tensor or model name (stable, ASCII, no separators)."""
+    """A file-name-safe label for a case folder (model stem, host name): stable, ASCII, no
+    separators.  Tensor files are named by :mod:`tosaint.testcase` instead (reversibly)."""
     s = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in str(name))
     s = s.lstrip(".") or "_"
     return s[:limit]
-
-
-def _unique_files(names, prefix, suffix=".npy"):
-    """One distinct file name per tensor name (safe names that collide get a counter)."""
-    seen, out = set(), []
-    for n in names:
-        base = f"{prefix}{safe_name(n)}"
-        f, i = base + suffix, 1
-        while f in seen:
-            f, i = f"{base}_{i}{suffix}", i + 1
-        seen.add(f)
-        out.append(f)
-    return out
 
 
 def _contig(a):
@@ -114,63 +100,25 @@ def case_name(stem, model_digest, *, seed=None, index=None, given=None):
 
 
 # ---- model and inputs -------------------------------------------------------------------------
-def model_bytes(model):
-    """(bytes, Graph) of a model given as a path, bytes or Graph."""
-    from .graph import Graph
-    from .schema.loader import load
-    if isinstance(model, Graph):
-        return model.to_bytes(), model
-    if isinstance(model, (bytes, bytearray)):
-        data = bytes(model)
-    else:
-        data = Path(model).read_bytes()
-    return data, load(data)
-
-
-def random_inputs(graph, seed, index, fixed=None):
-    """Graph inputs for random case ``index`` of ``seed``: each over its dtype's full range.
-
-    Inputs named in ``fixed`` are taken from there.  Deterministic: each input has its own
-    stream ``SeedSequence([seed, index, crc32(name)])``.
-    """
-    fixed = fixed or {}
-    out = {}
-    for name in graph.inputs:
-        if name in fixed:
-            out[name] = fixed[name]
-            continue
-        t = graph.main.tensors[name]
-        dt = DType(t.dtype)
-        if dt not in RANGE or dt in (DType.SHAPE, DType.INT64):
-            raise InputError(f"graph input {name!r} has type {dt.name}: no random inputs for it")
-        lo, hi = RANGE[dt]
-        rng = np.random.default_rng(np.random.SeedSequence(
-            [int(seed), int(index), zlib.crc32(name.encode())]))
-        vals = rng.integers(lo, hi, size=tuple(t.shape), dtype=np.int64, endpoint=True)
-        out[name] = _contig(vals.astype(STORAGE[dt]))
-    return out
+def _load(v):
+    """A given input: an array, or a .npy path (a regular file, no pickles)."""
+    if isinstance(v, (str, os.PathLike)):
+        from .testcase import load_npy
+        p = Path(v)
+        return load_npy(p.parent, p.name, what=f"input file {v}", outside=True)
+    return np.asarray(v)
 
 
 def coerce_inputs(graph, inputs):
-    """Check given inputs by name and cast each to its storage dtype when the values fit."""
-    out = {}
-    for name, v in inputs.items():
-        if name not in graph.inputs:
-            raise InputError(f"{name!r} is not a graph input; the graph takes {graph.inputs}")
-        if isinstance(v, (str, os.PathLike)):
-            v = np.load(v)
-        v = np.asarray(v)
-        t = graph.main.tensors[name]
-        want = STORAGE.get(DType(t.dtype))
-        if want is not None and v.dtype != want:
-            lo, hi = RANGE.get(DType(t.dtype), (None, None))
-            if v.dtype.kind not in "biu" or (v.size and lo is not None and
-                                              (v.min() < lo or v.max() > hi)):
-                raise InputError(f"input {name!r}: {v.dtype} values do not fit "
-                                 f"{DType(t.dtype).name}")
-            v = v.astype(want)
-        out[name] = _contig(v)
-    return out
+    """Given inputs by name (arrays or .npy paths), checked and cast to their storage dtype
+    when the values fit; inputs not given are left out (random ones fill them)."""
+    inputs = dict(inputs or {})
+    unknown = [n for n in inputs if n not in graph.inputs]
+    if unknown:
+        raise InputError(f"{unknown} are not graph inputs; the graph takes {graph.inputs}")
+    declared = [t for t in declared_inputs(graph) if t.name in inputs]
+    arrays = {n: _load(v) for n, v in inputs.items()}
+    return dict(zip((t.name for t in declared), coerce(declared, arrays, cast=True)))
 
 
 # ---- one case ---------------------------------------------------------------------------------
@@ -235,21 +183,21 @@ def is_complete(case_dir):
     """True when ``case_dir`` holds a complete desc.json and every file it names."""
     p = Path(case_dir)
     try:
-        desc = json.loads((p / "desc.json").read_text())
-    except (OSError, ValueError):
+        desc = read_desc(p)
+    except CaseFolderError:
         return False
-    if not isinstance(desc, dict) or any(k not in desc for k in DESC_KEYS):
+    if any(k not in desc for k in DESC_KEYS):
         return False
     files = [desc["tosa_file"], *desc["ifm_file"], *desc["expected_result_file"]]
-    if len(desc["ifm_file"]) != len(desc["ifm_name"]) or \
-            len(desc["expected_result_file"]) != len(desc["ofm_name"]):
-        return False
     return all((p / f).is_file() for f in files)
 
 
+def _host():
+    return safe_name(socket.gethostname(), 30)
+
+
 def _tmp_dir(output_dir, name):
-    host = safe_name(socket.gethostname(), 30)
-    return Path(output_dir) / f"{TMP_PREFIX}{name}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return Path(output_dir) / f"{TMP_PREFIX}{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
 
 def _pid_alive(pid):
@@ -269,24 +217,32 @@ def _pid_alive(pid):
 
 
 def clean_stale_tmp(output_dir):
-    """Remove temp dirs that a killed run on this host left behind (their pid is gone)."""
-    host = safe_name(socket.gethostname(), 30)
+    """Remove temp dirs and files that a killed or failed run on this host left behind in
+    ``output_dir`` and its model store (their pid is gone)."""
+    host = _host()
     removed = 0
-    try:
-        entries = list(os.scandir(output_dir))
-    except OSError:
-        return 0
-    for e in entries:
-        if not e.name.startswith(TMP_PREFIX) or not e.is_dir():
+    for d in (Path(output_dir), Path(output_dir) / ".models"):
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
             continue
-        parts = e.name.rsplit(".", 3)
-        if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
-            continue
-        pid = int(parts[2])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue                  # ours (another thread may be writing it), or running
-        shutil.rmtree(e.path, ignore_errors=True)
-        removed += 1
+        for e in entries:
+            if not e.name.startswith(TMP_PREFIX):
+                continue
+            parts = e.name.rsplit(".", 3)
+            if len(parts) != 4 or parts[1] != host or not parts[2].isdigit():
+                continue
+            pid = int(parts[2])
+            if pid == os.getpid() or _pid_alive(pid):
+                continue              # ours (another thread may be writing it), or running
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(e.path)
+                except OSError:
+                    continue
+            removed += 1
     return removed
 
 
@@ -303,9 +259,13 @@ def _model_store(output_dir, data, dig):
     store.mkdir(parents=True, exist_ok=True)
     p = store / f"{dig}.tosa"
     if not p.is_file():
-        tmp = store / f".{dig}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        tmp.write_bytes(data)
-        os.replace(tmp, p)
+        tmp = store / f"{TMP_PREFIX}{dig}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)    # a full disk must not leave a partial copy
+            raise
     return p
 
 
@@ -321,20 +281,12 @@ def write_case(output_dir, name, model_data, graph, inputs, outputs, meta=None):
             _link_or_copy(_model_store(output_dir, model_data, dig), tmp / MODEL_FILE)
         except OSError:
             (tmp / MODEL_FILE).write_bytes(model_data)
-        ifm_names = list(graph.inputs)
-        ofm_names = list(graph.outputs)
-        ifm_files = _unique_files(ifm_names, "")
-        ofm_files = _unique_files(ofm_names, "result-")
-        exp_files = _unique_files(ofm_names, "Conformance-")
-        for n, f in zip(ifm_names, ifm_files):
-            np.save(tmp / f, inputs[n])
-        for n, f in zip(ofm_names, exp_files):
-            np.save(tmp / f, outputs[n])
-        desc = {"tosa_file": MODEL_FILE, "ifm_name": ifm_names, "ifm_file": ifm_files,
-                "ofm_name": ofm_names, "ofm_file": ofm_files,
-                "expected_result_file": exp_files, "expected_failure": False,
-                "meta": {"tosaint": meta or {}}}
-        (tmp / "desc.json").write_text(json.dumps(desc, indent=1) + "\n")
+        desc = make_desc(graph.inputs, graph.outputs, meta={"tosaint": meta or {}})
+        for n, f in zip(desc["ifm_name"], desc["ifm_file"]):
+            np.save(tmp / f, inputs[n], allow_pickle=False)
+        for n, f in zip(desc["ofm_name"], desc["expected_result_file"]):
+            np.save(tmp / f, outputs[n], allow_pickle=False)
+        write_desc(tmp, desc)
         if final.exists():
             if is_complete(final):
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -374,14 +326,30 @@ def _cached_model(path):
     return cache[key]
 
 
-def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None) -> CaseResult:
-    """Generate one case (skipping it when its folder is complete already)."""
-    res = _run_case(case, output_dir, impl=impl, verify=verify, model=model)
+def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None,
+             limits=None) -> CaseResult:
+    """Generate one case (skipping it when its folder is complete already).  ``verify``
+    checks the case on the reference model, a finished one too; ``limits``: resource-limit
+    keywords of ``prepare`` (max_memory, max_while_iterations)."""
+    res = _run_case(case, output_dir, impl=impl, model=model, limits=limits or {})
+    if verify and res.status in ("ok", "skipped"):
+        _verify(res)
     res.worker = f"{socket.gethostname()}:{os.getpid()}"
     return res
 
 
-def _run_case(case, output_dir, *, impl, verify, model):
+def _verify(res):
+    """Check a written case on the reference model (``res.verified``); a mismatch fails it."""
+    try:
+        problems = check_with_reference(res.path)
+    except Exception as e:  # noqa: BLE001  (a broken oracle fails the case, not the run)
+        problems = [f"could not run: {type(e).__name__}: {e}"]
+    res.verified = not problems
+    if problems:
+        res.status, res.message = "failed", "reference model: " + "; ".join(problems)
+
+
+def _run_case(case, output_dir, *, impl, model, limits):
     from .interpreter import run_tosa
     t0 = time.perf_counter()
     final = Path(output_dir) / case.name
@@ -395,7 +363,7 @@ def _run_case(case, output_dir, *, impl, verify, model):
         else:
             inputs = fixed
         try:
-            result = run_tosa(graph, inputs, impl=impl)
+            result = run_tosa(graph, inputs, impl=impl, **limits)
         except UnpredictableError as e:
             return CaseResult(case.name, "unpredictable", str(e), time.perf_counter() - t0)
         if result.diagnostics:
@@ -412,28 +380,21 @@ def _run_case(case, output_dir, *, impl, verify, model):
     except Exception as e:  # noqa: BLE001  (a crash in one case must not stop a batch)
         return CaseResult(case.name, "failed", f"CRASH {type(e).__name__}: {e}",
                           time.perf_counter() - t0)
-    res = CaseResult(case.name, "ok" if created else "skipped",
-                     "" if created else "written concurrently", time.perf_counter() - t0,
-                     str(path))
-    if verify and created:
-        try:
-            problems = check_with_reference(path)
-        except Exception as e:  # noqa: BLE001  (a broken oracle fails the case, not the run)
-            problems = [f"could not run: {type(e).__name__}: {e}"]
-        res.verified = not problems
-        if problems:
-            res.status, res.message = "failed", "reference model: " + "; ".join(problems)
-    return res
+    return CaseResult(case.name, "ok" if created else "skipped",
+                      "" if created else "written concurrently", time.perf_counter() - t0,
+                      str(path))
 
 
-def run_cases(cases, output_dir, *, impl="numba", verify=False, numba_threads=None):
+def run_cases(cases, output_dir, *, impl="numba", verify=False, numba_threads=None,
+              limits=None):
     """Run a list of cases in this process (the unit of work of the batch executors).
 
     ``numba_threads``: threads for parallel Numba kernels in this thread (the batch
     executors pass 1: their workers already fill the cores)."""
     old = set_numba_threads(numba_threads) if numba_threads else None
     try:
-        return [run_case(c, output_dir, impl=impl, verify=verify) for c in cases]
+        return [run_case(c, output_dir, impl=impl, verify=verify, limits=limits)
+                for c in cases]
     finally:
         if old:
             set_numba_threads(old)
@@ -458,6 +419,9 @@ def plan_cases(model_path, model_data, *, inputs=None, random=False, seed=0, cou
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     if int(count) < 0:
         raise ValueError(f"count must be >= 0, not {count!r}")
+    if int(count) > MAX_CASES:
+        raise ValueError(f"count {count} is more than {MAX_CASES} cases per run; split the "
+                         "run into several seeds")
     stem, dig = model_stem(model_path), digest(model_data)
     sets = inputs if isinstance(inputs, (list, tuple)) else ([inputs] if inputs else [])
     cases = []
@@ -479,18 +443,15 @@ def plan_cases(model_path, model_data, *, inputs=None, random=False, seed=0, cou
     return cases
 
 
-def _load(v):
-    return np.load(v) if isinstance(v, (str, os.PathLike)) else np.asarray(v)
-
-
 def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, impl="numba",
-           verify=False) -> GoldenReport:
+           verify=False, max_memory=None, max_while_iterations=None) -> GoldenReport:
     """Write conformance-layout golden test folders for ``model`` into ``output_dir``.
 
     ``model``: a ``.tosa`` path, bytes or a Graph.  ``inputs``: {name: array or .npy path}, or a
     list of such dicts (one case each).  ``random=True`` draws ``count`` input sets from
     ``seed`` (inputs given in ``inputs`` stay fixed).  ``verify=True`` re-runs every new case on
-    the reference model CLI and fails it unless the outputs are bit-identical.
+    the reference model and fails it unless the outputs are bit-identical (finished cases
+    are re-verified).  ``max_memory``/``max_while_iterations``: as for ``prepare``.
     Returns a GoldenReport (``.ok``, ``.counts``, ``.results``, ``.exit_code``).
     """
     t0 = time.perf_counter()
@@ -510,14 +471,16 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
                                  f"{list(want)}")
         missing = [n for n in graph.inputs if n not in given]
         if missing and not random:
-            raise InputError(f"graph input(s) {missing} not given (use random=True to "
-                             "draw them)")
+            raise InputError(f"graph input(s) {missing} not given: give them in inputs, or "
+                             "draw them at random with random=True")
         for n in missing:
             dt = DType(graph.main.tensors[n].dtype)
             if dt not in RANGE or dt in (DType.SHAPE, DType.INT64):
                 raise InputError(f"graph input {n!r} has type {dt.name}: give it with inputs")
-    results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph))
-               for c in cases]
+    from .conformance import limit_options
+    limits = limit_options(max_memory, max_while_iterations)
+    results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph),
+                        limits=limits) for c in cases]
     return GoldenReport(results, time.perf_counter() - t0, str(output_dir))
 
 
@@ -525,43 +488,34 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
 def require_oracle(verify):
     """``verify`` needs the reference model: say so before any work is done."""
     if verify:
-        from .oracle import available
+        from .oracle import ORACLE_INSTALL, available
         if not available():
-            raise InputError("--verify needs the reference model: pip install tosa-tools")
+            raise InputError(f"--verify needs the reference model: {ORACLE_INSTALL}")
 
 
 def check_with_reference(case_dir, *, timeout=600):
-    """Run ``case_dir`` with ``tosa_reference_model --test_desc`` and compare its outputs with
-    the expected files.  Returns a list of problems (empty: bit-identical)."""
-    import subprocess
-    import tempfile
-
-    from .oracle import STATUS, executable
+    """Run the case in ``case_dir`` on the reference model (``oracle.reference_run``) and
+    compare its outputs with the expected files.  Returns a list of problems (empty:
+    bit-identical)."""
+    from .conformance import compare
+    from .oracle import reference_run
+    from .testcase import case_path, load_npy
     case_dir = Path(case_dir)
-    desc = json.loads((case_dir / "desc.json").read_text())
-    with tempfile.TemporaryDirectory(prefix="tosaint_golden_") as tmp:
-        cmd = [str(executable()), "--test_desc", str(case_dir / "desc.json"),
-               "--flatbuffer_dir", str(case_dir), "--output_dir", tmp]
-        env = {**os.environ, "PATH": "/nonexistent"}   # no gdb backtraces on errors
-        p = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout)
-        status = STATUS.get(p.returncode, f"RC_{p.returncode}")
-        if status != "TOSA_VALID":
-            return [f"graph status {status}"]
-        problems = []
-        for name, out, exp in zip(desc["ofm_name"], desc["ofm_file"],
-                                  desc["expected_result_file"]):
-            got_p = Path(tmp) / out
-            if not got_p.is_file():
-                problems.append(f"{name}: the reference model wrote no {out}")
-                continue
-            got, want = np.load(got_p), np.load(case_dir / exp)
-            if got.shape != want.shape:
-                problems.append(f"{name}: shape {list(got.shape)} != expected {list(want.shape)}")
-            elif got.dtype != want.dtype:
-                problems.append(f"{name}: dtype {got.dtype} != expected {want.dtype}")
-            elif not np.array_equal(got, want):
-                problems.append(f"{name}: {int((got != want).sum())}/{got.size} values differ")
-        return problems
+    desc = read_desc(case_dir)
+    data, _ = model_bytes(case_path(case_dir, desc["tosa_file"]))
+    inputs = {n: load_npy(case_dir, f) for n, f in zip(desc["ifm_name"], desc["ifm_file"])}
+    status, outs = reference_run(data, inputs, timeout=timeout)
+    if status != "TOSA_VALID":
+        return [f"graph status {status}"]
+    problems = []
+    for name, exp in zip(desc["ofm_name"], desc.get("expected_result_file") or []):
+        if name not in outs:
+            problems.append(f"{name}: the reference model gave no such output")
+            continue
+        msg = compare(name, np.asarray(outs[name]), load_npy(case_dir, exp))
+        if msg:
+            problems.append(msg)
+    return problems
 
 
 __all__ = ["Case", "CaseResult", "GoldenReport", "golden", "run_case", "run_cases",

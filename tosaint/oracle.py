@@ -1,4 +1,4 @@
-"""The official TOSA reference model (``pip install tosa-tools``) as an oracle.
+"""The official TOSA reference model (``pip install tosa-tools==2026.8.0``) as an oracle.
 
 ``reference_run(graph, inputs)`` runs a graph on the reference model and returns
 ``(status, outputs)``, status being "TOSA_VALID", "TOSA_UNPREDICTABLE" or "TOSA_ERROR".  The
@@ -9,7 +9,6 @@ outputs as int64 ``.npy``.  Nothing here is needed at run time by tosaint itself
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import tempfile
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import Graph
 from .schema.definition import DType
 
 STATUS = {0: "TOSA_VALID", 1: "TOSA_UNPREDICTABLE", 2: "TOSA_ERROR"}
+#: the one line that says how to get the reference model
+ORACLE_INSTALL = "pip install tosa-tools==2026.8.0"
 _BINDING_CANNOT = (DType.INT48, DType.INT4)
 
 
@@ -59,20 +59,18 @@ def _quiet():
 
 
 def _as_graph_and_bytes(graph):
-    if isinstance(graph, Graph):
-        return graph, graph.to_bytes()
-    from .schema.loader import load
-    if isinstance(graph, (bytes, bytearray)):
-        return load(graph), bytes(graph)
-    data = Path(graph).read_bytes()
-    return load(data), data
+    from .inputs import model_bytes
+    data, g = model_bytes(graph)
+    return g, data
 
 
-def reference_run(graph, inputs, *, use_cli=None, level="NONE", quiet=True):
+def reference_run(graph, inputs, *, use_cli=None, level="NONE", quiet=True, timeout=None):
     """Run ``graph`` (Graph, path or bytes) on the reference model.
 
     ``inputs``: dict by graph-input name or list in graph-input order.  Returns
     ``(status, {output name: array})``; outputs are empty unless the status is TOSA_VALID.
+    ``quiet`` keeps the C++ model's version warnings off the terminal; ``timeout`` (seconds)
+    bounds a CLI run.
     """
     g, data = _as_graph_and_bytes(graph)
     names = g.inputs
@@ -93,27 +91,24 @@ def reference_run(graph, inputs, *, use_cli=None, level="NONE", quiet=True):
                 return "TOSA_ERROR", {}
         status = getattr(status, "name", str(status)).split(".")[-1]
         return status, (dict(zip(g.outputs, outs)) if status == "TOSA_VALID" else {})
+    from .testcase import make_desc, write_desc
     with tempfile.TemporaryDirectory(prefix="tosaint_ref_") as tmp:
         tmp = Path(tmp)
-        (tmp / "model.tosa").write_bytes(data)
-        ifm = []
-        for i, (n, x) in enumerate(zip(names, inputs)):
-            np.save(tmp / f"in{i}.npy", x)
-            ifm.append(f"in{i}.npy")
-        ofm = [f"out{i}.npy" for i in range(len(g.outputs))]
-        desc = {"tosa_file": "model.tosa", "ifm_name": names, "ifm_file": ifm,
-                "ofm_name": g.outputs, "ofm_file": ofm, "expected_failure": False}
-        (tmp / "desc.json").write_text(json.dumps(desc))
+        desc = make_desc(names, g.outputs)
+        (tmp / desc["tosa_file"]).write_bytes(data)
+        for f, x in zip(desc["ifm_file"], inputs):
+            np.save(tmp / f, x, allow_pickle=False)
+        write_desc(tmp, desc)
         out_dir = tmp / "out"
         out_dir.mkdir()
         cmd = [str(executable()), "--test_desc", str(tmp / "desc.json"), "--flatbuffer_dir",
                str(tmp), "--output_dir", str(out_dir), "--tosa_level", level]
         # the binary tries to attach gdb on errors when it finds it on PATH: hide it
         env = {**os.environ, "PATH": "/nonexistent"}
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         status = STATUS.get(p.returncode, f"RC_{p.returncode}")
         outs = {}
         if status == "TOSA_VALID":
-            for n, f in zip(g.outputs, ofm):
-                outs[n] = np.load(out_dir / f)
+            for n, f in zip(g.outputs, desc["ofm_file"]):
+                outs[n] = np.load(out_dir / f, allow_pickle=False)
         return status, outs
