@@ -222,3 +222,38 @@ def test_output_dir_inside_a_directory_spec_is_not_read_as_models(tmp_path, mode
     assert rep.counts["ok"] == 2 * len(models)
     rep = golden_batch(d, output_dir=d / "goldens", count=2, jobs=1)
     assert len(rep) == 2 * len(models) and rep.counts["skipped"] == 2 * len(models)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"model": 5}, "must be a path"),
+    ({"model": "m.tosa", "random": {"seed": "1"}}, "seed"),
+    ({"model": "m.tosa", "random": {"count": [1]}}, "count"),
+    ({"model": "m.tosa", "random": {"count": True}}, "count"),
+    ({"model": "m.tosa", "random": {"count": -1}}, "count"),
+    ({"model": "m.tosa", "random": {"cnt": 1}}, "unknown"),
+    ({"model": "m.tosa", "random": {"count": 10 ** 12}}, "more than"),
+    ({"model": "m.tosa", "inputs": {"x": 3}}, ".npy"),
+    ({"model": "m.tosa", "inputs": [1]}, "inputs"),
+])
+def test_batch_spec_with_wrong_types_is_a_clear_error(tmp_path, entry, match):
+    tiny_model(tmp_path / "m.tosa", DType.INT8)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps([entry]))
+    t0 = time.perf_counter()
+    with pytest.raises(BatchSpecError, match=match):
+        plan_batch(spec)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_batch_spec_deeply_nested_fifo_or_device_is_a_clear_error(tmp_path):
+    spec = tmp_path / "deep.json"
+    spec.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BatchSpecError):
+        plan_batch(spec)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(BatchSpecError, match="regular file"):
+        plan_batch(fifo)                       # must not block on the FIFO
+    spec.write_text(json.dumps([{"model": "/dev/zero"}]))
+    with pytest.raises(BatchSpecError, match="/dev/zero"):
+        plan_batch(spec)                       # the one model reader refuses devices

@@ -27,15 +27,20 @@ sees.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
 
-from .golden import (STATUSES, Case, CaseResult, GoldenReport, clean_stale_tmp, is_complete,
-                     plan_cases, require_oracle, run_cases)
+from .errors import TosaError
+from .golden import (MAX_CASES, STATUSES, Case, CaseResult, GoldenReport, clean_stale_tmp,
+                     is_complete, plan_cases, require_oracle, run_cases)
+from .inputs import read_model_bytes
+
+
+#: the one line that says how to get the Dask executor
+DASK_INSTALL = 'pip install "tosaint[distributed]"'
 
 
 class BatchSpecError(ValueError):
@@ -53,9 +58,9 @@ def _read_entries(spec, exclude=None):
         if not models:
             raise BatchSpecError(f"{spec}: no .tosa files in this directory")
         return [{"model": str(m.resolve())} for m in models], p
-    if not p.is_file():
+    if not p.exists():
         raise BatchSpecError(f"{spec}: no such file or directory")
-    text = p.read_text()
+    from .testcase import CaseFolderError, read_json
     if p.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
@@ -63,20 +68,42 @@ def _read_entries(spec, exclude=None):
             raise BatchSpecError(f"{spec}: YAML specs need PyYAML (pip install pyyaml); "
                                  "use JSON instead") from None
         try:
+            text = _read_text(p, spec)
             data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, RecursionError) as e:
             raise BatchSpecError(f"{spec}: invalid YAML: {e}") from None
     else:
         try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise BatchSpecError(f"{spec}: invalid JSON: {e}") from None
+            data = read_json(p, str(spec))
+        except CaseFolderError as e:
+            raise BatchSpecError(str(e)) from None
     if isinstance(data, dict):
         data = data.get("cases", data.get("models"))
     if not isinstance(data, list):
         raise BatchSpecError(f"{spec}: expected a list of entries "
                              '({"model": ..., "inputs": ... or "random": ...})')
     return data, p.parent
+
+
+def _read_text(p, spec):
+    """The text of a spec file (a regular file of at most MAX_JSON_BYTES)."""
+    import stat
+
+    from .testcase import MAX_JSON_BYTES
+    st = os.stat(p)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BYTES:
+        raise BatchSpecError(f"{spec}: not a regular file of at most {MAX_JSON_BYTES} bytes")
+    try:
+        return p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BatchSpecError(f"{spec}: cannot read it: {e}") from None
+
+
+def _count(v, what, where):
+    """A non-negative int from a spec (bools and other types are refused)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise BatchSpecError(f"{where}: \"{what}\" must be a non-negative integer, not {v!r}")
+    return v
 
 
 def plan_batch(spec, *, seed=0, count=1, exclude=None):
@@ -95,13 +122,15 @@ def plan_batch(spec, *, seed=0, count=1, exclude=None):
         unknown = set(e) - {"model", "inputs", "random"}
         if unknown:
             raise BatchSpecError(f"{where}: unknown key(s) {sorted(unknown)}")
+        if not isinstance(e["model"], str):
+            raise BatchSpecError(f"{where}: \"model\" must be a path, not {e['model']!r}")
         model = Path(e["model"])
         if not model.is_absolute():
             model = base / model
         model = model.resolve()
         try:
-            data = model.read_bytes()
-        except OSError as err:
+            data = read_model_bytes(model)
+        except (TosaError, OSError) as err:
             raise BatchSpecError(f"{where}: cannot read model {model}: {err}") from None
         inputs = e.get("inputs")
         sets = inputs if isinstance(inputs, list) else ([inputs] if inputs else [])
@@ -114,14 +143,22 @@ def plan_batch(spec, *, seed=0, count=1, exclude=None):
             rnd = {}
         if rnd is not None and not isinstance(rnd, dict):
             raise BatchSpecError(f"{where}: \"random\" must be {{\"seed\": S, \"count\": N}}")
+        if rnd is not None:
+            unknown = set(rnd) - {"seed", "count"}
+            if unknown:
+                raise BatchSpecError(f"{where}: unknown key(s) {sorted(unknown)} in \"random\"")
+            n = _count(rnd.get("count", count), "count", where)
+            if len(cases) + n * max(len(sets), 1) > MAX_CASES:
+                raise BatchSpecError(f"{where}: the batch would plan more than {MAX_CASES} "
+                                     "cases; split it")
         try:
             if rnd is not None:
                 planned = plan_cases(model, data, inputs=sets or None, random=True,
-                                     seed=int(rnd.get("seed", seed)),
-                                     count=int(rnd.get("count", count)))
+                                     seed=_count(rnd.get("seed", seed), "seed", where),
+                                     count=n)
             else:
                 planned = plan_cases(model, data, inputs=sets)
-        except (ValueError, TypeError, OSError) as err:
+        except (TosaError, ValueError, OSError) as err:
             raise BatchSpecError(f"{where}: {err}") from None
         for c in planned:
             if c.name not in seen:
@@ -131,7 +168,7 @@ def plan_batch(spec, *, seed=0, count=1, exclude=None):
 
 
 def _resolve(base, v, where):
-    if not isinstance(v, str):
+    if not isinstance(v, (str, os.PathLike)):
         raise BatchSpecError(f"{where}: input files must be paths to .npy files, not {v!r}")
     p = Path(v)
     p = (p if p.is_absolute() else base / p).resolve()
@@ -192,10 +229,10 @@ def _chunks(cases, jobs, max_chunk=16):
     return out
 
 
-def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
+def _run_local(chunks, output_dir, jobs, impl, verify, limits, on_done):
     if jobs <= 1:
         for ch in chunks:
-            on_done(run_cases(ch, output_dir, impl=impl, verify=verify))
+            on_done(run_cases(ch, output_dir, impl=impl, verify=verify, limits=limits))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -209,7 +246,7 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         # one Numba thread per worker: the workers already fill the cores
         futs = [pool.submit(run_cases, ch, output_dir, impl=impl, verify=verify,
-                            numba_threads=1) for ch in chunks]
+                            numba_threads=1, limits=limits) for ch in chunks]
         try:
             # Starting the workers takes a while (imports, Numba kernels loaded from the
             # cache): until the first of them delivers, this process works from the back of
@@ -220,7 +257,8 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
                              reversed(chunks[len(chunks) - share:])):
                 if any(g.done() and not g.cancelled() for g in futs) or not f.cancel():
                     break
-                on_done(run_cases(ch, output_dir, impl=impl, verify=verify, numba_threads=1))
+                on_done(run_cases(ch, output_dir, impl=impl, verify=verify, numba_threads=1,
+                                  limits=limits))
             for f in as_completed([f for f in futs if not f.cancelled()]):
                 on_done(f.result())
         except BaseException:
@@ -229,17 +267,16 @@ def _run_local(chunks, output_dir, jobs, impl, verify, on_done):
             raise
 
 
-def _run_dask(chunks, output_dir, scheduler, impl, verify, on_done):
+def _run_dask(chunks, output_dir, scheduler, impl, verify, limits, on_done):
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
-        raise BatchSpecError("--scheduler needs Dask: pip install 'tosaint[distributed]'") \
-            from None
+        raise BatchSpecError(f"--scheduler needs Dask: {DASK_INSTALL}") from None
     own = not isinstance(scheduler, Client)
     client = Client(scheduler, set_as_default=False) if own else scheduler
     try:
         futs = [client.submit(run_cases, ch, output_dir, impl=impl, verify=verify,
-                              numba_threads=1, pure=False) for ch in chunks]
+                              numba_threads=1, limits=limits, pure=False) for ch in chunks]
         for f in as_completed(futs, loop=client.loop):
             on_done(f.result())
     finally:
@@ -248,14 +285,19 @@ def _run_dask(chunks, output_dir, scheduler, impl, verify, on_done):
 
 
 def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None, seed=0,
-                 count=1, impl="numba", verify=False, progress=None) -> GoldenReport:
+                 count=1, impl="numba", verify=False, progress=None, max_memory=None,
+                 max_while_iterations=None) -> GoldenReport:
     """Generate every case of ``spec`` (or the given ``cases``) into ``output_dir``.
 
     ``jobs``: local worker processes (default: all cores); ``scheduler``: a Dask scheduler
     address or Client instead.  ``progress``: True/False to force the stderr progress bar
     (default: only when stderr is a terminal).  Returns a GoldenReport whose results follow
-    the planned order; ``report.executor``/``report.jobs`` say where it ran.
+    the planned order; ``report.executor``/``report.jobs`` say where it ran.  ``verify``
+    checks every case, finished ones too, on the reference model; ``max_memory`` and
+    ``max_while_iterations`` are passed to ``prepare``.
     """
+    from .conformance import limit_options
+    limits = limit_options(max_memory, max_while_iterations)
     t0 = time.perf_counter()
     require_oracle(verify)
     if cases is None:
@@ -279,7 +321,7 @@ def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None
     pending = []
     done_already = []
     for c in cases:
-        if is_complete(os.path.join(output_dir, c.name)):
+        if not verify and is_complete(os.path.join(output_dir, c.name)):
             done_already.append(CaseResult(c.name, "skipped", "complete already", 0.0,
                                            os.path.join(output_dir, c.name)))
         else:
@@ -288,9 +330,9 @@ def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None
     chunks = _chunks(pending, jobs)
     try:
         if scheduler is not None:
-            _run_dask(chunks, output_dir, scheduler, impl, verify, on_done)
+            _run_dask(chunks, output_dir, scheduler, impl, verify, limits, on_done)
         else:
-            _run_local(chunks, output_dir, jobs, impl, verify, on_done)
+            _run_local(chunks, output_dir, jobs, impl, verify, limits, on_done)
     finally:
         bar.close()
     report = GoldenReport([results[c.name] for c in cases if c.name in results],

@@ -142,14 +142,15 @@ def model_bytes(model):
     if isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
     elif isinstance(model, (str, os.PathLike)):
-        data = _read_model_file(model)
+        data = read_model_bytes(model)
     else:
         raise InputError(f"a model is a .tosa path, bytes or a Graph, not "
                          f"{type(model).__name__}")
     return data, load(data)
 
 
-def _read_model_file(path):
+def read_model_bytes(path):
+    """The bytes of the model file at ``path``, through the loader's one reader."""
     try:
         from .schema.loader import read_model_file
     except ImportError:   # older loader: read it here, regular files only
@@ -171,4 +172,4 @@ def _read_model_file(path):
     return data
 
 
-__all__ = ["coerce", "random_inputs", "model_bytes", "declared_inputs"]
+__all__ = ["coerce", "random_inputs", "model_bytes", "declared_inputs", "read_model_bytes"]
