@@ -35,12 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from .dtypes import STORAGE
-from .errors import BackendError, InputError, TosaError, UnpredictableError
+from .errors import BackendError, InputError, TosaError
 from .schema.definition import DType, Op
 
 
-def _safe_names(name):
-    """The file names (without .npy) under which a tensor may have been saved."""
+def _legacy_names(name):
+    """The file names (without .npy) older tosaint versions saved a tensor under (letters,
+    digits and ``-_.`` kept, everything else ``_``): ambiguous, so used only without a map."""
     from .golden import safe_name
     cands = []
     if name and "/" not in name and "\0" not in name and name not in (".", ".."):
@@ -64,25 +65,61 @@ class Unreadable:
 
 # ---- reference tensor sources -----------------------------------------------------------------
 class NpyDir:
-    """Reference tensors stored as one ``.npy`` per tensor in a directory."""
+    """Reference tensors stored as one ``.npy`` per tensor in a directory.
 
-    def __init__(self, path):
+    The directory's name -> file map (``tensors.json`` or ``desc.json``, see
+    :mod:`tosaint.testcase`) is used when it has one; otherwise a tensor's file is its
+    escaped name, or else a name older versions wrote, when no other tensor of the graph
+    could have written the same file (then it is reported unreadable, not guessed)."""
+
+    def __init__(self, path, names=()):
+        from .testcase import tensor_map
         self.path = Path(path)
+        self.map = tensor_map(self.path)
         self.files = {p.name[:-4]: p for p in sorted(self.path.glob("*.npy"))}
         self.used = set()
+        self.owners = {}
+        for n in names:
+            for c in _legacy_names(n):
+                self.owners.setdefault(c, set()).add(n)
 
-    def get(self, name):
-        for c in _safe_names(name):
+    def _file(self, name):
+        from .testcase import escape
+        if self.map is not None:
+            f = self.map.get(name)
+            return f[:-4] if f and f.endswith(".npy") and f[:-4] in self.files else None
+        if escape(name) in self.files:
+            return escape(name)
+        for c in _legacy_names(name):
             if c in self.files:
-                self.used.add(c)
-                try:
-                    return np.load(self.files[c], allow_pickle=False)
-                except (OSError, ValueError) as e:
-                    return Unreadable(f"{self.files[c].name}: {e}")
+                owners = self.owners.get(c, {name})
+                if len(owners) > 1:
+                    return Unreadable(f"{c}.npy could hold any of {sorted(owners)}")
+                return c
         return None
 
+    def get(self, name):
+        c = self._file(name)
+        if c is None or isinstance(c, Unreadable):
+            return c
+        self.used.add(c)
+        from .testcase import CaseFolderError, load_npy
+        try:
+            return load_npy(self.path, self.files[c].name)
+        except CaseFolderError as e:
+            return Unreadable(str(e))
+
     def extras(self):
-        return sorted(set(self.files) - self.used)
+        """Tensor names of the files no graph tensor used."""
+        from .testcase import unescape
+        inverse = {f[:-4]: n for n, f in (self.map or {}).items()}
+        out = []
+        for stem in sorted(set(self.files) - self.used):
+            try:
+                out.append(inverse.get(stem) or unescape(stem))
+            except UnicodeDecodeError:
+                out.append(stem)
+        return out
 
 
 class MapSource:
@@ -158,15 +195,21 @@ def parse_text_dump(data: bytes):
     return out
 
 
-def open_reference(against):
-    """A reference source for ``against`` (directory, .npz, text dump file, or dict)."""
+def open_reference(against, names=()):
+    """A reference source for ``against`` (directory, .npz, text dump file, or dict);
+    ``names``: the graph's tensor names (to detect ambiguous file names)."""
     if isinstance(against, dict):
         return MapSource(against)
     p = Path(against)
     if p.is_dir():
-        return NpyDir(p)
-    if not p.is_file():
+        return NpyDir(p, names)
+    if not p.exists():
         raise InputError(f"--against {against}: no such file or directory")
+    from .testcase import CaseFolderError, case_path
+    try:
+        case_path(p.parent, p.name, what="--against", outside=True)
+    except CaseFolderError as e:
+        raise InputError(str(e)) from None
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             return MapSource({k: z[k] for k in z.files})
@@ -205,18 +248,15 @@ def oracle_tensors(graph, inputs, *, save_dir=None):
     """Every intermediate tensor of ``graph`` as computed by the reference model CLI."""
     from . import oracle
     if not oracle.available():
-        raise BackendError("--oracle needs the reference model: pip install tosa-tools")
+        raise BackendError(f"--oracle needs the reference model: {oracle.ORACLE_INSTALL}")
     g2 = with_all_outputs(graph)
     status, outs = oracle.reference_run(g2, inputs, use_cli=True)
     if status != "TOSA_VALID":
         raise BackendError(f"the reference model returned {status} for this graph and input; "
                            "it writes no tensors then")
     if save_dir is not None:
-        from .golden import _unique_files
-        os.makedirs(save_dir, exist_ok=True)
-        names = list(outs)
-        for n, f in zip(names, _unique_files(names, "")):
-            np.save(Path(save_dir) / f, outs[n])
+        from .testcase import write_tensors
+        write_tensors(save_dir, outs)
     return outs
 
 
@@ -383,52 +423,56 @@ class DiffReport:
 
 
 def _capture(plan, inputs):
-    """run_tosa with capture; when tosaint raises part-way (unpredictable), the tensors
-    computed before the failing op and the error."""
+    """Every tensor tosaint computes, in execution order, from the one run loop; when the
+    run stops part-way (a TosaError), what was computed before it and the error."""
     try:
         return dict(plan.run(inputs, capture=True)), ""
-    except UnpredictableError as e:
-        err = f"{type(e).__name__}: {e}"
-    values = plan._inputs(inputs)
-    env = dict(zip(plan.main.inputs, values))
-    env.update(plan.main.consts)
-    cap = dict(env)
-    plan.sink, plan.sink_mode = [], "reference"
-    for s in plan.main.steps:
-        try:
-            res = s.fn(*[env[n] for n in s.ins])
-        except TosaError:
-            break
-        res = res if isinstance(res, tuple) else (res,)
-        for n, a in zip(s.outs, res):
-            env[n] = cap[n] = a
-    return cap, err
+    except InputError:
+        raise
+    except TosaError as e:
+        return dict(getattr(e, "captured", None) or {}), f"{type(e).__name__}: {e}"
+
+
+def _producers(graph):
+    """{tensor name: (operator, index in its block, block name)}: main block first."""
+    out = {}
+    for block in [graph.main] + [b for b in graph.blocks() if b is not graph.main]:
+        for i, o in enumerate(block.operators):
+            for n in o.outputs:
+                out.setdefault(n, (o, i, block.name))
+    return out
 
 
 def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle=None,
-         include_consts=False) -> DiffReport:
+         include_consts=False, max_memory=None, max_while_iterations=None) -> DiffReport:
     """Compare every tensor tosaint computes for ``inputs`` with a reference.
 
     ``model``: path, bytes or Graph.  ``inputs``: {name: array or .npy path}.  ``against``: a
     directory of .npy files, a .npz, a reference model ``--dump_intermediates`` log or a dict;
     or ``oracle=True`` to run the reference model CLI (``save_oracle=DIR`` keeps its tensors).
+    ``max_memory``/``max_while_iterations``: as for ``prepare``.
     """
-    from .golden import coerce_inputs, model_bytes
+    from .conformance import limit_options
+    from .golden import coerce_inputs
+    from .inputs import model_bytes
     from .interpreter import prepare
     _, graph = model_bytes(model)
     inputs = coerce_inputs(graph, dict(inputs or {}))
     if against is None and not oracle:
         raise InputError("give a reference (against=DIR/file) or oracle=True")
+    plan = prepare(graph, impl=impl, **limit_options(max_memory, max_while_iterations))
     if oracle:
         ref = MapSource(oracle_tensors(graph, inputs, save_dir=save_oracle))
         source = "the reference model (tosa_reference_model CLI)"
     else:
-        ref = open_reference(against)
+        names = [n for b in graph.blocks() for n in b.tensors]
+        ref = open_reference(against, names)
         source = str(against) if not isinstance(against, dict) else "given tensors"
-    plan = prepare(graph, impl=impl)
     got, err = _capture(plan, inputs)
     label = str(model) if isinstance(model, (str, os.PathLike)) else "graph"
-    report = DiffReport(label, n_ops=len(plan.main.steps), source=source, tosaint_error=err)
+    report = DiffReport(label, n_ops=len(graph.main.operators), source=source,
+                        tosaint_error=err)
+    producers = _producers(graph)
 
     def add(name, op, idx, location=None, const=False, op_inputs=()):
         t = graph.main.tensors.get(name)
@@ -449,15 +493,24 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
         status, fields = compare_tensor(a, want)
         report.entries.append(TensorDiff(name, op, idx, status, **base, **fields))
 
-    for n in graph.main.inputs:
-        add(n, "input", -1, const=True)
-    for i, s in enumerate(plan.main.steps):
-        op = Op(s.node.operator.op)
-        const = op in (Op.CONST, Op.CONST_SHAPE)
-        if const and not include_consts and all(ref.get(n) is None for n in s.outs):
+    graph_inputs = set(graph.main.inputs)
+    order = list(got) + [n for n, (o, i, b) in producers.items()
+                         if n not in got and b == graph.main.name]
+    for n in order:
+        if n in graph_inputs:
+            add(n, "input", -1, const=True)
             continue
-        for n in s.outs:
-            add(n, s.node.name, i, s.node.operator.location, const=const, op_inputs=s.ins)
+        if n not in producers:      # a constant tensor, not produced by an operator
+            if include_consts or ref.get(n) is not None:
+                add(n, "constant", -1, const=True)
+            continue
+        o, i, block = producers[n]
+        const = Op(o.op) in (Op.CONST, Op.CONST_SHAPE)
+        if const and not include_consts and ref.get(n) is None:
+            continue
+        where = o.location if block == graph.main.name else \
+            f"block {block}" + (f", {o.location}" if o.location else "")
+        add(n, o.name, i, where, const=const, op_inputs=o.inputs)
     report.extras = [n for n in ref.extras() if n not in got]
     return report
 
