@@ -22,6 +22,7 @@ import numpy as np
 
 from tosaint import DType
 from tosaint.builder import GraphBuilder
+from tosaint.quant import multiplier, multipliers
 
 I8, I16, I32, I48 = DType.INT8, DType.INT16, DType.INT32, DType.INT48
 
@@ -40,42 +41,16 @@ class Case:
     largest_intermediate: int = 0
 
 
-# ---- quantisation helpers ---------------------------------------------------------------------
-def scale32(scale):
-    """(multiplier, shift) of a RESCALE with scale32: multiplier in [2^30, 2^31)."""
-    e = math.floor(math.log2(scale))
-    shift = 30 - e
-    m = int(round(scale * 2.0 ** shift))
-    if m >= 1 << 31:
-        m //= 2
-        shift -= 1
-    assert 2 <= shift <= 62, scale
-    return m, shift
-
-
-def scale16(scale):
-    """(multiplier, shift) of a RESCALE with scale16 (int48 inputs): multiplier < 2^15."""
-    e = math.floor(math.log2(scale))
-    shift = 14 - e
-    m = int(round(scale * 2.0 ** shift))
-    if m >= 1 << 15:
-        m //= 2
-        shift -= 1
-    assert 2 <= shift <= 62, scale
-    return m, shift
-
-
+# ---- quantisation helpers (multiplier/shift from tosaint.quant, exact rational rounding) ------
 def rescale(b, x, scale, out=I16):
-    if b.dtype(x) == I48:
-        m, s = scale16(scale)
-    else:
-        m, s = scale32(scale)
+    """RESCALE by ``scale``: scale16 for int48 input (the only form TOSA allows), else scale32."""
+    m, s = multiplier(scale, scale32=b.dtype(x) != I48)
     return b.rescale(x, m, s, out)
 
 
 def rescale_per_channel(b, x, scales, out=I16):
-    ms = [scale16(s) if b.dtype(x) == I48 else scale32(s) for s in scales]
-    return b.rescale(x, [m for m, _ in ms], [s for _, s in ms], out)
+    ms, ss = multipliers(list(scales), scale32=b.dtype(x) != I48)
+    return b.rescale(x, ms, ss, out)
 
 
 def table16(f):
@@ -130,8 +105,8 @@ def make_conv2d_a8w8():
     w = b.const(rng.integers(-127, 128, (64, 3, 3, 64)), I8)
     bias = b.const(rng.integers(-5000, 5000, 64), I32)
     y = b.conv2d(x, w, bias, pad=1, input_zp=-7, acc_type=I32)
-    ms = [scale32(s) for s in rng.uniform(0.5, 1.0, 64) / (24 * 73 * 2)]
-    y = b.rescale(y, [m for m, _ in ms], [s for _, s in ms], I8, output_zp=3)
+    ms, ss = multipliers(list(rng.uniform(0.5, 1.0, 64) / (24 * 73 * 2)))
+    y = b.rescale(y, ms, ss, I8, output_zp=3)
     b.output(y)
     xv = rng.integers(-128, 128, (1, 56, 56, 64)).astype(np.int8)
     return _finish("conv2d_a8w8", b, [xv], 56 * 56 * 64 * 9 * 64,

@@ -36,35 +36,13 @@ import time
 
 import numpy as np
 
+from .common import compare, quiet_stderr, reference_module
+from .oneshot import (ONESHOT_CASES, cold_section, export_cases, load_section, oneshot_section,
+                      suite_section)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMORY_CASES = ("conv2d_a16w8", "conv2d_a8w8", "depthwise_a16w8")
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silence the reference model's per-call version warnings (its C++ code writes them to
-    file descriptors 1 and 2)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
-def reference_module():
-    try:
-        import tosa_reference_model
-        return tosa_reference_model
-    except ImportError:
-        return None
+DEFAULT_SUITE = os.path.join(ROOT, ".cts", "seed42", "conformance")
 
 
 def missing_ops(graph):
@@ -78,20 +56,6 @@ def missing_ops(graph):
             if Op(o.op) not in REGISTRY:
                 missing.add(Op(o.op).name)
     return sorted(missing)
-
-
-def compare(mine, theirs):
-    """'' when every output is bit-equal, else what differs first."""
-    if len(mine) != len(theirs):
-        return f"{len(mine)} outputs vs {len(theirs)}"
-    for i, (a, b) in enumerate(zip(mine, theirs)):
-        if a.shape != b.shape:
-            return f"output {i}: shape {a.shape} != {b.shape}"
-        if a.dtype != b.dtype:
-            return f"output {i}: dtype {a.dtype} != {b.dtype}"
-        if not np.array_equal(a, b):
-            return f"output {i}: {int(np.sum(a != b))}/{a.size} values differ"
-    return ""
 
 
 def tosaint_outputs(case):
@@ -203,36 +167,6 @@ def _sub(args, env=None, timeout=1800):
     p = subprocess.run([sys.executable] + args, cwd=ROOT, env=e, capture_output=True, text=True,
                        timeout=timeout)
     return p, time.perf_counter() - t0
-
-
-_COLD = """
-import sys
-import time
-t0 = time.perf_counter()
-import tosaint
-from benchmarks.graphs import CASES
-c = CASES[sys.argv[1]]()
-r = tosaint.run_tosa(c.graph, c.inputs)
-print(time.perf_counter() - t0)
-"""
-
-COLD_CASES = ("tiny_linear", "et_conformer")
-
-
-def cold_start(names=COLD_CASES):
-    """Seconds for a fresh process to import tosaint, build a graph and run it once: with an
-    empty Numba cache, then with the cache the first run left."""
-    out = {}
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix="tosaint-numba-cache-") as cache:
-            for label in ("cold_cache", "warm_cache"):
-                p, wall = _sub(["-c", _COLD, name], {"NUMBA_CACHE_DIR": cache})
-                key = f"{name} {label}"
-                if p.returncode:
-                    out[key] = dict(error=p.stderr.strip().splitlines()[-1:])
-                    continue
-                out[key] = dict(in_process_s=float(p.stdout.split()[-1]), process_wall_s=wall)
-    return out
 
 
 def _worker_memory(name):
@@ -347,7 +281,14 @@ def main(argv=None):
     ap.add_argument("--only", metavar="CASE[,CASE]", help="only these cases")
     ap.add_argument("--threads-check", action="store_true",
                     help="also run every case with NUMBA_NUM_THREADS=1 and 2 and compare")
+    ap.add_argument("--no-oneshot", action="store_true", help="skip the one-shot rows")
+    ap.add_argument("--suite", metavar="DIR", default=str(DEFAULT_SUITE),
+                    help="conformance suite of the whole-suite row (default .cts/seed42, "
+                         "built by the tests or `python -m tests.cts .cts/seed42`)")
+    ap.add_argument("--suite-limit", type=int, metavar="N", help="only its first N tests")
+    ap.add_argument("--no-suite", action="store_true", help="skip the whole-suite row")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start measurement")
+    ap.add_argument("--no-load", action="store_true", help="skip the load measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     ap.add_argument("--profile", action="store_true",
                     help="also show where tosaint's time goes, per operator type")
@@ -365,13 +306,19 @@ def main(argv=None):
     if a.list:
         for n, f in CASES.items():
             print(f"{n:18} {f().note}")
+        for n, _, _, note in export_cases():
+            if n not in CASES:
+                print(f"{n:18} {note} (one-shot only)")
         return 0
-    names = list(CASES)
+    names, oneshot_names = list(CASES), ONESHOT_CASES + [n for n, *_ in export_cases()]
     if a.only:
-        names = [n.strip() for n in a.only.split(",")]
-        unknown = [n for n in names if n not in CASES]
+        wanted = [n.strip() for n in a.only.split(",")]
+        unknown = [n for n in wanted if n not in CASES and n not in oneshot_names]
         if unknown:
-            ap.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}")
+            ap.error(f"unknown case(s) {unknown}; cases: {', '.join(CASES)}; one-shot only: "
+                     f"{', '.join(n for n in oneshot_names if n not in CASES)}")
+        names = [n for n in wanted if n in CASES]
+        oneshot_names = [n for n in wanted if n in oneshot_names]
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
     ref = reference_module()
@@ -403,15 +350,14 @@ def main(argv=None):
             top = ", ".join(f"{k} {v:.2f}" for k, v in list(p["op_ms"].items())[:6])
             print(f"  {n:18} {p['run_ms']:8.2f} ms: {top}; interpreter "
                   f"{p['overhead_ms']:.2f}")
-    if not a.no_cold:
-        report["cold_start"] = cs = cold_start()
-        print("\ncold start (fresh process: import tosaint, build the graph, run it once):")
-        for k, v in cs.items():
-            if "error" in v:
-                print(f"  {k:25} error {v['error']}")
-            else:
-                print(f"  {k:25} {v['in_process_s']:6.2f} s in process, "
-                      f"{v['process_wall_s']:6.2f} s process wall time")
+    if not a.no_oneshot and oneshot_names:
+        failed |= oneshot_section(report, oneshot_names, a.repeat, ref)
+    if not a.no_suite and ref is not None:
+        failed |= suite_section(report, a.suite, a.suite_limit, ref)
+    if not a.no_cold and ref is not None:
+        cold_section(report)
+    if not a.no_load:
+        load_section(report)
     mem_names = [n for n in names if n in MEMORY_CASES]
     if mem_names and not a.no_memory:
         report["memory"] = mem = memory(mem_names)
