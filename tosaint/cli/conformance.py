@@ -1,7 +1,10 @@
-"""tosaint conformance DIR [--json FILE]"""
+"""tosaint conformance DIR [--json FILE]: run every test folder below DIR (a malformed folder
+is that test's failure; a DIR with no tests is bad input)."""
 import json
 import sys
 import time
+
+from ._options import add_limits, limits
 
 
 def add_parser(sub):
@@ -14,6 +17,7 @@ def add_parser(sub):
     p.add_argument("--impl", choices=("numba", "spec"), default="numba")
     p.add_argument("--level", choices=("none", "8K"), default="none")
     p.add_argument("-q", "--quiet", action="store_true")
+    add_limits(p)
     p.set_defaults(func=main)
 
 
@@ -29,12 +33,14 @@ def main(args):
             print(f"  {i}/{n}", end="\r", file=sys.stderr, flush=True)
 
     results = run_suite(args.dir, impl=args.impl, level=args.level, progress=progress,
-                        filter=args.filter)
+                        filter=args.filter, **limits(args))
     passed = sum(r.passed for r in results)
     elapsed = time.perf_counter() - t0
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"passed": passed, "total": len(results), "seconds": elapsed,
                        "tests": [r.__dict__ for r in results]}, f, indent=1)
-    print(f"pass {passed}/{len(results)} ({elapsed:.1f} s)")
-    return 0 if results and passed == len(results) else 1
+    bad = sum(r.error_type == "bad-test" for r in results)
+    print(f"pass {passed}/{len(results)} ({elapsed:.1f} s)"
+          + (f"; {bad} malformed test folder(s)" if bad else ""))
+    return 0 if passed == len(results) else 1

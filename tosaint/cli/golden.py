@@ -3,6 +3,8 @@ tosaint golden --batch SPEC -o DIR [--jobs N | --scheduler ADDRESS] [--json]"""
 import json
 import sys
 
+from ._options import add_inputs, add_limits
+
 EPILOG = """\
 output: one folder per input set in the TOSA conformance layout (desc.json, model.tosa, input
 .npy files, Conformance-<output>.npy expected outputs; int48 as int64), runnable with
@@ -28,8 +30,7 @@ def add_parser(sub):
                                    "expected outputs) from tosaint's results.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="a .tosa model (not with --batch)")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
-                   help="a graph input (repeat); NAME may be omitted for a one-input graph")
+    add_inputs(p)
     p.add_argument("--random", action="store_true",
                    help="draw the inputs not given from --seed over each dtype's full range")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -42,19 +43,28 @@ def add_parser(sub):
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run --batch on a Dask distributed scheduler (tcp://host:port)")
     p.add_argument("--verify", action="store_true",
-                   help="re-run every new case on the reference model CLI (needs tosa-tools) "
-                        "and fail it unless bit-identical")
+                   help="run every case (finished ones too) on the reference model "
+                        "(tosa-tools) and fail it unless bit-identical")
     p.add_argument("--impl", choices=("numba", "spec"), default="numba")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_limits(p)
     p.set_defaults(func=main)
 
 
-def _parse_inputs(specs, model):
-    """{input name: .npy path} (golden() loads them itself), or None without --input."""
-    from ..schema.loader import load
-    from .run import input_paths
-    return input_paths(specs, load(model)) if specs else None
+def _input_paths(args):
+    """{input name: .npy path} (golden() loads them itself), or None without --input; the
+    graph inputs neither given nor drawn (--random) are bad input, said in CLI words."""
+    from ..errors import InputError
+    from ..inputs import model_bytes
+    from ._options import input_paths
+    _, graph = model_bytes(args.model)
+    paths = input_paths(args.input, graph)
+    missing = [n for n in graph.inputs if n not in paths]
+    if missing and not args.random:
+        raise InputError(f"graph input(s) {missing} not given: pass --input NAME=FILE.npy "
+                         "for each, or --random to draw them")
+    return paths or None
 
 
 def _print(report, as_json, batch):
@@ -67,6 +77,13 @@ def _print(report, as_json, batch):
             print(f"{r.status.upper()} {r.name}: {r.message}")
         elif not batch:
             print(f"{r.status:7s} {r.path}")
+    verified = [r for r in report.results if r.verified is not None]
+    if verified:
+        good = sum(r.verified for r in verified)
+        again = sum(r.status == "skipped" for r in verified)
+        print(f"verified on the reference model: {good} ok"
+              + (f", {len(verified) - good} differ" if good < len(verified) else "")
+              + (f" ({again} finished before, re-verified)" if again else ""))
     c = report.counts
     made = c["ok"]
     rate = f", {made / report.seconds:.1f} cases/s" if report.seconds > 0 and made else ""
@@ -85,7 +102,7 @@ def main(args):
         report = golden_batch(args.batch, output_dir=args.output_dir, jobs=args.jobs,
                               scheduler=args.scheduler, seed=args.seed, count=args.count,
                               impl=args.impl, verify=args.verify,
-                              progress=False if args.no_progress else None)
+                              progress=False if args.no_progress else None, **_kw(args))
     else:
         if not args.model:
             print("tosaint golden: give a MODEL.tosa or --batch SPEC", file=sys.stderr)
@@ -96,8 +113,12 @@ def main(args):
         if args.seed < 0 or args.count < 0:
             print("tosaint golden: --seed and --count must be >= 0", file=sys.stderr)
             return 2
-        report = golden(args.model, _parse_inputs(args.input, args.model), random=args.random,
+        report = golden(args.model, _input_paths(args), random=args.random,
                         seed=args.seed, count=args.count, output_dir=args.output_dir,
-                        impl=args.impl, verify=args.verify)
+                        impl=args.impl, verify=args.verify, **_kw(args))
     _print(report, args.json, bool(args.batch))
     return report.exit_code
+
+
+def _kw(args):
+    return {"max_memory": args.max_memory, "max_while_iterations": args.max_while_iterations}
