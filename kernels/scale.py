@@ -5,6 +5,7 @@ failed REQUIRE through the returned ``ok`` flag instead of raising.
 """
 import numpy as np
 
+from ._int import I32_MAX, I32_MIN
 from ._jit import jit
 
 __all__ = ["apply_scale_32", "apply_scale_16", "reciprocal_scale", "count_leading_zeros"]
@@ -27,7 +28,7 @@ def apply_scale_32(value, multiplier, shift, double_round):
         else:
             rnd -= np.int64(1) << 30
     result = (value * np.int64(multiplier) + rnd) >> shift
-    if result < -2147483648 or result > 2147483647:
+    if result < I32_MIN or result > I32_MAX:
         ok = False
     return result, ok
 
@@ -39,7 +40,7 @@ def apply_scale_16(value, multiplier, shift):
     ok = multiplier >= 0 and 2 <= shift <= 62
     rnd = np.int64(1) << (shift - 1)
     result = (value * np.int64(multiplier) + rnd) >> shift
-    if result < -2147483648 or result > 2147483647:
+    if result < I32_MIN or result > I32_MAX:
         ok = False
     return result, ok
 

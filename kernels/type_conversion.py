@@ -9,16 +9,40 @@ median on the loaded 2-core machine.
 """
 import numpy as np
 
+from ._int import I32_MAX, I32_MIN, INEXACT32, SCALE16, DOUBLE32
 from ._jit import jit
 
 __all__ = ["rescale", "rescale_exact"]
 
-#: mode codes shared with the spec twin and the op layer
-SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
+#: tensors up to this many elements are widened to int64 (and the fast path's output written
+#: through an int64 buffer) before the kernel call: one compiled specialisation serves every
+#: small RESCALE whatever its types (each costs ~1 s to compile on a fresh machine), for a
+#: copy of a few microseconds; larger tensors run on their own types
+SMALL = 1 << 14
+
+
+def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out):
+    """See _rescale (small inputs are widened first: see SMALL)."""
+    if x.size <= SMALL:
+        x = x.astype(np.int64)
+    return _rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out)
+
+
+def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, qmin, qmax,
+                  out):
+    """See _rescale_exact (small tensors go through int64 buffers: see SMALL)."""
+    if x.size > SMALL:
+        return _rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half,
+                              qmin, qmax, out)
+    res = np.empty(x.shape, np.int64)
+    bad = _rescale_exact(x.astype(np.int64), in_zp, out_zp, multiplier, rnd_pos, rnd_neg,
+                         shift, half, qmin, qmax, res)
+    out[...] = res                           # exact: clipped to the output type's range
+    return bad
 
 
 @jit
-def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out):
+def _rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax, out):
     """out[r, c] = clip(scale(x[r, c] - in_zp) + out_zp); returns (n_scale_fail, n_zp_fail).
 
     ``in_mask``: 0 to sign-extend the input, else 0xFF/0xFFFF to zero-extend it (unsigned).
@@ -48,7 +72,7 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                 d = np.rint(np.float64(f))
                 # float -> int32 conversion as x86 does it (out of range gives INT32_MIN)
                 if d >= 2147483648.0 or d < -2147483648.0 or d != d:
-                    scaled = np.int64(-2147483648)
+                    scaled = np.int64(I32_MIN)
                 else:
                     scaled = np.int64(d)
                 if ok and mode == INEXACT32:
@@ -70,7 +94,7 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                         else:
                             rnd -= np.int64(1) << 30
                 scaled = (v * m + rnd) >> s
-                if scaled < -2147483648 or scaled > 2147483647:
+                if scaled < I32_MIN or scaled > I32_MAX:
                     ok = False
             if not ok:
                 bad_s += 1
@@ -78,7 +102,7 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                     out[r, c] = 0
                     continue
             res = scaled + out_zp
-            if res < -2147483648 or res > 2147483647:
+            if res < I32_MIN or res > I32_MAX:
                 bad_z += 1
                 res = 0
             if res < qmin:
@@ -90,7 +114,7 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
 
 
 @jit
-def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, qmin, qmax,
+def _rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, qmin, qmax,
                   out):
     """The common RESCALE (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
     shift valid) without branches, so that it vectorises; returns how many elements fail a
@@ -99,9 +123,11 @@ def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, q
 
     ``rnd_pos``/``rnd_neg``: the rounding constant for values >= 0 / < 0 (they differ only for
     DOUBLE_ROUND with shift > 31); ``half``: 2**(shift-1) for scale32 (value range REQUIRE),
-    2**62 for scale16 (no value REQUIRE).  Headroom: |v| < 2**48 and |m| < 2**31 for valid
-    inputs, so v*m + rnd fits int64 whenever no REQUIRE fails; when one fails the result is
-    discarded.
+    2**62 for scale16 (no value REQUIRE).  Headroom: v*m + rnd fits int64 for every input
+    the ERROR_IFs allow, not because of the element bounds alone (|v| < 2**48 and
+    |m| < 2**31 would allow 2**79): scale32 takes at most int32 inputs (ERROR_IF on int48
+    with scale32), so |v| <= 2**31 + 2**15 and |m| < 2**31; scale16 takes int48 inputs with
+    int16 multipliers, |v| <= 2**47 and |m| < 2**15; in both |v*m| + rnd < 2**63.
     """
     rows, cols = x.shape
     bad = 0
@@ -113,8 +139,8 @@ def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, q
             rnd = rnd_neg[c] + ((rnd_pos[c] - rnd_neg[c]) & ~(v >> 63))
             scaled = (v * multiplier[c] + rnd) >> shift[c]
             res = scaled + out_zp
-            fail = (v < -half[c]) | (v >= half[c]) | (scaled < -2147483648) | \
-                (scaled > 2147483647) | (res < -2147483648) | (res > 2147483647)
+            fail = (v < -half[c]) | (v >= half[c]) | (scaled < I32_MIN) | \
+                (scaled > I32_MAX) | (res < I32_MIN) | (res > I32_MAX)
             bad += fail
             res = min(max(res, qmin), qmax)
             out[r, c] = res

@@ -263,12 +263,13 @@ def test_weights_as_graph_input_and_int4(impl):
 
 def test_blocked_im2col_matches_twin(monkeypatch):
     """Many small im2col blocks (block edges inside rows and batches) give the same result."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     from tosaint.kernels.spec import tensor_ops as S
     rng = np.random.default_rng(9)
     x = rand((2, 5, 7, 3), T.INT16, rng)
     w = rand((4, 2, 3, 3), T.INT8, rng)
-    monkeypatch.setattr(K, "_BLOCK_ELEMS", 18 * 3)       # 3 output rows per block
+    from tosaint.kernels import _threads
+    monkeypatch.setattr(_threads, "BLOCK_ELEMS", 18 * 3)  # 3 output rows per block
     args = (np.array([7]), 0, (1, 0, 1, 1), (1, 2), (2, 1), (2, 4, 4, 4), True)
     got = K.conv2d(x, K.conv_weights(w, 0, "conv2d", 32768), *args)
     want = S.conv2d(x, S.conv_weights(w, 0, "conv2d", 32768), *args)
@@ -278,7 +279,7 @@ def test_blocked_im2col_matches_twin(monkeypatch):
 
 def test_float_type_choice_is_exact():
     """The float32 path (int8) and the float64 path (large zero points) are both exact."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     from tosaint.kernels.spec import tensor_ops as S
     rng = np.random.default_rng(4)
     x = np.full((1, 4, 4, 64), 127, np.int8)
@@ -297,7 +298,7 @@ def test_float_type_choice_is_exact():
 
 def test_depthwise_chunked_int32_partial_sums():
     """More taps than an int32 partial sum can hold: the kernel flushes into int64."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     from tosaint.kernels.spec import tensor_ops as S
     x = np.full((1, 25, 25, 2), -32768, np.int16)
     w = np.full((25, 25, 2, 1), -128, np.int8)           # 625 taps of 2**22 > 2**31
@@ -479,18 +480,19 @@ def test_level_checks():
 
 def test_thread_count_does_not_change_results(monkeypatch):
     """1 or 2 worker threads (NUMBA_NUM_THREADS=1 vs 2) give identical outputs."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     rng = np.random.default_rng(12)
     x = rand((2, 9, 8, 5), T.INT16, rng)
     w = rand((6, 3, 3, 5), T.INT8, rng)
-    monkeypatch.setattr(K, "_BLOCK_ELEMS", 45 * 4)       # several blocks per worker
+    from tosaint.kernels import _threads
+    monkeypatch.setattr(_threads, "BLOCK_ELEMS", 45 * 4)  # several blocks per worker
     prep = K.conv_weights(w, 3, "conv2d", 32768)
     args = (rand((6,), T.INT48, rng), 0, (1, 1, 0, 2), (1, 1), (1, 2), (2, 9, 6, 6), True)
     A = rand((3, 17, 9), T.INT16, rng)
     B = rand((3, 9, 4), T.INT16, rng)
     res = []
     for n in (1, 2):
-        monkeypatch.setattr(K, "_threads", lambda n=n: n)
+        monkeypatch.setattr(_threads, "threads", lambda n=n: n)
         res.append((K.conv2d(x, prep, *args), K.matmul(A, B, 0, 0, True)))
     (c1, m1), (c2, m2) = res
     check(c1[0], c2[0])
@@ -522,7 +524,7 @@ def test_int32_accumulator_wrap_in_conv_matches_reference_model(impl):
        st.integers(0, 2**32 - 1))
 def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
     """3x3 stride-1 CONV2D on the float64 path uses exact integer-scaled Winograd F(2x2,3x3)."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     from tosaint.kernels.spec import tensor_ops as S
     oh, ow = ih + pads[0] + pads[1] - 2, iw + pads[2] + pads[3] - 2
     if oh < 1 or ow < 1 or oh * ow < 16:
@@ -547,7 +549,7 @@ def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_winograd_int8_large_zero_points(impl):
     """int8 with zero points -128/127 and 40 channels needs float64, so Winograd runs."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     rng = np.random.default_rng(21)
     x = rand((1, 6, 7, 40), T.INT8, rng)
     w = rand((3, 3, 3, 40), T.INT8, rng)
@@ -594,7 +596,7 @@ def test_winograd_saturates_both_sides(impl):
 def test_depthwise_chunked_saturation_counted_once():
     """Flushed int64 sums beyond int48 saturate, and each saturated value is counted once,
     as in the spec twin."""
-    from tosaint.kernels import tensor_ops as K
+    from tosaint.kernels import fast as K
     from tosaint.kernels.spec import tensor_ops as S
     x = np.full((1, 25, 25, 2), -32768, np.int16)
     w = np.full((25, 25, 2, 1), -128, np.int8)

@@ -9,11 +9,10 @@ spec helpers, called once per distinct (accumulator, count) pair.
 """
 import numpy as np
 
+from .._int import I32_MAX, I32_MIN, wrap32
 from .scale import apply_scale_32, reciprocal_scale
 
 __all__ = ["avg_pool2d", "max_pool2d", "argmax"]
-
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def _taps(ih, iw, oh, ow, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left):
@@ -48,10 +47,10 @@ def avg_pool2d(x, out, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left
         value = x[:, y][:, :, xx].astype(np.int64) - input_zp            # apply_sub_s
         v = valid[None, :, :, None]
         acc = np.where(v, acc + value, acc)                              # apply_add_s
-        wrong = v & ((acc < _I32_MIN) | (acc > _I32_MAX))
+        wrong = v & ((acc < I32_MIN) | (acc > I32_MAX))
         if wrong.any():
             bad_acc += int(wrong.sum())
-            acc = np.where(wrong, ((acc - _I32_MIN) & 0xFFFFFFFF) + _I32_MIN, acc)
+            acc = np.where(wrong, wrap32(acc), acc)
     # scale_t scale = reciprocal_scale(count); acc = apply_scale_32(acc, ..., false)
     counts = np.broadcast_to(count[None, :, :, None], acc.shape)
     pairs, inverse = np.unique(np.stack([acc.ravel(), counts.ravel()], 1), axis=0,

@@ -6,9 +6,9 @@ and right positions are NumPy vectors, which does not change any value.
 """
 import numpy as np
 
-__all__ = ["reduce_sum", "reduce_minmax", "reduce_bool"]
+from .._int import I32_MAX, I32_MIN, wrap32
 
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+__all__ = ["reduce_sum", "reduce_minmax", "reduce_bool"]
 
 
 def reduce_sum(x3, out2):
@@ -17,10 +17,10 @@ def reduce_sum(x3, out2):
     bad = 0
     for i in range(a):
         acc = acc + x3[:, i, :].astype(np.int64)                    # apply_add_s<acc_t>
-        wrong = (acc < _I32_MIN) | (acc > _I32_MAX)
+        wrong = (acc < I32_MIN) | (acc > I32_MAX)
         if wrong.any():
             bad += int(wrong.sum())
-            acc = ((acc - _I32_MIN) & 0xFFFFFFFF) + _I32_MIN
+            acc = wrap32(acc)
     out2[...] = acc
     return bad
 

@@ -1,4 +1,5 @@
 """NumPy/Python twins of ``tosaint.kernels.scale``, transcribed from scale_helpers.tosac."""
+from .._int import I32_MAX, I32_MIN
 
 __all__ = ["apply_scale_32", "apply_scale_16", "reciprocal_scale", "count_leading_zeros"]
 
@@ -12,7 +13,7 @@ def apply_scale_32(value, multiplier, shift, double_round):
     if double_round and shift > 31:
         round_ += (1 << 30) if value >= 0 else -(1 << 30)
     result = (value * int(multiplier) + round_) >> shift
-    if not (-(1 << 31) <= result < (1 << 31)):
+    if not (I32_MIN <= result <= I32_MAX):
         ok = False
     return result, ok
 
@@ -21,7 +22,7 @@ def apply_scale_16(value, multiplier, shift):
     value = int(value)
     ok = multiplier >= 0 and 2 <= shift <= 62
     result = (value * int(multiplier) + (1 << (shift - 1))) >> shift
-    if not (-(1 << 31) <= result < (1 << 31)):
+    if not (I32_MIN <= result <= I32_MAX):
         ok = False
     return result, ok
 

@@ -14,17 +14,11 @@ values for which a spec REQUIRE failed (accumulator or bias add out of range).
 """
 import numpy as np
 
+from .._int import I32_MAX, I32_MIN, I48_MAX, I48_MIN, wrap32
+
 __all__ = ["conv_weights", "conv2d", "conv2d_rescale", "conv3d", "transpose_conv2d",
            "depthwise_weights",
            "depthwise_conv2d", "depthwise_conv2d_rescale", "matmul", "finalize"]
-
-I48_MIN, I48_MAX = -(1 << 47), (1 << 47) - 1
-I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def _wrap32(v):
-    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
 
 def finalize(acc, bias, out48):
     """``out = acc + bias[oc]`` with the reference model's int48 saturation or int32 wrap.
@@ -39,10 +33,10 @@ def finalize(acc, bias, out48):
         total = acc + bias
         bad = (acc < I48_MIN) | (acc > I48_MAX) | (total < I48_MIN) | (total > I48_MAX)
         return np.clip(total, I48_MIN, I48_MAX).astype(np.int64), int(bad.sum())
-    acc32 = _wrap32(acc)
+    acc32 = wrap32(acc)
     total = acc32 + bias
     bad = (acc < I32_MIN) | (acc > I32_MAX) | (total < I32_MIN) | (total > I32_MAX)
-    return _wrap32(total).astype(np.int32), int(bad.sum())
+    return wrap32(total).astype(np.int32), int(bad.sum())
 
 
 def conv_weights(weight, weight_zp, op, x_absmax):

@@ -6,12 +6,10 @@ computation, float(v) * float(m) * exp2f(-shift) rounded with rint (ties to even
 """
 import numpy as np
 
+from .._int import DOUBLE32, I32_MAX, I32_MIN, INEXACT32, SCALE16, SINGLE32
 from .scale import apply_scale_16, apply_scale_32
 
 __all__ = ["rescale", "rescale_exact"]
-
-SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def _inexact(value, multiplier, pow2):
@@ -19,7 +17,7 @@ def _inexact(value, multiplier, pow2):
     f = np.float32(f * np.float32(pow2))
     d = float(np.rint(np.float64(f)))
     if not (-2.0 ** 31 <= d < 2.0 ** 31):
-        return _I32_MIN   # what the reference model's float -> int32 cast gives on x86
+        return I32_MIN   # what the reference model's float -> int32 cast gives on x86
     return int(d)
 
 
@@ -48,7 +46,7 @@ def rescale(x, in_mask, in_zp, out_zp, multiplier, shift, pow2, mode, qmin, qmax
                     out[r, c] = 0
                     continue
             result = result + out_zp                     # apply_add_s<int32_t>
-            if not (_I32_MIN <= result <= _I32_MAX):
+            if not (I32_MIN <= result <= I32_MAX):
                 n_zp += 1
                 result = 0
             out[r, c] = min(max(result, qmin), qmax)     # apply_clip_s / apply_clip_u
@@ -63,7 +61,7 @@ def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, q
     with np.errstate(over="ignore"):
         scaled = (v * multiplier + rnd) >> shift
     res = scaled + out_zp
-    fail = (v < -half) | (v >= half) | (scaled < _I32_MIN) | (scaled > _I32_MAX) | \
-        (res < _I32_MIN) | (res > _I32_MAX)
+    fail = (v < -half) | (v >= half) | (scaled < I32_MIN) | (scaled > I32_MAX) | \
+        (res < I32_MIN) | (res > I32_MAX)
     out[...] = np.clip(res, qmin, qmax)
     return int(fail.sum())

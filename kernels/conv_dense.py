@@ -1,0 +1,417 @@
+"""Dense convolutions: CONV2D (blocked im2col GEMM, or Winograd F(2x2,3x3)), CONV3D and
+TRANSPOSE_CONV2D, bit-exact through floating-point BLAS.
+
+Same names and arguments as the spec twins in ``tosaint.kernels.spec.tensor_ops``; every
+function returns ``(output, count)`` where ``count`` is the number of output values for which a
+spec REQUIRE failed (the output then holds what the reference model returns: int48 saturated,
+int32 wrapped).
+
+How the dense operators stay exact while using floating-point BLAS
+-------------------------------------------------------------------
+A dense convolution is a matrix product ``col[M, K] @ Wt[K, OC]`` where ``col`` holds the
+(zero-point corrected) input values of every tap (im2col) and ``Wt`` the corrected weights.
+Every product ``p = (x - izp) * (w - wzp)`` is an integer, and if
+``bound = K * max|x - izp| * max|w - wzp| < 2**mantissa`` (2**24 for float32, 2**53 for
+float64) then *every* partial sum a BLAS forms, in any order, with or without FMA, is an integer
+of magnitude <= bound and therefore exactly representable: no rounding ever happens and the
+float result equals the exact integer sum.  ``exact_float_type`` picks float32 when the bound
+is below 2**24 (int8 x int8 with zero points 0: K * 128 * 128 < 2**24, i.e. K < 1024; fewer taps
+with larger zero points) and float64 otherwise (int16 x int8: products < 2**23, exact for
+K < 2**30).  Beyond float64's bound the op falls back to the exact int64 spec twin.
+
+The exact float sums go through ``_epilogue.finalize_rows`` (bias, the reference model's int48
+saturation or int32 wrap) or, fused with the RESCALE that consumes the sum,
+``_epilogue.rescale_rows``.  The im2col matrix is built in row blocks (at most
+``_threads.BLOCK_ELEMS`` elements per worker thread) so that peak memory stays near twice the
+operands.  A 3x3 stride-1 CONV2D that needs float64 (int16 input) uses Winograd F(2x2,3x3)
+with integer-scaled transforms instead (2.25x fewer multiplies, still exact: see
+``_Dense.winograd``).  TRANSPOSE_CONV2D multiplies every input pixel by all its taps at once
+(sums over IC only) and scatter-adds the products into an int64 accumulator.  Results do not
+depend on the thread count: every value is exact.
+"""
+import numpy as np
+
+from . import _threads
+from ._epilogue import NO_RESCALE, bias64, epilogue_args, finalize_rows, rescale_rows, rescaled
+from ._int import I32_MAX, I32_MIN, I48_MAX, I48_MIN
+from ._jit import jit, sat48, wrap32
+from ._threads import run_parallel, single_threaded_blas
+from .spec import tensor_ops as _spec
+
+__all__ = ["conv_weights", "conv2d", "conv2d_rescale", "conv3d", "transpose_conv2d"]
+
+
+def exact_float_type(bound):
+    """The narrowest float type in which sums of magnitude <= bound are exact (None: none)."""
+    if bound < (1 << 24):
+        return np.float32
+    if bound < (1 << 53):
+        return np.float64
+    return None
+
+
+@jit
+def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd, pt, pl):
+    """Rows r0 .. r0+len(col) of the im2col matrix of a 3-D convolution (CONV3D.tosac loops).
+
+    x: [N, ID, IH, IW, C].  Output position (n, od, oy, ox) = row r (row-major); column
+    ((kd*KH + ky)*KW + kx)*C + c holds x[n, d, y, x, c] - izp with d = od*sd - pd + kd*dd
+    (likewise y, x), or 0 where (d, y, x) is outside the input (padding contributes 0).
+    """
+    N, ID, IH, IW, C = x.shape
+    R = col.shape[0]
+    for i in range(R):
+        r = r0 + i
+        ox = r % OW
+        t = r // OW
+        oy = t % OH
+        t = t // OH
+        od = t % OD
+        n = t // OD
+        k = 0
+        for kd in range(KD):
+            d = od * sd - pd + kd * dd
+            okd = d >= 0 and d < ID
+            for ky in range(KH):
+                y = oy * sy - pt + ky * dy
+                oky = okd and y >= 0 and y < IH
+                for kx in range(KW):
+                    xx = ox * sx - pl + kx * dx
+                    if oky and xx >= 0 and xx < IW:
+                        src = x[n, d, y, xx]
+                        for c in range(C):
+                            col[i, k + c] = np.int32(src[c]) - izp
+                    else:
+                        for c in range(C):
+                            col[i, k + c] = 0
+                    k += C
+
+
+class _Dense:
+    """Weights of a dense convolution prepared once, in the exact float type.
+
+    CONV2D / CONV3D: ``wt`` [K, OC] with K = KD*KH*KW*IC (the im2col column order).
+    TRANSPOSE_CONV2D: ``wt`` [IC, KH*KW*OC]: every input pixel times the weights gives its
+    contribution to all KH*KW output positions it reaches (scattered by ``_scatter_add``).
+    """
+
+    def __init__(self, weight, weight_zp, op, x_absmax):
+        w = np.asarray(weight, np.int64) - int(weight_zp)
+        self.transpose = op == "transpose_conv2d"
+        if w.ndim == 4:
+            w = w[:, None]                                   # [OC, KD=1, KH, KW, IC]
+        self.oc, self.kd, self.kh, self.kw, self.ic = w.shape
+        w_absmax = int(np.abs(w).max()) if w.size else 0
+        if self.transpose:
+            # each GEMM sum runs over IC only: bound = IC * max|x-izp| * max|w-wzp|
+            self.k = self.ic
+            wq = w[:, 0].transpose(3, 1, 2, 0).reshape(self.ic, self.kh * self.kw * self.oc)
+        else:
+            # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|
+            self.k = self.kd * self.kh * self.kw * self.ic
+            wq = w.reshape(self.oc, self.k).T
+        self.ftype = exact_float_type(self.k * int(x_absmax) * w_absmax)
+        self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
+        if self.ftype is not None:
+            self.wt = np.ascontiguousarray(wq.astype(self.ftype))
+        self.x_absmax, self.w_absmax = int(x_absmax), w_absmax
+        self._w = w if (op == "conv2d" and self.kh == 3 and self.kw == 3) else None
+        self._wino = None
+
+    def winograd(self):
+        """U [16, IC, OC] float64 = G2 g G2^T per (ic, oc), or None when not applicable.
+
+        F(2x2, 3x3) Winograd with the transform scaled to integers: G2 = 2*G, so
+        4*Y = A^T [(G2 g G2^T) * (B^T d B)] A.  Headroom: |B^T d B| <= 4*max|x-izp|,
+        |G2 g G2^T| <= 9*max|w-wzp|, one GEMM sum <= IC * 36 * max|x| * max|w| and the output
+        transform adds 9 of those, so everything is exact in float64 while
+        324 * IC * max|x-izp| * max|w-wzp| < 2**53."""
+        if self._w is None or 324 * self.ic * self.x_absmax * self.w_absmax >= (1 << 53):
+            return None
+        if self._wino is None:
+            g2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
+            g = self._w[:, 0]                                 # [OC, 3, 3, IC]
+            u = np.einsum("ak,okli,bl->abio", g2, g, g2)
+            self._wino = np.ascontiguousarray(u.reshape(16, self.ic, self.oc).astype(np.float64))
+        return self._wino
+
+
+def conv_weights(weight, weight_zp, op, x_absmax):
+    """Prepare the weights of CONV2D / CONV3D / TRANSPOSE_CONV2D once (at build)."""
+    return _Dense(weight, weight_zp, op, x_absmax)
+
+
+def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, rescale=None,
+           out_dtype=None):
+    N, OD, OH, OW, OC = out5
+    M = N * OD * OH * OW
+    K = prep.k
+    out = np.empty((M, OC), out_dtype if rescale else np.int64 if out48 else np.int32)
+    bias = bias64(bias)
+    rows = max(1, min(M, _threads.BLOCK_ELEMS // max(K, 1)))
+    nblocks = -(-M // rows)
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        col = np.empty((rows, K), prep.ftype)
+        acc = np.empty((rows, OC), prep.ftype)
+        count = 0
+        for blk in blocks:
+            r0 = blk * rows
+            r1 = min(M, r0 + rows)
+            c = col[:r1 - r0]
+            a = acc[:r1 - r0]
+            _im2col(x5, izp, r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
+                    stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
+                    pad_lo[0], pad_lo[1], pad_lo[2])
+            np.matmul(c, prep.wt, out=a)                     # exact: see module docstring
+            if rescale:
+                count += rescale_rows(a, bias, out[r0:r1], out48, *rescale)
+            else:
+                count += finalize_rows(a, bias, out[r0:r1], out48)
+        return count
+
+    count = run_parallel(nblocks, work)
+    return out.reshape(out5), int(count)
+
+
+@jit
+def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
+    """V[4*a+b, t, c] = (B^T d B)[a, b] for tiles t0.. (tile t = (n, ty, tx) covers output
+    rows 2ty..2ty+1, columns 2tx..2tx+1); d = the 4x4 input patch minus izp, 0 outside.
+    Every loop over c is contiguous (vectorised)."""
+    N, IH, IW, C = x.shape
+    D = np.empty((4, 4, C), np.float64)
+    R = np.empty((4, 4, C), np.float64)
+    for i in range(V.shape[1]):
+        t = t0 + i
+        tx = t % TX
+        ty = (t // TX) % TY
+        n = t // (TX * TY)
+        y0 = 2 * ty - pt
+        x0 = 2 * tx - pl
+        for a in range(4):
+            y = y0 + a
+            for b in range(4):
+                xx = x0 + b
+                if y >= 0 and y < IH and xx >= 0 and xx < IW:
+                    src = x[n, y, xx]
+                    for c in range(C):
+                        D[a, b, c] = np.int32(src[c]) - izp
+                else:
+                    for c in range(C):
+                        D[a, b, c] = 0.0
+        for b in range(4):                          # R = B^T D (over rows a)
+            for c in range(C):
+                R[0, b, c] = D[0, b, c] - D[2, b, c]
+                R[1, b, c] = D[1, b, c] + D[2, b, c]
+                R[2, b, c] = D[2, b, c] - D[1, b, c]
+                R[3, b, c] = D[1, b, c] - D[3, b, c]
+        for a in range(4):                          # (B^T D) B (over columns b)
+            for c in range(C):
+                V[4 * a + 0, i, c] = R[a, 0, c] - R[a, 2, c]
+                V[4 * a + 1, i, c] = R[a, 1, c] + R[a, 2, c]
+                V[4 * a + 2, i, c] = R[a, 2, c] - R[a, 1, c]
+                V[4 * a + 3, i, c] = R[a, 1, c] - R[a, 3, c]
+
+
+@jit
+def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+    """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
+    the int48 saturation / int32 wrap; returns the count of out-of-range values.  With ``rs``
+    the consuming RESCALE is applied instead, as in rescale_rows (the other arguments are its
+    parameters) and the count is rescale_rows's."""
+    N, OH, OW, OC = out.shape
+    bc1 = bias.shape[0] == 1
+    amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
+    bad = 0
+    for i in range(Mb.shape[1]):
+        t = t0 + i
+        tx = t % TX
+        ty = (t // TX) % TY
+        n = t // (TX * TY)
+        for oc in range(OC):
+            m = Mb[:, i, oc]
+            # s = A^T m: s[0, b] = m0b + m1b + m2b, s[1, b] = m1b - m2b - m3b
+            s00 = m[0] + m[4] + m[8]
+            s01 = m[1] + m[5] + m[9]
+            s02 = m[2] + m[6] + m[10]
+            s03 = m[3] + m[7] + m[11]
+            s10 = m[4] - m[8] - m[12]
+            s11 = m[5] - m[9] - m[13]
+            s12 = m[6] - m[10] - m[14]
+            s13 = m[7] - m[11] - m[15]
+            y4 = (s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13)
+            b = bias[0] if bc1 else bias[oc]
+            for k in range(4):
+                oy = 2 * ty + k // 2
+                ox = 2 * tx + k % 2
+                if oy >= OH or ox >= OW:
+                    continue
+                a = np.int64(y4[k]) >> 2
+                if rs:
+                    v = a + b
+                    bad += (a < amin) | (a > amax) | (v < lo[oc]) | (v > hi[oc])
+                    out[n, oy, ox, oc] = rescaled(v, m_[oc], rp[oc], rn[oc], sh[oc], ozp,
+                                                   qmin, qmax)
+                elif out48:
+                    v = a + b
+                    if a < I48_MIN or a > I48_MAX or v < I48_MIN or v > I48_MAX:
+                        bad += 1
+                    out[n, oy, ox, oc] = sat48(v)
+                else:
+                    a32 = wrap32(a)
+                    v = a32 + b
+                    if a != a32 or v < I32_MIN or v > I32_MAX:
+                        bad += 1
+                    out[n, oy, ox, oc] = wrap32(v)
+    return bad
+
+
+def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dtype=None):
+    N, OH, OW, OC = out_shape
+    C = x.shape[3]
+    TY, TX = -(-OH // 2), -(-OW // 2)
+    T = N * TY * TX
+    out = np.empty(out_shape, out_dtype if rescale else np.int64 if out48 else np.int32)
+    rs = (True,) + tuple(rescale) if rescale else (False,) + NO_RESCALE
+    bias = bias64(bias)
+    # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: a quarter block
+    # each (256 KiB per worker thread; halving it again made no measurable difference in time)
+    rows = max(1, min(T, _threads.BLOCK_ELEMS // (64 * max(C, OC, 1))))
+    nblocks = -(-T // rows)
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        V = np.empty((16, rows, C), np.float64)
+        Mb = np.empty((16, rows, OC), np.float64)
+        count = 0
+        for blk in blocks:
+            t0 = blk * rows
+            tb = min(T, t0 + rows) - t0
+            _wino_in(x, izp, pad[0], pad[2], TY, TX, t0, V[:, :tb])
+            np.matmul(V[:, :tb], U, out=Mb[:, :tb])          # exact: see _Dense.winograd
+            count += _wino_out(Mb[:, :tb], t0, TY, TX, bias, out, out48, *rs)
+        return count
+
+    count = run_parallel(nblocks, work)
+    return out, int(count)
+
+
+def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+           rescale=None, out_dtype=None):
+    if weights.ftype is None:
+        if rescale:
+            return _spec.conv2d_rescale(input, weights.spec, bias, input_zp, pad, stride,
+                                        dilation, out_shape, out48, rescale, out_dtype)
+        return _spec.conv2d(input, weights.spec, bias, input_zp, pad, stride, dilation,
+                            out_shape, out48)
+    N, OH, OW, OC = out_shape
+    if rescale:       # the epilogue wants one bias per channel and the RESCALE's parameters
+        bias = bias64(bias, OC)
+        rescale = epilogue_args(rescale)
+    if (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and weights.ftype is not np.float32
+            and OH * OW >= 16):
+        U = weights.winograd()
+        if U is not None:
+            return _winograd(input, U, bias, input_zp, pad, out_shape, out48, rescale,
+                             out_dtype)
+    out, n = _dense(input[:, None], weights, bias, input_zp, (N, 1, OH, OW, OC),
+                    (1, stride[0], stride[1]), (1, dilation[0], dilation[1]),
+                    (0, pad[0], pad[2]), out48, rescale, out_dtype)
+    return out.reshape(out_shape), n
+
+
+def conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                   rescale, out_dtype):
+    """A CONV2D and the RESCALE that consumes it (signed input, zero point 0: see
+    type_conversion.rescale_exact), without storing the accumulator tensor.  ``rescale``:
+    (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), [lo, hi] as in
+    type_conversion.no_require_range.  Returns (output, count); the output is only valid when
+    the count (of values where either op flags anything) is 0."""
+    return conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                  rescale, out_dtype)
+
+
+def epilogue_args(rescale):
+    """_rescale_rows's parameters from the RESCALE epilogue tuple (``half`` is not needed:
+    [lo, hi] already holds the value-range REQUIRE)."""
+    m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
+    return m, rp, rn, sh, lo, hi, ozp, qmin, qmax
+
+
+def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    if weights.ftype is None:
+        return _spec.conv3d(input, weights.spec, bias, input_zp, pad, stride, dilation,
+                            out_shape, out48)
+    return _dense(input, weights, bias, input_zp, tuple(out_shape), tuple(stride),
+                  tuple(dilation), (pad[0], pad[2], pad[4]), out48)
+
+
+@jit
+def _scatter_add(g, r0, acc, IH, IW, KH, KW, sy, sx, opt, opl):
+    """acc[n, iy*sy+opt+ky, ix*sx+opl+kx, oc] += g[i, (ky*KW+kx)*OC+oc] for input pixel
+    r0+i = (n, iy, ix), where the output position is in range (TRANSPOSE_CONV2D.tosac read the
+    other way round: output oy takes input y/stride_y where y = oy-out_pad_top-ky divides)."""
+    N, OH, OW, OC = acc.shape
+    for i in range(g.shape[0]):
+        r = r0 + i
+        ix = r % IW
+        iy = (r // IW) % IH
+        n = r // (IW * IH)
+        for ky in range(KH):
+            oy = iy * sy + opt + ky
+            if oy < 0 or oy >= OH:
+                continue
+            for kx in range(KW):
+                ox = ix * sx + opl + kx
+                if ox < 0 or ox >= OW:
+                    continue
+                base = (ky * KW + kx) * OC
+                for oc in range(OC):
+                    acc[n, oy, ox, oc] += np.int64(g[i, base + oc])
+
+
+@jit
+def _to_float(x, izp, r0, dst):
+    """dst[i, c] = x[r0+i, c] - izp (x: [pixels, C])."""
+    for i in range(dst.shape[0]):
+        for c in range(dst.shape[1]):
+            dst[i, c] = np.int32(x[r0 + i, c]) - izp
+
+
+def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape, out48):
+    """Every input pixel (n, iy, ix) contributes x[n,iy,ix,:] @ w[oc,ky,kx,:] to output
+    (iy*stride_y + out_pad_top + ky, ix*stride_x + out_pad_left + kx): exactly the taps of the
+    spec's loop where (oy - out_pad_top - ky) is a multiple of the stride.  The per-pixel GEMM
+    sums run over IC only (exact in the chosen float type), the scatter adds in int64."""
+    if weights.ftype is None:
+        return _spec.transpose_conv2d(input, weights.spec, bias, input_zp, out_pad, stride,
+                                      out_shape, out48)
+    N, IH, IW, IC = input.shape
+    x2 = input.reshape(N * IH * IW, IC)
+    OC = out_shape[3]
+    acc = np.zeros(out_shape, np.int64)
+    cols = weights.wt.shape[1]
+    P = N * IH * IW
+    rows = max(1, min(P, _threads.BLOCK_ELEMS // max(cols, IC, 1)))
+    izp = np.int32(input_zp)
+
+    def work(tid, blocks):
+        # one thread: the scatter-adds of different pixels may hit the same output
+        xb = np.empty((rows, IC), weights.ftype)
+        g = np.empty((rows, cols), weights.ftype)
+        for r0 in range(0, P, rows):
+            r1 = min(P, r0 + rows)
+            _to_float(x2, izp, r0, xb[:r1 - r0])
+            np.matmul(xb[:r1 - r0], weights.wt, out=g[:r1 - r0])   # exact: see docstring
+            _scatter_add(g[:r1 - r0], r0, acc, IH, IW, weights.kh, weights.kw, stride[0],
+                         stride[1], out_pad[0], out_pad[2])
+        out = acc if out48 else np.empty(out_shape, np.int32)
+        n = finalize_rows(acc.reshape(-1, OC), bias64(bias),
+                           out.reshape(-1, OC), out48)
+        return out, n
+
+    with single_threaded_blas():
+        out, n = work(0, None)
+    return out, int(n)

@@ -1,0 +1,194 @@
+"""DEPTHWISE_CONV2D, with or without the RESCALE that consumes it: direct loops vectorised over
+the channels, int32 partial sums where provably safe, blocks of output rows spread over the
+worker threads (``_threads.run_parallel``), each block followed by the shared epilogue
+(``_epilogue``).
+
+Same names and arguments as the spec twins in ``tosaint.kernels.spec.tensor_ops``; every
+function returns ``(output, count)`` where ``count`` is the number of output values for which a
+spec REQUIRE failed.  Every value is exact, so results do not depend on the thread count.
+"""
+import numpy as np
+
+from ._epilogue import bias64, epilogue_args, finalize_rows, rescale_rows
+from ._int import I32_MAX
+from ._jit import jit
+from ._threads import run_parallel
+from .spec import tensor_ops as _spec
+
+__all__ = ["depthwise_weights", "depthwise_conv2d", "depthwise_conv2d_rescale"]
+
+#: multiply-adds per work block: smaller convolutions run in one call, on the calling thread
+_BLOCK_MACS = 1 << 18
+
+
+class _Depthwise:
+    def __init__(self, weight, weight_zp, x_absmax):
+        w = np.asarray(weight, np.int64)
+        KH, KW, C, M = w.shape
+        self.kh, self.kw, self.c, self.m = KH, KW, C, M
+        wq = (w - int(weight_zp)).reshape(KH * KW, C * M)
+        w_absmax = int(np.abs(wq).max()) if wq.size else 0
+        # headroom proof: one tap adds at most p = max|x-izp| * max|w-wzp| to an int32 partial
+        # sum, so `chunk` = I32_MAX // p taps never overflow int32; after every `chunk` taps
+        # the partial sums are flushed into int64.  int16 x int8: p <= 2**15 * 255 < 2**23,
+        # chunk >= 256; int8 x int8: p <= 255*255, chunk >= 33025.
+        p = max(1, int(x_absmax) * w_absmax)
+        self.chunk = max(1, min(KH * KW, I32_MAX // p))
+        self.wq = np.ascontiguousarray(wq.astype(np.int32))
+        self.spec = _spec.depthwise_weights(weight, weight_zp, x_absmax)
+
+
+def depthwise_weights(weight, weight_zp, x_absmax):
+    """Prepare the weights of DEPTHWISE_CONV2D once (at build)."""
+    return _Depthwise(weight, weight_zp, x_absmax)
+
+
+@jit
+def _dw_taps3(acc, r, lo, hi, sx, x0, dx, izp, wa, wb, wc):
+    """acc[ox, c] += three horizontal taps (input x = ox*sx + x0 + {0, dx, 2dx}, all inside
+    the input row ``r``) for ox in [lo, hi), each pixel in one pass over the channels."""
+    for ox in range(lo, hi):
+        a = acc[ox]
+        xx = ox * sx + x0
+        for c in range(a.shape[0]):
+            a[c] += ((np.int32(r[xx, c]) - izp) * wa[c] + (np.int32(r[xx + dx, c]) - izp) * wb[c]
+                     + (np.int32(r[xx + 2 * dx, c]) - izp) * wc[c])
+
+
+@jit
+def _dw_tap(a, src, izp, wr, M, C):
+    """a[c*M+m] += (src[c] - izp) * wr[c*M+m]: one tap of one output pixel."""
+    if M == 1:
+        for c in range(C):
+            a[c] += (np.int32(src[c]) - izp) * wr[c]
+    else:
+        for c in range(C):
+            v = np.int32(src[c]) - izp
+            for m in range(M):
+                a[c * M + m] += v * wr[c * M + m]
+
+
+@jit
+def _depthwise_rows(row0, row1, OH, x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk,
+                    acc32, acc64):
+    """The sums of output rows (n, oy) = row0 .. row1-1 (row = n*OH + oy), written to
+    ``acc32`` [(row1-row0)*OW, C*M] as int32 partial sums, or, when the taps must be flushed
+    (``chunk`` < KH*KW), whole to ``acc64`` (same shape, int64).  The innermost loops run over
+    contiguous channels (vectorised).
+
+    Headroom: partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed
+    to int64.  When every tap fits (chunk >= KH*KW, always for int16 x int8 up to 256 taps)
+    and M == 1, the taps of one kernel row are taken three at a time: for the output pixels
+    whose three input pixels are all inside the input, one pass over the channels adds all
+    three products (a third of the accumulator loads and stores); the pixels near the edges
+    take the taps one by one with bounds checks.  Otherwise taps go one by one, output x in
+    blocks of OXB pixels so that their partial sums stay in L1."""
+    N, IH, IW, C = x.shape
+    CM = acc32.shape[1]
+    OW = acc32.shape[0] // (row1 - row0)
+    flush = chunk < KH * KW
+    grouped = M == 1 and not flush
+    OXB = OW if grouped else max(1, 4096 // max(CM, 1))
+    acc32[:] = 0
+    if flush:
+        acc64[:] = 0
+    for row in range(row0, row1):
+        n = row // OH
+        oy = row % OH
+        base = (row - row0) * OW
+        acc = acc32[base:base + OW]
+        for ox0 in range(0, OW, OXB):
+            ox1 = min(OW, ox0 + OXB)
+            used = 0
+            for ky in range(KH):
+                y = oy * sy - pt + ky * dy
+                if y < 0 or y >= IH:
+                    continue
+                src_row = x[n, y]
+                kx = 0
+                while kx < KW:
+                    if grouped and kx + 3 <= KW:
+                        # ox with all three taps inside: 0 <= ox*sx - pl + kx*dx and
+                        # ox*sx - pl + (kx+2)*dx <= IW-1
+                        lo = max(ox0, -((kx * dx - pl) // sx))
+                        hi = min(ox1, (IW - 1 + pl - (kx + 2) * dx) // sx + 1)
+                        hi = max(hi, lo)
+                        t0 = ky * KW + kx
+                        _dw_taps3(acc, src_row, lo, hi, sx, kx * dx - pl, dx, izp, wq[t0],
+                                  wq[t0 + 1], wq[t0 + 2])
+                        for t in range(3):
+                            wr = wq[ky * KW + kx + t]
+                            for ox in range(ox0, ox1):
+                                if ox >= lo and ox < hi:
+                                    continue
+                                xx = ox * sx - pl + (kx + t) * dx
+                                if xx >= 0 and xx < IW:
+                                    _dw_tap(acc[ox], src_row[xx], izp, wr, M, C)
+                        kx += 3
+                        continue
+                    wr = wq[ky * KW + kx]
+                    for ox in range(ox0, ox1):
+                        xx = ox * sx - pl + kx * dx
+                        if xx >= 0 and xx < IW:
+                            _dw_tap(acc[ox], src_row[xx], izp, wr, M, C)
+                    kx += 1
+                    used += 1
+                    if flush and used == chunk:
+                        for ox in range(ox0, ox1):
+                            for j in range(CM):
+                                acc64[base + ox, j] += acc[ox, j]
+                                acc[ox, j] = 0
+                        used = 0
+    if flush:                   # fold the int32 partial sums into the int64 ones
+        for r in range(acc64.shape[0]):
+            for j in range(CM):
+                acc64[r, j] += acc32[r, j]
+
+
+def _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48, rescale):
+    """Run _depthwise_rows over all output rows in blocks spread over the worker threads, each
+    block followed by its epilogue: finalize_rows, or with ``rescale`` (rescale_rows's
+    parameters) the fused RESCALE.  Returns the epilogues' count."""
+    N, OH, OW, CM = out.shape
+    rows = N * OH
+    step = max(1, min(rows, _BLOCK_MACS // max(1, OW * CM * weights.kh * weights.kw)))
+    flush = weights.chunk < weights.kh * weights.kw
+    out2 = out.reshape(rows * OW, CM)
+    bias = bias64(bias, CM)
+    args = (OH, input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
+            stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2], weights.chunk)
+
+    def work(tid, blocks):
+        acc32 = np.empty((step * OW, CM), np.int32)
+        acc64 = np.empty((step * OW if flush else 1, CM), np.int64)
+        count = 0
+        for b in blocks:
+            r0, r1 = b * step, min(rows, (b + 1) * step)
+            a32, a64 = acc32[:(r1 - r0) * OW], acc64[:(r1 - r0) * OW]
+            _depthwise_rows(r0, r1, *args, a32, a64)
+            acc = a64 if flush else a32
+            o = out2[r0 * OW:r1 * OW]
+            count += (rescale_rows(acc, bias, o, out48, *rescale) if rescale else
+                      finalize_rows(acc, bias, o, out48))
+        return count
+
+    return int(run_parallel(-(-rows // step) if OW * CM else 0, work))
+
+
+def depthwise_conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    out = np.empty(out_shape, np.int64 if out48 else np.int32)
+    n = _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48, None)
+    return out, n
+
+
+def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_shape,
+                             out48, rescale, out_dtype):
+    """A DEPTHWISE_CONV2D and the RESCALE (signed input, zero point 0, every REQUIRE checked:
+    see type_conversion.rescale_exact) that consumes it, without storing the accumulator
+    tensor.  ``rescale``: (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin,
+    qmax); [lo, hi] as in the op layer's no_require_range.
+    Returns (output, count of elements where either op flags anything)."""
+    out = np.empty(out_shape, out_dtype)
+    n = _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48,
+                   epilogue_args(rescale))
+    return out, n
