@@ -6,15 +6,18 @@ seed: positive and ERROR_IF tests) built into ``<TOSAINT_CTS_ROOT or .cts>/seed<
 ``extension_suite``: the EXT-INT4, EXT-INEXACTROUND and EXT-CONTROLFLOW suites.  All need
 tosa-tools (the generator, and the reference model that records the expected outputs).
 
-The suites the selected tests need are built after collection and before the first test
-(``pytest_collection_finish``), by ``tests.cts.build_suite``: outside every per-test timeout,
-with its own bound (TOSAINT_CTS_BUILD_TIMEOUT, default one hour), on every core, resuming an
-interrupted build.  ``pytest -m "not slow"`` selects no conformance test and builds nothing.
+The suites the selected tests need are built by ``tests.cts.build_suite`` in a background
+thread started after collection, while the tests that need no suite run (those that do run
+last, and wait for their suite before their protocol starts): outside every per-test timeout,
+with the build's own bound (TOSAINT_CTS_BUILD_TIMEOUT, default one hour), on every core,
+resuming an interrupted build.  ``pytest -m "not slow"`` selects no conformance test and builds
+nothing.
 
 Property tests draw the same examples on every run (hypothesis profile "ci", derandomized)
 so that CI is reproducible; ``HYPOTHESIS_PROFILE=explore`` draws new random examples.
 """
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -53,50 +56,92 @@ def _suites():
 
 #: suite key -> why it could not be built (the fixture fails every test that needs it)
 _BUILD_ERRORS = {}
+#: suite key -> set when its build has ended (built or failed)
+_BUILT = {}
+_LOG = []                                 # progress lines of the background build
 
 
-def _needed(items):
-    keys = []
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        found = [k for k in ("suite", "second_suite") if k in names]
-        if "extension_suite" in names and hasattr(item, "callspec"):
-            found.append(item.callspec.params["extension_suite"])
-        keys += [k for k in found if k not in keys]
-    return keys
+def _keys(item):
+    """The suite keys a test item needs."""
+    names = getattr(item, "fixturenames", ())
+    found = [k for k in ("suite", "second_suite") if k in names]
+    if "extension_suite" in names and hasattr(item, "callspec"):
+        found.append(item.callspec.params["extension_suite"])
+    return found
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that need a conformance suite run last, so the others run while it builds."""
+    items[:] = [i for i in items if not _keys(i)] + [i for i in items if _keys(i)]
+
+
+def _build_all(todo):
+    from tests.cts import build_suite
+    for key, out, kw in todo:
+        t0 = time.perf_counter()
+        try:
+            build_suite(out, progress=_LOG.append, **kw)
+            _LOG.append(f"{out} built in {time.perf_counter() - t0:.0f} s")
+        except Exception as e:            # reported by every test that needs this suite
+            _BUILD_ERRORS[key] = f"{type(e).__name__}: {e}"
+            _LOG.append(f"FAILED {out}: {e}")
+        finally:
+            _BUILT[key].set()
 
 
 def pytest_collection_finish(session):
-    """Build the suites the selected tests need, once, before any test (and its timeout)
-    starts."""
+    """Start building the suites the selected tests need, in a background thread (the
+    generator and the reference model run in child processes on every core): before any test
+    starts, outside every per-test timeout."""
     if session.config.option.collectonly:
         return
-    keys = _needed(session.items)
-    if not keys:
-        return
+    keys = []
+    for item in session.items:
+        keys += [k for k in _keys(item) if k not in keys]
     try:
         import tosa_reference_model  # noqa: F401
     except ImportError:
         return                            # the fixtures skip
-    from tests.cts import is_built, build_suite
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    from tests.cts import is_built
+    todo = [(k, *_suites()[k]) for k in keys]
+    todo = [(k, out, kw) for k, out, kw in todo if kw is not None and not is_built(out)]
+    if not todo:
+        return
+    for k, out, _ in todo:
+        _BUILT[k] = threading.Event()
+    _say(session.config, "building " + ", ".join(str(out) for _, out, _ in todo) + " in the "
+         "background (once per checkout; an interrupted build resumes); the tests that need "
+         "them run last")
+    threading.Thread(target=_build_all, args=(todo,), daemon=True,
+                     name="conformance-suite-build").start()
 
-    def say(line):
-        if reporter is not None:
-            reporter.write_line(f"conformance suites: {line}")
-    for key in keys:
-        out, kw = _suites()[key]
-        if kw is None or is_built(out):
-            continue
-        say(f"building {out} (once per checkout; an interrupted build resumes)")
-        t0 = time.perf_counter()
-        try:
-            build_suite(out, progress=say, **kw)
-        except Exception as e:            # reported by every test that needs this suite
-            _BUILD_ERRORS[key] = f"{type(e).__name__}: {e}"
-            say(f"FAILED {out}: {e}")
-            continue
-        say(f"{out} built in {time.perf_counter() - t0:.0f} s")
+
+def _say(config, line):
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"conformance suites: {line}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Wait for the suites this test needs before its protocol (and its timeout) starts."""
+    for key in _keys(item):
+        done = _BUILT.get(key)
+        if done is not None and not done.is_set():
+            t0 = time.perf_counter()
+            _say(item.config, f"waiting for the build of {_suites()[key][0]} ...")
+            while not done.wait(60):
+                _say(item.config, f"... {_LOG[-1] if _LOG else 'building'}")
+            _say(item.config, f"waited {time.perf_counter() - t0:.0f} s: "
+                 f"{_LOG[-1] if _LOG else ''}")
+    yield
+
+
+def pytest_sessionfinish(session):
+    """An interrupted session stops the build's child processes (finished groups stay)."""
+    if any(not e.is_set() for e in _BUILT.values()):
+        from tests.cts import stop_builds
+        stop_builds()
 
 
 def _suite(key):

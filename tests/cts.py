@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -147,23 +148,47 @@ def build_group(out, op, *, seed, extensions, negative):
 
 
 # ---- the whole suite --------------------------------------------------------------------------
+_LIVE = set()                           # the group processes running now
+_STOPPED = threading.Event()
+
+
+def _kill(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)    # the group and the generator's children
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_builds():
+    """End every running group process (an interrupted test session); the groups that
+    finished keep their done markers, the next build resumes with the others."""
+    _STOPPED.set()
+    for p in list(_LIVE):
+        _kill(p)
+
+
 def _run_group(out, op, seed, extensions, negative, deadline):
     """One group in a child process (its own session, so a timeout ends the generator's
     children too).  Returns '' or what went wrong."""
     cmd = [sys.executable, "-m", "tests.cts", str(out), "--group", op, "--seed", str(seed),
            "--extension", *extensions] + ([] if negative else ["--no-negative"])
-    if time.monotonic() >= deadline:
-        return f"{op}: not started, the build's time bound was reached"
+    if time.monotonic() >= deadline or _STOPPED.is_set():
+        return f"{op}: not started (time bound reached or build stopped)"
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _LIVE.add(p)
     try:
         log, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+        _kill(p)
         p.communicate()
         return f"{op}: not finished within the build's time bound"
+    finally:
+        _LIVE.discard(p)
+    if _STOPPED.is_set():
+        return f"{op}: stopped"
     if p.returncode:
         return f"{op}: exit {p.returncode}: {' | '.join(log.strip().splitlines()[-3:])}"
     return ""
@@ -212,12 +237,16 @@ def _build(out, ops, seed, extensions, negative, jobs, deadline, progress):
     with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
         futures = {pool.submit(_run_group, out, op, seed, tuple(extensions), negative,
                                deadline): op for op in pending}
-        for n, fut in enumerate(as_completed(futures), 1):
-            op, err = futures[fut], fut.result()
-            errors += [err] if err else []
-            if progress:
-                progress(f"{out.name}: {op} {'FAILED' if err else 'done'} ({n}/{len(pending)}, "
-                         f"{time.perf_counter() - t0:.0f} s)")
+        try:
+            for n, fut in enumerate(as_completed(futures), 1):
+                op, err = futures[fut], fut.result()
+                errors += [err] if err else []
+                if progress:
+                    progress(f"{out.name}: {op} {'FAILED' if err else 'done'} "
+                             f"({n}/{len(pending)}, {time.perf_counter() - t0:.0f} s)")
+        except BaseException:                # Ctrl-C: no orphaned generator processes
+            stop_builds()
+            raise
     if errors:
         raise RuntimeError(f"conformance suite {out} incomplete:\n" + "\n".join(errors))
     groups = [json.loads((out / ".done" / f"{op}.json").read_text()) for op in ops]

@@ -2,13 +2,17 @@
 
 The suites are built by ``tests/cts.py`` with the tosa-tools generator and the reference model
 (see the fixtures in conftest.py): the official seed-42 suite with its ERROR_IF tests, and a
-second, independent positive suite from another seed.
+second, independent positive suite from another seed.  Every test here is ``slow``: the suites
+are built once per checkout (a few minutes on two cores) and run thousands of graphs.
 """
+import os
 from pathlib import Path
 
 import pytest
 
 from tosaint.conformance import find_tests, run_case
+
+pytestmark = pytest.mark.slow
 
 CHAPTERS = ("activation", "comparison", "data_layout", "data_nodes", "ew_binary", "ew_ternary",
             "ew_unary", "image", "reduction", "scatter_gather", "tensor", "type_conversion")
@@ -36,6 +40,14 @@ def test_error_if(suite):
     """Every ERROR_IF test is rejected with ErrorIfViolation (or SchemaError when the file
     itself is malformed), never with a crash or as merely unsupported."""
     _check(find_tests(suite / "conformance_negative"))
+
+
+def test_official_suite_complete(suite):
+    """The official seed-42 suite holds all its tests: a truncated build cannot pass quietly."""
+    if os.environ.get("TOSAINT_CTS_DIR") or os.environ.get("TOSA_CTS_SEED", "42") != "42":
+        pytest.skip("not the official seed-42 suite")
+    assert len(find_tests(suite / "conformance")) == 2721
+    assert len(find_tests(suite / "conformance_negative")) == 300
 
 
 def test_second_suite(second_suite):
