@@ -26,11 +26,11 @@ class ErrorIfViolation(TosaError):
     """A spec ERROR_IF condition holds: the graph is invalid."""
 
 
-class UnsupportedTypeSignature(UnsupportedOp, ErrorIfViolation):
-    """An operator whose combination of tensor types is not in the registry.
-
-    For integer types this is also an ERROR_IF of the spec (a type combination outside the
-    operator's supported-types table makes the graph invalid).
+class UnsupportedTypeSignature(UnsupportedOp):
+    """An operator whose combination of tensor types tosaint does not implement (e.g. a
+    floating-point signature).  It does not make the graph invalid, so it is not an
+    ErrorIfViolation: an integer combination outside the spec's supported-types table is
+    reported as ``ErrorIfViolation`` instead.
     """
 
 
@@ -44,6 +44,16 @@ class UnpredictableError(TosaError):
 
 class InputError(TosaError):
     """Graph inputs handed to run_tosa have a wrong name, dtype, shape or range."""
+
+
+class ResourceLimitError(TosaError):
+    """The graph asks for more than tosaint's resource limits allow (memory budget, WHILE_LOOP
+    iterations, control-flow depth; see ``tosaint.levels``).  The graph may be valid."""
+
+
+class InternalError(TosaError):
+    """A bug in tosaint (e.g. a kernel returned an array of the wrong shape or dtype), not a
+    problem of the graph or the inputs.  Please report it."""
 
 
 class BackendError(TosaError):

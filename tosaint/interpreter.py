@@ -1,55 +1,53 @@
 """``run_tosa``: validate and prepare a graph once, then evaluate it as often as asked.
 
-Phases (as in the spec's graph semantics):
+The layers run one way: bytes -> ``Graph`` (``tosaint.schema``) -> ``Plan`` (here) -> kernels.
+An op's life cycle (see ``tosaint.node``):
 
-1. **prepare** (``Plan``): for every block that runs, order the operators topologically, look up
-   each operator's implementation by (op, type signature) in ``tosaint.registry``, and call its
-   build function, which checks the ERROR_IF conditions and precomputes what does not depend on
-   graph inputs (constants decoded, per-channel multipliers, padded layouts).  Any ERROR_IF
-   raises ``ErrorIfViolation`` here, before a kernel runs.
-2. **evaluate** (``Plan.run``): check the inputs, then call each prepared operator in order.
-   Intermediate tensors are freed after their last use unless ``capture`` asks for them.
+1. **validate** (``tosaint.validate``, and the first pass of ``prepare``): for every block that
+   runs, order the operators topologically, check that every tensor an operator reads or the
+   block returns is produced by something, look each operator up by (op, type signature) in
+   ``tosaint.registry`` and run its build function with ``node.validating`` set: every ERROR_IF
+   raises ``ErrorIfViolation`` here.  Then the memory budget: the peak of the tensors a run
+   allocates (plus the big kernel scratch) must fit ``max_memory`` (``ResourceLimitError``).
+2. **prepare** (``prepare``): build every operator again, now preparing what does not depend
+   on graph inputs (constants decoded, per-channel multipliers, weight layouts); the build
+   function returns the run function, with its arguments bound.
+3. **run** (``Plan.run``, the only run loop): check the inputs, then call each prepared
+   operator in order, sub-blocks included.  Intermediate tensors are freed after their last
+   use unless ``capture`` asks for them; ``trace`` sees every tensor as it is computed.
 
-REQUIRE conditions found while evaluating are *diagnostics*.  Where the reference model itself
+REQUIRE conditions found while running are *diagnostics*.  Where the reference model itself
 reports UNPREDICTABLE (e.g. ADD overflow), tosaint raises ``UnpredictableError``; where it returns
 values that the spec calls unpredictable (int48 saturation, int32 accumulator wrap), tosaint
 returns the same values and attaches a ``Diagnostic`` to the result.  ``on_unpredictable="raise"``
 raises on every REQUIRE.
+
+Thread safety: a prepared ``Plan`` (and the ``Graph`` it is cached on) can be run from many
+threads at once; each call keeps its diagnostics, mode, capture and variables to itself.  Only
+``keep_variables=True`` shares state between calls (the variable values a run leaves).
 """
 from __future__ import annotations
 
-from collections import ChainMap
-from dataclasses import dataclass
+import heapq
 
 import numpy as np
 
-from . import kernels as _kernels_pkg  # noqa: F401  (tosaint.kernels)
-from .dtypes import RANGE, STORAGE, short
-from .errors import (ErrorIfViolation, InputError, LevelLimitError, SchemaError, TosaError,
-                     UnpredictableError, UnsupportedOp, UnsupportedTypeSignature)
+from . import ops  # noqa: F401  (fills the registry: the one import of the op modules)
+from . import levels
+from .dtypes import INTEGER, STORAGE, short
+from .errors import (ErrorIfViolation, InternalError, LevelLimitError, ResourceLimitError,
+                     SchemaError, TosaError, UnpredictableError, UnsupportedOp,
+                     UnsupportedTypeSignature)
 from .graph import Graph
+from .inputs import coerce
+from .node import Diagnostic, Node, RunContext, enter_run, leave_run
 from .registry import NOT_IMPLEMENTED, REGISTRY, format_signature
 from .schema.definition import DType, Op
 
 UNPREDICTABLE_MODES = ("reference", "raise")
-LEVELS = {None: None, "none": None, "NONE": None, "8K": "8K", "8k": "8K", "EIGHTK": "8K"}
-
-#: TOSA level "8K" limits (tosa.xml <levels>)
-LEVEL_8K = dict(MAX_RANK=6, MAX_KERNEL=8192, MAX_STRIDE=8192, MAX_SCALE=256, MAX_LOG2_SIZE=31,
-                MAX_NESTING=6, MAX_TENSOR_LIST_SIZE=64)
-
-
-@dataclass
-class Diagnostic:
-    """A REQUIRE of the spec that failed while the reference model still returned values."""
-    op: str          # e.g. "CONV2D"
-    tensor: str      # the operator's (first) output tensor
-    condition: str   # what failed, in the spec's terms
-    count: int = 1   # how many elements it concerns (when known)
-
-    def __str__(self):
-        n = f" ({self.count} values)" if self.count > 1 else ""
-        return f"{self.op} {self.tensor}: {self.condition}{n}"
+#: types an integer signature may hold (a signature of only these that is not in the
+#: registry is outside the spec's supported-types table: the graph is invalid)
+_INTEGER_SIGNATURE_TYPES = INTEGER | {DType.BOOL, DType.SHAPE}
 
 
 class RunResult(dict):
@@ -69,97 +67,43 @@ class RunResult(dict):
         return {k: self[k] for k in self.output_names}
 
 
-class Node:
-    """What an op's build function sees: its operator, tensors, options and helpers."""
-
-    def __init__(self, plan, block_plan, operator, inputs, outputs, depth=0):
-        self.plan = plan
-        self.block_plan = block_plan
-        self.operator = operator
-        self.op = Op(operator.op)
-        self.attrs = operator.attrs
-        self.inputs = inputs      # list[Tensor]
-        self.outputs = outputs    # list[Tensor]
-        self.depth = depth        # control-flow nesting depth
-        out = operator.outputs[0] if operator.outputs else "?"
-        self.name = f"{self.op.name} {out}"
-
-    # ---- options ---------------------------------------------------------------------
-    @property
-    def impl(self):
-        return self.plan.impl
-
-    @property
-    def k(self):
-        """Kernel namespace of the selected implementation (numba or spec twin)."""
-        return _kernels_pkg.namespace(self.plan.impl)
-
-    @property
-    def level(self):
-        return self.plan.level
-
-    # ---- checks ------------------------------------------------------------------------
-    def error_if(self, cond, message):
-        """Raise ErrorIfViolation naming this operator when ``cond`` holds."""
-        if cond:
-            raise ErrorIfViolation(f"{self.name}: {message}")
-
-    def level_check(self, ok, message):
-        """LEVEL_CHECK: only when the plan was prepared for a level (e.g. "8K")."""
-        if self.plan.level and not ok:
-            raise LevelLimitError(f"{self.name}: level {self.plan.level}: {message}")
-
-    def require(self, ok, message, *, reference="unpredictable", count=1):
-        """A REQUIRE evaluated at run time.
-
-        ``reference`` says what the reference model does when it fails: "unpredictable" (it
-        reports UNPREDICTABLE; tosaint raises) or a word such as "saturates"/"wraps" (it returns
-        values; tosaint returns the same and records a Diagnostic).
-        """
-        if ok:
-            return
-        if reference == "unpredictable" or self.plan.sink_mode == "raise":
-            raise UnpredictableError(f"{self.name}: {message}")
-        self.plan.sink.append(Diagnostic(self.op.name, self.operator.outputs[0]
-                                         if self.operator.outputs else "?", message, count))
-
-    # ---- operands ----------------------------------------------------------------------
-    def operand_name(self, i):
-        entry = REGISTRY.get(self.op)
-        if entry and i < len(entry.operands):
-            return entry.operands[i]
-        return f"input {i}"
-
-    def const(self, i):
-        """The value of input ``i``, which must be a compile-time constant."""
-        t = self.inputs[i]
-        value = self.block_plan.const_value(t.name)
-        if value is None:
-            raise ErrorIfViolation(f"{self.name}: {self.operand_name(i)} ({t.name!r}) must be a "
-                                   "compile-time constant")
-        return value
-
-    def is_const(self, i):
-        return self.block_plan.const_value(self.inputs[i].name) is not None
-
-    def block(self, name):
-        """A prepared sub-block (COND_IF / WHILE_LOOP bodies), by region or block name."""
-        return self.plan.block_plan(name, self.depth + 1)
-
-
 class _Step:
-    __slots__ = ("node", "fn", "ins", "outs", "last_use", "expect")
+    __slots__ = ("node", "fn", "ins", "outs", "frees", "expect")
 
     def __init__(self, node, fn, ins, outs):
         self.node, self.fn, self.ins, self.outs = node, fn, ins, outs
-        self.last_use = ()
+        self.frees = ()
         #: (declared shape or None when unranked, storage dtype or None) per output
         self.expect = [(None if t.is_unranked else tuple(t.shape), STORAGE.get(t.dtype))
                        for t in node.outputs]
 
 
+def _nbytes(t):
+    """Bytes a tensor takes in storage (Python ints: no overflow for absurd shapes)."""
+    n = STORAGE[t.dtype].itemsize if t.dtype in STORAGE else 8
+    for d in t.shape:
+        n *= max(int(d), 0)
+    return n
+
+
+def _frees(steps_io, keep):
+    """For each step (ins, outs), the names that are dead after it: read for the last time
+    there, or produced there and never read; ``keep`` (block outputs, constants) never."""
+    last = {}
+    for si, (ins, outs) in enumerate(steps_io):
+        for n in outs:
+            last.setdefault(n, si)
+        for n in ins:
+            last[n] = si
+    frees = [[] for _ in steps_io]
+    for n, si in last.items():
+        if n not in keep:
+            frees[si].append(n)
+    return [tuple(f) for f in frees]
+
+
 class BlockPlan:
-    """One block, validated and prepared: an ordered list of steps."""
+    """One block: validated (``validate``), then prepared (``prepare``) into ordered steps."""
 
     def __init__(self, plan, block, depth=0):
         self.plan = plan
@@ -167,22 +111,28 @@ class BlockPlan:
         self.depth = depth
         self.inputs = list(block.inputs)
         self.outputs = list(block.outputs)
+        #: EXT-VARIABLE tensors (``TosaTensor.variable``): read from and written to the run's
+        #: variables, which persist across runs only with ``keep_variables=True``
+        self.var_names = {n for n, t in block.tensors.items() if t.variable}
         self.consts = {}
+        for name, t in block.tensors.items():
+            if t.data is not None and not t.variable and name not in self.inputs:
+                self.consts[name] = t.data
         #: outputs of CONST / CONST_SHAPE operators: validated once, never re-run
         self.const_outputs = []
         self.steps = []
-        #: EXT-VARIABLE tensors (``TosaTensor.variable``): read from and written to
-        #: ``plan.variables``, which persists across runs
-        self.var_names = {n for n, t in block.tensors.items() if t.variable}
-        self._prepare()
+        self.fused = []
+        self.validated = self.prepared = False
+        self.nodes = [self._node(block.operators[i]) for i in self._order()]
+        self._check_produced()
 
     def const_value(self, name):
         if name in self.consts:
             return self.consts[name]
         if name in self.inputs or name in self.var_names:
             return None
-        t = self.block.tensors.get(name) or self.plan.find_tensor(name)
-        return None if t is None or t.is_const is False or t.variable else t.data
+        t = self.plan.find_tensor(name)
+        return None if t is None or t.data is None or t.variable else t.data
 
     def tensor(self, name):
         t = self.block.tensors.get(name)
@@ -191,6 +141,11 @@ class BlockPlan:
         if t is None:
             raise SchemaError(f"block {self.block.name!r}: tensor {name!r} is not declared")
         return t
+
+    def _node(self, o):
+        ins = [self.tensor(n) for n in o.inputs]
+        outs = [self.tensor(n) for n in o.outputs]
+        return Node(self.plan, self, o, ins, outs, self.depth)
 
     def _order(self):
         ops = self.block.operators
@@ -205,7 +160,6 @@ class BlockPlan:
             for d in {producer[n] for n in o.inputs if n in producer}:
                 indeg[i] += 1
                 users[d].append(i)
-        import heapq
         ready = [i for i, d in enumerate(indeg) if d == 0]
         heapq.heapify(ready)
         order = []
@@ -220,53 +174,93 @@ class BlockPlan:
             raise SchemaError(f"block {self.block.name!r}: the operators form a cycle")
         return order
 
-    def _prepare(self):
-        block = self.block
-        available = set(self.inputs)
-        for name, t in block.tensors.items():
-            if t.data is not None and not t.variable and name not in self.inputs:
-                self.consts[name] = t.data
-                available.add(name)
-        for i in self._order():
-            o = block.operators[i]
-            ins = [self.tensor(n) for n in o.inputs]
-            outs = [self.tensor(n) for n in o.outputs]
-            node = Node(self.plan, self, o, ins, outs, self.depth)
+    def _check_produced(self):
+        """Every tensor an operator reads, and every block output, must be a block input, a
+        constant, a variable or the output of an operator (else the run could not find it)."""
+        available = set(self.inputs) | self.var_names | set(self.consts)
+        for node in self.nodes:
+            for name in node.operator.inputs:
+                if name not in available:
+                    self._const_from_elsewhere(name, f"{node.name}: input tensor")
+            available.update(node.operator.outputs)
+        for name in self.outputs:
+            if name not in available:
+                self._const_from_elsewhere(name, f"block {self.block.name!r}: output tensor")
+
+    def _const_from_elsewhere(self, name, what):
+        value = self.const_value(name)      # a constant declared in another block
+        if value is None:
+            raise SchemaError(f"{what} {name!r} is not produced by any operator, constant or "
+                              "block input")
+        self.consts[name] = value
+
+    # ---- phase 1: validate ---------------------------------------------------------------
+    def validate(self):
+        for node in self.nodes:
+            node.validating = True
+            self.plan.build(node)
+        self._check_memory()
+        self.validated = True
+
+    def _check_memory(self):
+        """The peak bytes a run of this block allocates, along the schedule, against the
+        plan's budget: live intermediate tensors, the step's outputs and its kernel scratch."""
+        limit = self.plan.max_memory
+        io = [(node.operator.inputs, node.operator.outputs) for node in self.nodes]
+        frees = _frees(io, set(self.outputs) | set(self.consts) | set(self.inputs))
+        size = {}
+        live = 0
+        for node, free in zip(self.nodes, frees):
+            outs = [t for t in node.outputs if t.name not in self.consts]
+            for t in outs:
+                size[t.name] = _nbytes(t)
+            new = sum(size[t.name] for t in outs)
+            if live + new + node.scratch > limit:
+                big = max(outs, key=_nbytes, default=None)
+                what = f" (output {big.name!r} {short(big.dtype)}{list(big.shape)} alone " \
+                    f"takes {_nbytes(big)} bytes)" if big is not None else ""
+                raise ResourceLimitError(
+                    f"{node.name}: running it needs {live + new + node.scratch} bytes of "
+                    f"tensors and scratch{what}, over the memory budget of {limit} bytes "
+                    "(raise it with max_memory=)")
+            live += new
+            for n in free:
+                live -= size.get(n, 0)
+
+    # ---- phase 2: prepare ----------------------------------------------------------------
+    def prepare(self):
+        io = []
+        for node in self.nodes:
+            node.validating = False
             fn = self.plan.build(node)
+            o = node.operator
             if node.op in (Op.CONST, Op.CONST_SHAPE) and all(n in self.consts
                                                              for n in o.outputs):
                 self.const_outputs.extend(o.outputs)
                 continue
             self.steps.append(_Step(node, fn, list(o.inputs), list(o.outputs)))
+        # only the constants a step reads or the block returns go into a run's environment
+        used = {n for s in self.steps for n in s.ins} | set(self.outputs) | \
+            set(self.const_outputs)
+        self.consts = {n: v for n, v in self.consts.items() if n in used}
         self.fused = self._fuse()
-        self._free_after_last_use(self.steps)
-        self._free_after_last_use(self.fused)
-
-    def _free_after_last_use(self, steps):
-        last = {}
-        for si, s in enumerate(steps):
-            for n in s.ins:
-                last[n] = si
-        keep = set(self.outputs)
-        frees = [[] for _ in steps]
-        for n, si in last.items():
-            if n not in keep and n not in self.consts:
-                frees[si].append(n)
-        for s, f in zip(steps, frees):
-            s.last_use = tuple(f)
+        keep = set(self.outputs) | set(self.consts)
+        for steps in (self.steps, self.fused):
+            for s, f in zip(steps, _frees([(s.ins, s.outs) for s in steps], keep)):
+                s.frees = f
+        self.prepared = True
 
     def _fuse(self):
-        """The steps for runs without ``capture``: an operator that offers ``fn.fuse`` (a
+        """The steps for runs without capture or trace: an operator that offers ``fn.fuse`` (a
         CONV2D or DEPTHWISE_CONV2D with constant weights) followed by the only reader of its
         output, a RESCALE that offers ``fn.epilogue``, become one step that never stores the
-        accumulator tensor.  The fused
-        function returns None whenever either op would flag anything; then both run unfused,
-        so values and diagnostics are exactly those of the two steps."""
+        accumulator tensor.  The fused function returns None whenever either op would flag
+        anything; then both run unfused, so values and diagnostics are exactly those of the
+        two steps."""
         readers = {}
         for i, s in enumerate(self.steps):
             for n in s.ins:
                 readers.setdefault(n, []).append(i)
-        others = [b for b in self.plan.graph.blocks() if b is not self.block]
         steps, absorbed = [], set()
         for i, s in enumerate(self.steps):
             if i in absorbed:
@@ -274,8 +268,8 @@ class BlockPlan:
             fuse = getattr(s.fn, "fuse", None)
             t = s.outs[0] if len(s.outs) == 1 else None
             r = readers.get(t, [])
-            if fuse and t not in self.outputs and len(r) == 1 and not any(
-                    t in o.inputs for b in others for o in b.operators):
+            if fuse and t not in self.outputs and len(r) == 1 and \
+                    t not in self.plan.read_by_blocks(self.block):
                 rs = self.steps[r[0]]
                 epilogue = getattr(rs.fn, "epilogue", None)
                 if rs.node.op == Op.RESCALE and rs.ins[0] == t and epilogue is not None:
@@ -286,42 +280,56 @@ class BlockPlan:
             steps.append(s)
         return steps
 
-    def run(self, values, *, capture=None, parent=None):
-        """Evaluate with ``values`` (list, in block-input order); returns the output list."""
+    # ---- phase 3: run --------------------------------------------------------------------
+    def run(self, values, ctx):
+        """Evaluate with ``values`` (list, in block-input order) in the run context ``ctx``;
+        returns the output list."""
         env = dict(zip(self.inputs, values))
         env.update(self.consts)
-        scope = env if parent is None else ChainMap(env, parent)
-        if self.var_names:
-            scope = ChainMap(*([env] if parent is None else [env, parent]), self.plan.variables)
+        variables = ctx.variables
+        capture, trace = ctx.capture, ctx.trace
+        watching = capture is not None or trace is not None
         if capture is not None:
             for name in self.const_outputs:
                 capture[name] = env[name]
-        for s in (self.steps if capture is not None else self.fused):
+        for s in (self.steps if watching else self.fused):
             try:
-                args = [scope[n] for n in s.ins]
-            except KeyError as e:
-                if e.args[0] in self.var_names:
-                    raise UnpredictableError(f"{s.node.name}: variable {e.args[0]!r} is read "
-                                             "before it was written") from None
-                raise SchemaError(f"{s.node.name}: input tensor {e.args[0]!r} is not produced "
-                                  "by any operator, constant or graph input") from None
+                args = [env[n] for n in s.ins]
+            except KeyError:
+                args = [self._lookup(env, variables, s, n) for n in s.ins]
             res = s.fn(*args)
             if not isinstance(res, tuple):
                 res = (res,)
+            if len(res) != len(s.outs):
+                raise InternalError(f"{s.node.name}: returned {len(res)} arrays for "
+                                    f"{len(s.outs)} outputs")
             for name, (shape, dt), arr in zip(s.outs, s.expect, res):
                 if (shape is not None and arr.shape != shape) or (dt is not None
                                                                   and arr.dtype != dt):
                     _output_mismatch(s.node, name, arr)
                 env[name] = arr
                 if name in self.var_names:
-                    self.plan.variables[name] = arr
-            if capture is not None:
-                for name in s.outs:
-                    capture[name] = env[name]
-            else:
-                for n in s.last_use:
-                    env.pop(n, None)
-        return [scope[n] for n in self.outputs]
+                    variables[name] = arr
+            if watching:
+                if capture is not None:
+                    capture.update(zip(s.outs, res))
+                if trace is not None:
+                    trace(s.node, s.outs, res)
+            for n in s.frees:
+                env.pop(n, None)
+        return [env[n] if n in env else self._lookup(env, variables, None, n)
+                for n in self.outputs]
+
+    def _lookup(self, env, variables, step, name):
+        if name in env:
+            return env[name]
+        if name in variables:
+            return variables[name]
+        where = step.node.name if step is not None else f"block {self.block.name!r}"
+        if name in self.var_names:
+            raise UnpredictableError(f"{where}: variable {name!r} is read before it was "
+                                     "written")
+        raise InternalError(f"{where}: tensor {name!r} was not computed")
 
 
 def _fused(fused, producer, rescale):
@@ -333,66 +341,116 @@ def _fused(fused, producer, rescale):
 
 def _output_mismatch(node, name, arr):
     t = next(t for t in node.outputs if t.name == name)
-    raise ErrorIfViolation(f"{node.name}: computed output {list(arr.shape)} "
-                           f"{arr.dtype} does not match the declared tensor "
-                           f"{t.name!r} {list(t.shape)} {DType(t.dtype).name}")
+    raise InternalError(f"{node.name}: the kernel computed output {list(arr.shape)} "
+                        f"{arr.dtype} for the declared tensor {t.name!r} {list(t.shape)} "
+                        f"{DType(t.dtype).name} (a tosaint bug: please report it)")
+
+
+def _root(a):
+    """The array that owns ``a``'s memory (following views)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _read_only(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 class Plan:
-    """A graph, validated and prepared once; run it as often as needed."""
+    """A graph, validated and prepared once; run it as often as needed (from any thread)."""
 
-    def __init__(self, graph: Graph, *, impl="numba", level=None):
-        from . import ops  # noqa: F401  (fills the registry)
-        if level not in LEVELS:
-            raise ValueError(f"level must be None, 'none' or '8K', not {level!r}")
+    def __init__(self, graph: Graph, *, impl="numba", level=None, max_memory=None,
+                 max_while_iterations=None, validate_only=False):
         self.graph = graph
         self.impl = impl
-        self.level = LEVELS[level]
-        self.sink = []
-        self.sink_mode = "reference"
-        #: EXT-VARIABLE state by tensor name: reset to the initial values before every run
-        #: unless ``run(..., keep_variables=True)``
-        self.variables = {}
-        self._variables_initialised = False
+        self.level = levels.level_name(level)
+        self.max_memory = levels.DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
+        self.max_while_iterations = (levels.DEFAULT_MAX_WHILE_ITERATIONS
+                                     if max_while_iterations is None
+                                     else int(max_while_iterations))
         self._blocks = {}
+        self._active = []            # names of the blocks being validated/prepared (cycles)
+        self._derived = {}
+        self._read_by = {}
         self._tensors = {}
         for b in graph.blocks():
             for n, t in b.tensors.items():
                 self._tensors.setdefault(n, t)
-        self._has_variables = any(t.variable for b in graph.blocks()
-                                  for t in b.tensors.values())
-        self.main = BlockPlan(self, graph.main)
-        self._blocks[("", graph.main.name)] = self.main
+        #: EXT-VARIABLE initial values by tensor name, and the values the last run left
+        self._initial_variables = {n: t.data for b in graph.blocks()
+                                   for n, t in b.tensors.items()
+                                   if t.variable and t.data is not None}
+        self._kept_variables = None
+        self.main = self.block_plan(graph.main.name, 0, validating=True, block=graph.main)
+        if not validate_only:
+            self.block_plan(graph.main.name, 0, validating=False, block=graph.main)
+            self._const_roots = {id(_root(v)) for b in self._blocks.values()
+                                 for v in b.consts.values()}
+            self._const_roots.update(id(_root(v)) for v in self._initial_variables.values())
 
     def find_tensor(self, name):
         return self._tensors.get(name)
 
     def reset_variables(self):
-        """Set every variable tensor back to its initial value (its data, if any)."""
-        self.variables.clear()
-        for b in self.graph.blocks():
-            for n, t in b.tensors.items():
-                if t.variable and t.data is not None and n not in self.variables:
-                    self.variables[n] = t.data.copy()
-        self._variables_initialised = True
+        """Forget the variable values earlier runs left: the next run, even with
+        ``keep_variables=True``, starts from the initial values."""
+        self._kept_variables = None
 
-    def block_plan(self, name, depth):
-        if self.level and depth > LEVEL_8K["MAX_NESTING"]:
+    def read_by_blocks(self, block):
+        """Names read by the operators of every block other than ``block``."""
+        key = id(block)
+        if key not in self._read_by:
+            self._read_by[key] = {n for b in self.graph.blocks() if b is not block
+                                  for o in b.operators for n in o.inputs}
+        return self._read_by[key]
+
+    def derived(self, key, fn, *args):
+        """``fn(*args)`` once per plan and key (shared by the ops asking with that key)."""
+        key = (fn, key)
+        if key not in self._derived:
+            self._derived[key] = fn(*args)
+        return self._derived[key]
+
+    def block_plan(self, name, depth, *, validating, block=None):
+        """The BlockPlan of a region or block, validated (and prepared unless
+        ``validating``) once per nesting depth."""
+        if depth > levels.MAX_CONTROL_FLOW_DEPTH:
+            raise ResourceLimitError(f"control flow nested deeper than "
+                                     f"{levels.MAX_CONTROL_FLOW_DEPTH} blocks (at {name!r})")
+        if self.level and depth > levels.MAX_NESTING:
             raise LevelLimitError(f"level {self.level}: control flow nested deeper than "
-                                  f"{LEVEL_8K['MAX_NESTING']}")
+                                  f"{levels.MAX_NESTING} (MAX_NESTING; at {name!r})")
         key = (name, depth)
-        if key not in self._blocks:
-            try:
-                block = self.graph.find_block(name)
-            except KeyError:
-                raise SchemaError(f"no region or block named {name!r}") from None
-            self._blocks[key] = None  # guards against a body that contains itself
-            self._blocks[key] = BlockPlan(self, block, depth)
-        elif self._blocks[key] is None:
-            raise SchemaError(f"block {name!r} contains itself")
-        return self._blocks[key]
+        bp = self._blocks.get(key)
+        if bp is not None and (bp.validated if validating else bp.prepared):
+            return bp
+        if name in self._active:
+            raise SchemaError(f"block {name!r} contains itself (through "
+                              f"{' -> '.join(self._active + [name])})")
+        if bp is None:
+            if block is None:
+                try:
+                    block = self.graph.find_block(name)
+                except KeyError:
+                    raise SchemaError(f"no region or block named {name!r}") from None
+            bp = BlockPlan(self, block, depth)
+            self._blocks[key] = bp
+        self._active.append(name)
+        try:
+            if not bp.validated:
+                bp.validate()
+            if not validating:
+                bp.prepare()
+        finally:
+            self._active.pop()
+        return bp
 
     def build(self, node):
+        """Look ``node`` up in the registry and run its build function (which validates, and
+        prepares unless ``node.validating``); returns the run function."""
         entry = REGISTRY.get(node.op)
         if entry is None:
             why = NOT_IMPLEMENTED.get(node.op, "not implemented")
@@ -401,93 +459,117 @@ class Plan:
         sig = entry.key(node)
         if sig not in entry.signatures:
             legal = ", ".join(format_signature(s) for s in entry.signatures)
-            raise UnsupportedTypeSignature(
-                f"{node.name}: type signature {format_signature(sig)} is not supported; "
-                f"{node.op.name} takes {legal}")
+            msg = (f"{node.name}: type signature {format_signature(sig)} is not supported; "
+                   f"{node.op.name} takes {legal}")
+            if all(t in _INTEGER_SIGNATURE_TYPES for t in sig):
+                # an integer combination outside the spec's table: an ERROR_IF of the spec
+                raise ErrorIfViolation(msg)
+            raise UnsupportedTypeSignature(msg)
         if self.level:
             for t in node.inputs + node.outputs:
-                node.level_check(len(t.shape) <= LEVEL_8K["MAX_RANK"],
+                node.level_check(len(t.shape) <= levels.MAX_RANK,
                                  f"rank of {t.name!r} is {len(t.shape)} > MAX_RANK "
-                                 f"{LEVEL_8K['MAX_RANK']}")
+                                 f"{levels.MAX_RANK}")
         node.signature = sig
         return entry.build(node)
 
     # ---- evaluation --------------------------------------------------------------------
-    def _inputs(self, inputs):
-        names = self.main.inputs
-        if isinstance(inputs, dict):
-            missing = [n for n in names if n not in inputs]
-            if missing:
-                raise InputError(f"graph input(s) {missing} missing; the graph takes {names}")
-            extra = [n for n in inputs if n not in names]
-            if extra:
-                raise InputError(f"{extra} are not graph inputs; the graph takes {names}")
-            values = [inputs[n] for n in names]
-        else:
-            values = list(inputs)
-            if len(values) != len(names):
-                raise InputError(f"{len(values)} inputs given; the graph takes {len(names)}: "
-                                 f"{names}")
-        out = []
-        for name, v in zip(names, values):
-            t = self.main.tensor(name)
-            want = STORAGE.get(t.dtype)
-            if want is None:
-                raise InputError(f"graph input {name!r} has type {DType(t.dtype).name}, which "
-                                 "tosaint cannot run")
-            if not isinstance(v, np.ndarray):
-                raise InputError(f"graph input {name!r} must be a numpy array of {want} "
-                                 f"(TOSA {DType(t.dtype).name}), not {type(v).__name__}")
-            if v.dtype != want:
-                raise InputError(f"graph input {name!r} has dtype {v.dtype}; expected {want} "
-                                 f"(TOSA {short(t.dtype)})")
-            if v.shape != tuple(t.shape):
-                raise InputError(f"graph input {name!r} has shape {list(v.shape)}; expected "
-                                 f"{list(t.shape)}")
-            if t.dtype in (DType.INT48, DType.INT4):
-                lo, hi = RANGE[t.dtype]
-                if v.size and (v.min() < lo or v.max() > hi):
-                    raise InputError(f"graph input {name!r} holds values outside the "
-                                     f"{DType(t.dtype).name} range [{lo}, {hi}]")
-            out.append(v if v.flags.c_contiguous else v.copy())
-        return out
+    def run(self, inputs, *, capture=False, trace=None, on_unpredictable="reference",
+            keep_variables=False) -> RunResult:
+        """Evaluate the graph on ``inputs`` (dict by name, list, or one array).
 
-    def run(self, inputs, *, capture=False, on_unpredictable="reference", keep_variables=False):
-        """Evaluate the graph.  ``keep_variables=True`` starts from the variable values the
-        previous run left (EXT-VARIABLE state); by default every run starts from the initial
-        values."""
+        ``capture=True`` adds every tensor computed (inputs, constants of CONST operators,
+        intermediates, sub-block tensors: the last value for a loop body) to the result, in
+        the order computed.  ``trace(node, names, arrays)`` is called after every operator
+        (sub-blocks included).  A TosaError raised during a captured run carries
+        ``.captured``: everything computed before it.  ``keep_variables=True`` starts from the
+        variable values the previous run left (EXT-VARIABLE state); by default every run
+        starts from the initial values.  Returned arrays are owned by the caller, or
+        read-only views where they share memory with an input, a constant or a variable.
+        """
         if on_unpredictable not in UNPREDICTABLE_MODES:
             raise ValueError(f"on_unpredictable must be one of {UNPREDICTABLE_MODES}")
-        values = self._inputs(inputs)
-        if self._has_variables and (not keep_variables or not self._variables_initialised):
-            self.reset_variables()
-        self.sink = []
-        self.sink_mode = on_unpredictable
-        cap = {} if capture else None
-        if cap is not None:
-            cap.update(zip(self.main.inputs, values))
-        outs = self.main.run(values, capture=cap)
+        if not hasattr(self, "_const_roots"):
+            raise TosaError("this plan was only validated (tosaint.validate); prepare it to "
+                            "run it")
+        values = coerce([self.main.tensor(n) for n in self.main.inputs], inputs)
+        if keep_variables and self._kept_variables is not None:
+            variables = self._kept_variables
+        else:
+            variables = dict(self._initial_variables)
+        cap = dict(zip(self.main.inputs, values)) if capture else None
+        ctx = RunContext(on_unpredictable, variables, cap, trace, self.max_while_iterations)
+        token = enter_run(ctx)
+        try:
+            outs = self.main.run(values, ctx)
+        except TosaError as e:
+            if cap is not None:
+                e.captured = self._owned(cap, values, variables)
+            raise
+        finally:
+            leave_run(token)
+        self._kept_variables = variables
         result = dict(cap) if cap is not None else {}
         result.update(zip(self.main.outputs, outs))
-        return RunResult(result, self.main.outputs, self.sink)
+        return RunResult(self._owned(result, values, variables), self.main.outputs,
+                         ctx.diagnostics)
+
+    def _owned(self, arrays, inputs, variables):
+        """``arrays`` with every array that shares memory with an input, a constant, a
+        variable or another returned array replaced by a read-only view."""
+        protected = set(self._const_roots)
+        protected.update(id(_root(v)) for v in inputs)
+        protected.update(id(_root(v)) for v in variables.values())
+        seen = {}
+        for name, a in arrays.items():
+            r = id(_root(a))
+            seen[r] = seen.get(r, 0) + 1
+        return {name: _read_only(a) if (id(_root(a)) in protected or seen[id(_root(a))] > 1)
+                else a for name, a in arrays.items()}
 
 
-def prepare(graph, *, impl="numba", level=None) -> Plan:
-    """Load (if needed), validate and prepare ``graph``; the plan is cached on the Graph."""
-    if not isinstance(graph, Graph):
-        from .schema.loader import load
-        graph = load(graph)
-    key = (impl, LEVELS.get(level, level))
+def _plan_key(impl, level, max_memory, max_while_iterations):
+    return (impl, levels.level_name(level), max_memory, max_while_iterations)
+
+
+def _graph(graph):
+    if isinstance(graph, Graph):
+        return graph
+    from .schema.loader import load
+    return load(graph)
+
+
+def prepare(graph, *, impl="numba", level=None, max_memory=None,
+            max_while_iterations=None) -> Plan:
+    """Load (if needed), validate and prepare ``graph``; the plan is cached on the Graph.
+
+    ``max_memory``: the budget in bytes for the tensors one run allocates (default
+    ``tosaint.levels.DEFAULT_MAX_MEMORY``); ``max_while_iterations``: the WHILE_LOOP limit
+    (default ``tosaint.levels.DEFAULT_MAX_WHILE_ITERATIONS``).  Going over either raises
+    ``ResourceLimitError``.
+    """
+    graph = _graph(graph)
+    key = _plan_key(impl, level, max_memory, max_while_iterations)
     plan = graph._plans.get(key)
     if plan is None:
-        plan = Plan(graph, impl=impl, level=level)
+        plan = Plan(graph, impl=impl, level=level, max_memory=max_memory,
+                    max_while_iterations=max_while_iterations)
         graph._plans[key] = plan
     return plan
 
 
-def run_tosa(graph, inputs, *, capture=False, on_unpredictable="reference", impl="numba",
-             level=None, keep_variables=False) -> RunResult:
-    """Run a TOSA graph (a Graph, a path or bytes) on ``inputs`` (dict by name, or list).
+def validate(graph, *, level=None) -> None:
+    """Check ``graph`` (a Graph, a path or bytes) without preparing it: structure, every
+    ERROR_IF (also in branches never taken), level limits and the memory budget.  Raises the
+    first problem as a TosaError; returns None for a valid graph."""
+    Plan(_graph(graph), level=level, validate_only=True)
+
+
+def run_tosa(graph, inputs, *, capture=False, trace=None, on_unpredictable="reference",
+             impl="numba", level=None, keep_variables=False, max_memory=None,
+             max_while_iterations=None) -> RunResult:
+    """Run a TOSA graph (a Graph, a path or bytes) on ``inputs`` (dict by name, list, or one
+    array for a one-input graph).
 
     Returns the graph outputs by name with their TOSA storage dtype (int48 as int64).  With
     ``capture=True`` every intermediate tensor is included too.  ``on_unpredictable`` is
@@ -496,10 +578,22 @@ def run_tosa(graph, inputs, *, capture=False, on_unpredictable="reference", impl
     picks the Numba kernels or their NumPy twins ("spec"); ``level="8K"`` adds level checks.
     ``keep_variables=True`` keeps the EXT-VARIABLE state the previous run on the same graph
     left (the prepared plan is cached on the Graph); by default each run starts afresh.
+    ``max_memory`` / ``max_while_iterations``: see ``prepare``.
     """
-    return prepare(graph, impl=impl, level=level).run(inputs, capture=capture,
-                                                     on_unpredictable=on_unpredictable,
-                                                     keep_variables=keep_variables)
+    plan = prepare(graph, impl=impl, level=level, max_memory=max_memory,
+                   max_while_iterations=max_while_iterations)
+    return plan.run(inputs, capture=capture, trace=trace, on_unpredictable=on_unpredictable,
+                    keep_variables=keep_variables)
 
 
-__all__ = ["Diagnostic", "Plan", "RunResult", "prepare", "run_tosa", "TosaError"]
+def supported_ops():
+    """Every (op, type signature, profile/extension) tosaint implements, sorted by op."""
+    rows = []
+    for op in sorted(REGISTRY):
+        for sig, profile in REGISTRY[op].signatures.items():
+            rows.append((op.name, tuple(short(t) for t in sig), profile))
+    return rows
+
+
+__all__ = ["Diagnostic", "Plan", "RunResult", "prepare", "run_tosa", "supported_ops",
+           "validate"]

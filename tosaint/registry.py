@@ -5,15 +5,20 @@ copied from the spec's "supported data types" tables::
 
     @register(Op.MATMUL, {(I8, I8, I8, I8, I32): "PRO-INT",
                           (I16, I16, I16, I16, I48): "EXT-INT16"})
-    def matmul(node):                 # node: tosaint.interpreter.Node
-        ...validate (node.error_if) and prepare (constants, multipliers)...
+    def matmul(node):                 # node: tosaint.node.Node
+        ...validate: node.error_if(...), node.level_check(...)...
+        if node.validating:           # (only where the preparation below costs something)
+            return None
+        ...prepare: constants, multipliers, weight layouts (node.derive to share them)...
         def run(a, b, a_zp, b_zp):    # one NumPy array per operator input
             return node.k.matmul(a, b, ...)
         return run
 
 The signature of an operator is, unless ``key`` says otherwise, the dtypes of all its inputs
-followed by the dtypes of all its outputs.  ``build`` runs once per graph (validate + prepare);
-the function it returns runs on every evaluation and returns one array or a tuple of arrays.
+followed by the dtypes of all its outputs.  ``build`` runs twice per graph: to validate
+(``node.validating``), then to prepare; the function it returns runs on every evaluation and
+returns one array or a tuple of arrays.  This module imports no op module: ``tosaint.ops``
+fills the registry when the interpreter imports it.
 """
 from __future__ import annotations
 
@@ -68,13 +73,3 @@ def not_implemented(reason, *ops):
 def format_signature(sig):
     return "(" + ", ".join(short(t) for t in sig) + ")"
 
-
-def supported_ops():
-    """Every (op, type signature, profile/extension) tosaint implements, sorted by op."""
-    from . import ops  # noqa: F401  (fills the registry)
-    rows = []
-    for op in sorted(REGISTRY):
-        entry = REGISTRY[op]
-        for sig, profile in entry.signatures.items():
-            rows.append((op.name, tuple(short(t) for t in sig), profile))
-    return rows

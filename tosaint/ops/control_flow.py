@@ -7,13 +7,14 @@ ERROR_IFs are found before anything runs (also those of a branch that is never t
 
 COND_IF inputs are ``[condition, *input_list]``; the chosen block receives ``input_list``.
 WHILE_LOOP runs the cond block on the current list, then the body block, until the condition
-is false; the output list is the final list.  The spec has no iteration limit and neither has
-tosaint by default: set ``plan.max_while_iterations = N`` (an attribute of the prepared
-``Plan``) to stop a runaway loop with a ``TosaError``.
+is false; the output list is the final list.  The spec has no iteration limit; tosaint stops a
+runaway loop with a ``ResourceLimitError`` after ``max_while_iterations`` iterations (default
+``tosaint.levels.DEFAULT_MAX_WHILE_ITERATIONS``, settable in ``prepare``/``run_tosa``).
 """
 from ..dtypes import short
-from ..errors import SchemaError, TosaError
-from ..interpreter import LEVEL_8K
+from ..errors import ResourceLimitError, SchemaError
+from ..levels import MAX_TENSOR_LIST_SIZE
+from ..node import current_run
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
@@ -49,9 +50,9 @@ def _check_lists(node, what_a, a, what_b, b):
 
 
 def _list_level(node, name, tensors):
-    node.level_check(len(tensors) <= LEVEL_8K["MAX_TENSOR_LIST_SIZE"],
+    node.level_check(len(tensors) <= MAX_TENSOR_LIST_SIZE,
                      f"{name} has {len(tensors)} tensors > MAX_TENSOR_LIST_SIZE "
-                     f"{LEVEL_8K['MAX_TENSOR_LIST_SIZE']}")
+                     f"{MAX_TENSOR_LIST_SIZE}")
 
 
 def _graph_name(node, attr):
@@ -84,7 +85,7 @@ def cond_if(node):
 
     def run(c, *values):
         bp = then_plan if bool(c.reshape(-1)[0]) else else_plan
-        return tuple(bp.run(list(values)))
+        return tuple(bp.run(list(values), current_run()))
     return run
 
 
@@ -109,17 +110,18 @@ def while_loop(node):
                   f"{T(c_outs[0].dtype).name}; it must be BOOL")
     cond_plan = node.block(cond_name)
     body_plan = node.block(body_name)
-    plan = node.plan
 
     def run(*values):
         values = list(values)
-        limit = getattr(plan, "max_while_iterations", None)
+        ctx = current_run()
+        limit = ctx.max_while_iterations
         i = 0
-        while bool(cond_plan.run(values)[0].reshape(-1)[0]):
-            if limit is not None and i >= limit:
-                raise TosaError(f"{node.name}: still looping after max_while_iterations = "
-                                f"{limit} iterations")
-            values = body_plan.run(values)
+        while bool(cond_plan.run(values, ctx)[0].reshape(-1)[0]):
+            if i >= limit:
+                raise ResourceLimitError(f"{node.name}: still looping after "
+                                         f"max_while_iterations = {limit} iterations (raise "
+                                         "the limit with max_while_iterations=)")
+            values = body_plan.run(values, ctx)
             i += 1
         return tuple(values)
     return run

@@ -7,19 +7,18 @@ build; shape_t operands (padding, shape, start, size, multiples) must be compile
 """
 import numpy as np
 
-from ..interpreter import LEVEL_8K
+from ..levels import MAX_RANK, MAX_TENSOR_LIST_SIZE
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
 
 #: element types of PAD/RESHAPE/REVERSE/SLICE/TILE/TRANSPOSE (tosa.xml): all PRO-INT
 LAYOUT_TYPES = (T.BOOL, T.INT8, T.INT16, T.INT32)
-#: ranks the reference model instantiates (DEF_INSTANTIATE_RANK0_6); the conformance suite's
-#: "WrongRank" ERROR_IF tests expect rank 7 to be rejected
-MAX_SUPPORTED_RANK = 6
 
 
-def check_rank(node, t, lo=0, hi=MAX_SUPPORTED_RANK, what=None):
+def check_rank(node, t, lo=0, hi=MAX_RANK, what=None):
+    """The reference model instantiates ranks 0..MAX_RANK (DEF_INSTANTIATE_RANK0_6); the
+    conformance suite's "WrongRank" ERROR_IF tests expect rank 7 to be rejected."""
     r = len(t.shape)
     node.error_if(not (lo <= r <= hi), f"rank of {what or repr(t.name)} is {r}; "
                   f"{node.op.name} supports ranks {lo}..{hi}")
@@ -55,9 +54,8 @@ def concat(node):
     ins, out = node.inputs, node.outputs[0]
     axis = int(node.attrs.get("axis", 0))
     rank0 = len(ins[0].shape)
-    node.level_check(len(ins) <= LEVEL_8K["MAX_TENSOR_LIST_SIZE"],
-                     f"{len(ins)} inputs > MAX_TENSOR_LIST_SIZE "
-                     f"{LEVEL_8K['MAX_TENSOR_LIST_SIZE']}")
+    node.level_check(len(ins) <= MAX_TENSOR_LIST_SIZE,
+                     f"{len(ins)} inputs > MAX_TENSOR_LIST_SIZE {MAX_TENSOR_LIST_SIZE}")
     for t in ins + [out]:
         check_rank(node, t)
     node.error_if(axis < 0 or axis >= max(1, rank0),

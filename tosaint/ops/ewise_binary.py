@@ -216,6 +216,8 @@ def table(node):
     size = 513 if is16 else 256
     node.error_if(tuple(tt.shape) != (size,),
                   f"table has shape {list(tt.shape)}, expected [{size}]")
+    if node.validating:
+        return None
     k = node.k
     if not is16:
         # table[value + 128], indexed through the unsigned view: u = value + 128 mod 256
@@ -232,7 +234,10 @@ def table(node):
 
     if node.is_const(1):
         # constant table: evaluate apply_lookup_s once for all 65536 inputs, then gather
-        lut, badmask = k.table16_lut(np.ascontiguousarray(node.const(1), np.int16))
+        # derived once per constant table, shared by every TABLE that uses it
+        table_const = node.const(1)
+        lut, badmask = node.derive(("table16_lut", id(table_const)), k.table16_lut,
+                                   np.ascontiguousarray(table_const, np.int16))
         any_bad = bool(badmask.any())
 
         def run_lut(x, _tbl):

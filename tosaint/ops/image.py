@@ -9,7 +9,7 @@ network); NEAREST rounds half up (2*d >= scale_n picks the next input row/column
 import numpy as np
 
 from ..dtypes import STORAGE
-from ..interpreter import LEVEL_8K
+from ..levels import MAX_SCALE
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op, ResizeMode
@@ -74,12 +74,10 @@ def resize(node):
     node.error_if(border_x < -16 * scale_x_n or border_x >= scale_x_n,
                   f"border_x {border_x} outside [-16*scale_x_n, scale_x_n) = "
                   f"[{-16 * scale_x_n}, {scale_x_n})")
-    node.level_check(scale_y_n // scale_y_d <= LEVEL_8K["MAX_SCALE"],
-                     f"scale_y_n/scale_y_d = {scale_y_n}/{scale_y_d} > MAX_SCALE "
-                     f"{LEVEL_8K['MAX_SCALE']}")
-    node.level_check(scale_x_n // scale_x_d <= LEVEL_8K["MAX_SCALE"],
-                     f"scale_x_n/scale_x_d = {scale_x_n}/{scale_x_d} > MAX_SCALE "
-                     f"{LEVEL_8K['MAX_SCALE']}")
+    node.level_check(scale_y_n // scale_y_d <= MAX_SCALE,
+                     f"scale_y_n/scale_y_d = {scale_y_n}/{scale_y_d} > MAX_SCALE {MAX_SCALE}")
+    node.level_check(scale_x_n // scale_x_d <= MAX_SCALE,
+                     f"scale_x_n/scale_x_d = {scale_x_n}/{scale_x_d} > MAX_SCALE {MAX_SCALE}")
     oh = _idiv_check(node, (IH - 1) * scale_y_n - offset_y + border_y, scale_y_d,
                      "(IH-1)*scale_y_n-offset_y+border_y") + 1
     ow = _idiv_check(node, (IW - 1) * scale_x_n - offset_x + border_x, scale_x_d,

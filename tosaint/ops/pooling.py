@@ -6,12 +6,11 @@ limits; run calls one kernel (``tosaint.kernels.pooling`` or its spec twin).
 import numpy as np
 
 from ..dtypes import RANGE, STORAGE
+from ..levels import MAX_KERNEL, MAX_RANK, MAX_STRIDE
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import NanPropagationMode, Op
 
-#: the reference model instantiates these operators for ranks up to 6 only
-REF_MAX_RANK = 6
 _I32_MAX = (1 << 31) - 1
 
 
@@ -49,9 +48,11 @@ def _pool_params(node):
                       f"output {what}: ({names} = {num}/{s} is not an integer (idiv_check)")
         node.error_if(o != num // s + 1,
                       f"output {what} {o} != ({names}+1 = {num // s + 1}")
-    node.level_check(ky <= 8192 and kx <= 8192, f"kernel {list(kernel)} > MAX_KERNEL 8192")
-    node.level_check(sy <= 8192 and sx <= 8192, f"stride {list(stride)} > MAX_STRIDE 8192")
-    node.level_check(max(pad) <= 8192, f"pad {list(pad)} > MAX_KERNEL 8192")
+    node.level_check(ky <= MAX_KERNEL and kx <= MAX_KERNEL,
+                     f"kernel {list(kernel)} > MAX_KERNEL {MAX_KERNEL}")
+    node.level_check(sy <= MAX_STRIDE and sx <= MAX_STRIDE,
+                     f"stride {list(stride)} > MAX_STRIDE {MAX_STRIDE}")
+    node.level_check(max(pad) <= MAX_KERNEL, f"pad {list(pad)} > MAX_KERNEL {MAX_KERNEL}")
     return (ky, kx), (sy, sx), (pt, pl), tuple(out.shape)
 
 
@@ -127,9 +128,9 @@ def argmax(node):
     axis = int(node.attrs["axis"])
     check_nan_mode(node)
     node.error_if(rank < 1, "input rank 0 < 1")
-    node.error_if(rank > REF_MAX_RANK,
-                  f"input rank {rank} > {REF_MAX_RANK} (the reference model supports ranks "
-                  f"1 to {REF_MAX_RANK})")
+    node.error_if(rank > MAX_RANK,
+                  f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
+                  f"1 to {MAX_RANK})")
     node.error_if(axis < 0 or axis >= rank, f"axis {axis} is outside [0, rank(input)-1 = "
                   f"{rank - 1}]")
     expect = shape1[:axis] + shape1[axis + 1:]

@@ -6,13 +6,12 @@ at ``axis``.
 """
 import numpy as np
 
+from ..levels import MAX_RANK
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
 from .pooling import check_nan_mode
 
-#: the reference model instantiates the reductions for ranks 1 to 6
-REF_MAX_RANK = 6
 
 
 def _reduce_view(node):
@@ -23,9 +22,9 @@ def _reduce_view(node):
     rank = len(shape1)
     axis = int(node.attrs["axis"])
     node.error_if(rank < 1, "input rank 0 < 1")
-    node.error_if(rank > REF_MAX_RANK,
-                  f"input rank {rank} > {REF_MAX_RANK} (the reference model supports ranks "
-                  f"1 to {REF_MAX_RANK})")
+    node.error_if(rank > MAX_RANK,
+                  f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
+                  f"1 to {MAX_RANK})")
     node.error_if(axis < 0 or axis >= rank,
                   f"axis {axis} is outside [0, rank(input)-1 = {rank - 1}]")
     node.error_if(len(shape) != rank, f"output rank {len(shape)} != input rank {rank}")
@@ -54,13 +53,13 @@ def reduce_sum(node):
 
 def _in_place(kernel, flag, out_dtype=None, nan_mode=False):
     """A builder for the reductions whose kernel fills a preallocated result and reports
-    nothing: ``kernel(view, res, flag)``; the result has the input's type unless
-    ``out_dtype``."""
+    nothing: ``kernel(k)(view, res, flag)`` (``kernel`` picks the function from the kernel
+    namespace ``k``); the result has the input's type unless ``out_dtype``."""
     def build(node):
         if nan_mode:
             check_nan_mode(node)
         view, res_shape, shape = _reduce_view(node)
-        kern = getattr(node.k, kernel)
+        kern = kernel(node.k)
 
         def run(x):
             res = np.empty(res_shape, out_dtype or x.dtype)
@@ -73,10 +72,12 @@ def _in_place(kernel, flag, out_dtype=None, nan_mode=False):
 _MINMAX = {(T.INT8, T.INT8): "PRO-INT", (T.INT16, T.INT16): "PRO-INT",
            (T.INT32, T.INT32): "PRO-INT"}
 register(Op.REDUCE_MAX, _MINMAX, operands=("input",))(
-    _in_place("reduce_minmax", True, nan_mode=True))
+    _in_place(lambda k: k.reduce_minmax, True, nan_mode=True))
 register(Op.REDUCE_MIN, _MINMAX, operands=("input",))(
-    _in_place("reduce_minmax", False, nan_mode=True))
+    _in_place(lambda k: k.reduce_minmax, False, nan_mode=True))
 
 _BOOL = {(T.BOOL, T.BOOL): "PRO-INT"}
-register(Op.REDUCE_ALL, _BOOL, operands=("input",))(_in_place("reduce_bool", True, np.bool_))
-register(Op.REDUCE_ANY, _BOOL, operands=("input",))(_in_place("reduce_bool", False, np.bool_))
+register(Op.REDUCE_ALL, _BOOL, operands=("input",))(
+    _in_place(lambda k: k.reduce_bool, True, np.bool_))
+register(Op.REDUCE_ANY, _BOOL, operands=("input",))(
+    _in_place(lambda k: k.reduce_bool, False, np.bool_))

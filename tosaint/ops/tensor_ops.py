@@ -2,9 +2,10 @@
 TRANSPOSE_CONV2D, MATMUL.
 
 Build checks every ERROR_IF of the operators' pseudocode (``pseudocode/operators/<OP>.tosac``)
-plus the shape/rank/attribute-length checks the reference model makes, reads the zero points
-(compile-time constants), and prepares the weight layout once when the weights are constant.
-Run calls one kernel (``tosaint.kernels.tensor_ops`` or its spec twin).
+plus the shape/rank/attribute-length checks the reference model makes and reads the zero points
+(compile-time constants); then, unless it only validates, it prepares the weight layout once
+when the weights are constant.  Run calls one kernel (``tosaint.kernels.tensor_ops`` or its
+spec twin), picked from ``_KERNELS``.
 
 Where the spec says "unpredictable" but the reference model returns values (tosa-facts.md 2.4),
 tosaint returns the same values and records a diagnostic: int48 outputs saturate to
@@ -13,13 +14,11 @@ tosaint returns the same values and records a diagnostic: int48 outputs saturate
 """
 import numpy as np
 
-from ..dtypes import RANGE
+from ..dtypes import RANGE, STORAGE
+from ..levels import MAX_KERNEL, MAX_STRIDE
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
-
-MAX_KERNEL = 8192
-MAX_STRIDE = 8192
 
 _CONV_SIGS = {
     # input, weight, bias, input_zp, weight_zp, output
@@ -117,7 +116,20 @@ def _spatial(node, x, w, out, dims, koff):
     node.level_check(max(pad) <= MAX_KERNEL, f"pad {list(pad)} > MAX_KERNEL {MAX_KERNEL}")
     node.level_check(max(stride) <= MAX_STRIDE, f"stride {list(stride)} > MAX_STRIDE "
                      f"{MAX_STRIDE}")
+    _scratch(node, x, out, [(pad[2 * j], pad[2 * j + 1]) for j in range(nd)])
     return pad, stride, dilation
+
+
+def _scratch(node, x, out, pads):
+    """The kernel's scratch for the memory budget: the zero-padded input and the int64
+    accumulators of the whole output."""
+    padded = x.shape[0] * x.shape[-1] * STORAGE[x.dtype].itemsize
+    for (p0, p1), i in zip(pads, x.shape[1:-1]):
+        padded *= max(int(i), 0) + p0 + p1
+    acc = 8
+    for d in out.shape:
+        acc *= max(int(d), 0)
+    node.scratch = padded + acc
 
 
 def _report(node, out48, count):
@@ -129,14 +141,23 @@ def _report(node, out48, count):
                      "model wraps in two's complement)", reference="wraps", count=count)
 
 
-def _make_run(node, prepare, kernel, x_absmax, extra, out48, fusable=False):
-    """The run function: weights prepared once when constant, else on every run.
+#: kind -> the kernel namespace's (weight preparation, kernel, fused-RESCALE kernel or None)
+_KERNELS = {
+    "conv2d": lambda k: (k.conv_weights, k.conv2d, k.conv2d_rescale),
+    "conv3d": lambda k: (k.conv_weights, k.conv3d, None),
+    "depthwise_conv2d": lambda k: (k.depthwise_weights, k.depthwise_conv2d,
+                                   k.depthwise_conv2d_rescale),
+    "transpose_conv2d": lambda k: (k.conv_weights, k.transpose_conv2d, None),
+}
 
-    ``fusable``: the kernel has a ``<kernel>_rescale`` variant, so with constant weights the
-    run function offers ``fuse`` to the interpreter (see _fuse_rescale)."""
-    k = node.k
-    prep_fn = getattr(k, prepare)
-    kern = getattr(k, kernel)
+
+def _make_run(node, kind, x_absmax, extra, out48):
+    """The run function: weights prepared once when constant, else on every run.  When the
+    kernel has a fused-RESCALE variant and the weights are constant, the run function offers
+    ``fuse`` to the interpreter (see _fuse_rescale).  None while only validating."""
+    if node.validating:
+        return None
+    prep_fn, kern, kern_rescale = _KERNELS[kind](node.k)
     weight_zp = extra["weight_zp"]
     input_zp = extra["input_zp"]
     args = extra["args"]
@@ -150,8 +171,8 @@ def _make_run(node, prepare, kernel, x_absmax, extra, out48, fusable=False):
         out, count = kern(input, prepared, bias, input_zp, *args, out48)
         _report(node, out48, count)
         return out
-    if fusable and fixed is not None:
-        run.fuse = _fuse_rescale(getattr(k, kernel + "_rescale"), fixed, input_zp, args, out48)
+    if kern_rescale is not None and fixed is not None:
+        run.fuse = _fuse_rescale(kern_rescale, fixed, input_zp, args, out48)
     return run
 
 
@@ -179,9 +200,8 @@ _HW = (("height", "IH", "KH", ("pad_top", "pad_bottom")),
 _DHW = (("depth", "ID", "KD", ("pad_d0", "pad_d1")),) + _HW
 
 
-def _dense_conv(node, kind, dims, fusable):
-    """CONV2D / CONV3D: input [N, (D,) H, W, IC], weight [OC, (KD,) KH, KW, IC].  Only
-    ``conv2d`` has a fused ``<kernel>_rescale`` variant (``fusable``)."""
+def _dense_conv(node, kind, dims):
+    """CONV2D / CONV3D: input [N, (D,) H, W, IC], weight [OC, (KD,) KH, KW, IC]."""
     rank = len(dims) + 2
     x, w, bias, out, input_zp, weight_zp = _common(node, rank)
     c = rank - 1                                     # the channel axis of all three
@@ -191,20 +211,20 @@ def _dense_conv(node, kind, dims, fusable):
                   f"weight OC {w.shape[0]} != output channels {out.shape[c]}")
     _check_bias(node, bias, out.shape[c])
     pad, stride, dilation = _spatial(node, x, w, out, dims, 1)
-    return _make_run(node, "conv_weights", kind, _x_absmax(x.dtype, input_zp),
+    return _make_run(node, kind, _x_absmax(x.dtype, input_zp),
                      dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=(kind,),
                           args=(pad, stride, dilation, tuple(out.shape))),
-                     out.dtype == T.INT48, fusable=fusable)
+                     out.dtype == T.INT48)
 
 
 @register(Op.CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv2d(node):
-    return _dense_conv(node, "conv2d", _HW, fusable=True)
+    return _dense_conv(node, "conv2d", _HW)
 
 
 @register(Op.CONV3D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv3d(node):
-    return _dense_conv(node, "conv3d", _DHW, fusable=False)
+    return _dense_conv(node, "conv3d", _DHW)
 
 
 @register(Op.DEPTHWISE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
@@ -219,9 +239,8 @@ def depthwise_conv2d(node):
     out48 = out.dtype == T.INT48
     x_absmax = _x_absmax(x.dtype, input_zp)
     args = (pad, stride, dilation, tuple(out.shape))
-    return _make_run(node, "depthwise_weights", "depthwise_conv2d", x_absmax,
-                     dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48,
-                     fusable=True)
+    return _make_run(node, "depthwise_conv2d", x_absmax,
+                     dict(weight_zp=weight_zp, input_zp=input_zp, args=args), out48)
 
 
 @register(Op.TRANSPOSE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
@@ -255,7 +274,8 @@ def transpose_conv2d(node):
     node.level_check(max(stride) <= MAX_STRIDE, f"stride {list(stride)} > MAX_STRIDE "
                      f"{MAX_STRIDE}")
     out48 = out.dtype == T.INT48
-    return _make_run(node, "conv_weights", "transpose_conv2d", _x_absmax(x.dtype, input_zp),
+    _scratch(node, x, out, [(kh, kh), (kw, kw)])
+    return _make_run(node, "transpose_conv2d", _x_absmax(x.dtype, input_zp),
                      dict(weight_zp=weight_zp, input_zp=input_zp,
                           prep_args=("transpose_conv2d",),
                           args=(out_pad, stride, tuple(out.shape))), out48)

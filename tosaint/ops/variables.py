@@ -11,7 +11,8 @@ variable through that tensor:
 
 Any other operator may also read a variable tensor or write it (the reference model's own
 serializers write variables with IDENTITY).  The state lives in ``Plan.variables`` and is reset
-to the initial values before each run unless ``run(..., keep_variables=True)``.
+The state belongs to each run (``node.variables()``, the run context's values): it starts from
+the initial values unless ``run(..., keep_variables=True)``.
 """
 import numpy as np
 
@@ -42,10 +43,10 @@ def variable(node):
     var = _var(node, node.outputs[0], "output")
     if node.inputs:
         _same(node, var, node.inputs[0], "initial_value")
-    state = node.plan.variables
     zeros = np.zeros(var.shape, STORAGE[var.dtype])
 
     def run(*initial):
+        state = node.variables()
         if var.name in state:
             return state[var.name]
         return initial[0].copy() if initial else zeros.copy()
@@ -69,9 +70,8 @@ def variable_write(node):
                   "[variable, input1]")
     var, src = _var(node, node.inputs[0], "input 0"), node.inputs[1]
     _same(node, var, src, "input1")
-    state = node.plan.variables
 
     def run(_v, x):
-        state[var.name] = x.copy()
+        node.variables()[var.name] = x.copy()
         return ()
     return run
