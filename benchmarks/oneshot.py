@@ -220,8 +220,9 @@ g = tosaint.load(sys.argv[1])
 t2 = time.perf_counter()
 plan = tosaint.prepare(g)
 t3 = time.perf_counter()
-plan.run([np.load(f) for f in sys.argv[2:]])
+res = plan.run([np.load(f) for f in sys.argv[3:]])
 t4 = time.perf_counter()
+np.savez(sys.argv[2], *[res[n] for n in g.outputs])
 print(json.dumps(dict(import_s=t1 - t0, load_s=t2 - t1, prepare_s=t3 - t2, run_s=t4 - t3)))
 """
 
@@ -241,6 +242,7 @@ def cold_start(model_dir=EXPORT_DIRS[0] / "conformer", runs=3):
     tosa = str(model_dir / "model.tosa")
     ins = [str(model_dir / i["file"]) for i in meta["inputs"]]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    expected = [np.load(model_dir / o["file"]) for o in meta["outputs"]]
     res = dict(model=str(model_dir.relative_to(ROOT)), runs=runs)
     walls = {"empty": [], "warm": [], "cli": []}
     phases = {"empty": [], "warm": []}
@@ -262,13 +264,24 @@ def cold_start(model_dir=EXPORT_DIRS[0] / "conformer", runs=3):
             cache = tmp / f"numba-cache-{i}"
             e = {**env, "NUMBA_CACHE_DIR": str(cache)}
             for label in ("empty", "cli", "warm"):
+                npz = tmp / "tosaint.npz"
                 if label == "cli":
                     p, wall = _wall(cli, env={**os.environ, "PATH": "/nonexistent"})
                 else:
-                    p, wall = _wall([sys.executable, "-c", _COLD, tosa, *ins], env=e, cwd=ROOT)
+                    p, wall = _wall([sys.executable, "-c", _COLD, tosa, str(npz), *ins], env=e,
+                                    cwd=ROOT)
                 if p.returncode:
                     res["error"] = f"{label}: exit {p.returncode}: " + " | ".join(
                         (p.stderr or p.stdout).strip().splitlines()[-2:])
+                    return res
+                if label == "cli":
+                    got = [np.load(tmp / "out" / f) for f in desc["ofm_file"]]
+                else:
+                    with np.load(npz) as z:
+                        got = [z[f"arr_{k}"] for k in range(len(z.files))]
+                diff = compare(got, expected)
+                if diff:
+                    res["error"] = f"{label}: output differs from {model_dir.name}'s: {diff}"
                     return res
                 walls[label].append(wall)
                 if label != "cli":
