@@ -291,8 +291,18 @@ def test_unsupported_op_names_aten_op_and_source_line():
     with pytest.raises(UnsupportedOp) as e:
         tt.lower(m, (torch.randn(4, 4),))
     msg = str(e.value)
-    assert "aten.cumsum" in msg
-    assert "test_torch.py:" in msg and "node 'cumsum'" in msg
+    assert "aten.cumsum.default x1" in msg
+    assert "cumsum: " in msg and "test_torch.py:" in msg
+
+
+def test_unsupported_op_lists_every_node_once_with_counts_and_source_lines():
+    m = Fn(lambda x: torch.cumsum(x, 0) + torch.cumsum(x, 1) + torch.cumprod(x, 0))
+    with pytest.raises(UnsupportedOp) as e:
+        tt.lower(m, (torch.randn(4, 4),))
+    msg = str(e.value)
+    assert msg.startswith("tosaint.torch cannot lower 3 nodes (2 ops):")
+    assert "aten.cumsum.default x2" in msg and "aten.cumprod.default x1" in msg
+    assert msg.count("test_torch.py:") == 3
 
 
 def test_lower_keeps_the_training_flag_and_rejects_integer_inputs():

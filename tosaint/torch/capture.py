@@ -27,6 +27,55 @@ def export(module, example_inputs):
     return ep
 
 
+def inplace_of(op):
+    """``aten.relu_.default`` -> ``aten.relu.default`` for an in-place op name, else None."""
+    parts = op.split(".")
+    if len(parts) != 3 or not parts[1].endswith("_") or parts[1].endswith("__"):
+        return None
+    return f"{parts[0]}.{parts[1][:-1]}.{parts[2]}"
+
+
+def _out_of_place(target):
+    """The out-of-place overload of in-place ATen op ``target`` (aten.add_.Tensor ->
+    aten.add.Tensor), or None.  Looked up in torch's own operator namespace."""
+    name = inplace_of(str(target))
+    if name is None or not isinstance(target, torch._ops.OpOverload):
+        return None
+    ns, base, overload = name.split(".")
+    packet = getattr(getattr(torch.ops, ns, None), base, None)
+    return getattr(packet, overload, None) if packet is not None else None
+
+
+def _aliases(node):
+    """True when ``node``'s result may share storage with an argument (a view op)."""
+    schema = getattr(node.target, "_schema", None)
+    return schema is not None and any(r.alias_info is not None for r in schema.returns)
+
+
+def functionalize(ep):
+    """Replace each in-place ATen node (``relu_``, ``add_``, ``hardtanh_``, ``clamp_``, ...)
+    by its out-of-place form where that computes the same values: the tensor it writes is
+    neither a view nor viewed, and nothing reads it after the write (torch.export already
+    points later uses at the in-place node).  The rest stay, and :func:`~tosaint.torch.emit.
+    check_supported` reports them."""
+    nodes = list(ep.graph_module.graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    for node in nodes:
+        if node.op != "call_function":
+            continue
+        functional = _out_of_place(node.target)
+        if functional is None or not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        written = node.args[0]
+        if written.op == "call_function" and _aliases(written):
+            continue
+        others = [u for u in written.users if u is not node]
+        if any(pos[u] > pos[node] or _aliases(u) for u in others):
+            continue
+        node.target = functional
+    return ep
+
+
 def constants(ep):
     """placeholder name -> float tensor for parameters, buffers and lifted constants."""
     out = {}
@@ -49,11 +98,29 @@ def user_inputs(ep):
     return [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
 
 
-def source_line(node):
+def _is_library(path):
+    p = path.replace("\\", "/")
+    return "/torch/" in p or "/site-packages/" in p or p.startswith("<")
+
+
+def caller_line():
+    """'file.py:LINE: code' of the innermost frame outside tosaint, torch and installed
+    packages: where the user called into tosaint.torch."""
+    import traceback
+    here = __file__.rsplit("/", 2)[0]             # .../tosaint
+    for fr in reversed(traceback.extract_stack()):
+        if fr.filename.startswith(here) or _is_library(fr.filename):
+            continue
+        return f"{fr.filename.rsplit('/', 1)[-1]}:{fr.lineno}: {(fr.line or '').strip()}"
+    return None
+
+
+def source_line(node, caller=None):
     """Where ``node`` came from: '[module.path Type] file.py:LINE: code'.
 
     The code line is the innermost frame of the user's code in the node's stack_trace (torch
-    records forward() frames), else the innermost torch frame.
+    records forward() frames).  When every frame is torch's own (an ``nn.Sequential`` of
+    torch layers), it is ``caller`` (the user's line that called :func:`lower`), marked so.
     """
     st = node.meta.get("stack_trace") or ""
     lines = st.strip().splitlines()
@@ -65,8 +132,10 @@ def source_line(node):
             path = m.group(1)
             loc = f"{path.rsplit('/', 1)[-1]}:{m.group(2)}: {code}"
             inner = loc
-            if "/torch/" not in path:
+            if not _is_library(path):
                 user = loc
+    if user is None and caller:
+        user = f"{caller} (lowered here)"
     loc = user or inner or "<unknown source>"
     stack = node.meta.get("nn_module_stack") or {}
     if stack:

@@ -12,8 +12,9 @@ import torch
 from ..dtypes import STORAGE
 from ..schema.definition import DType
 from . import calib
-from .capture import FloatRunner, export
-from .emit import QT, Emitter
+from .capture import FloatRunner, export, functionalize
+from .emit import Emitter
+from .values import QT
 from ..quant import snr_db
 
 
@@ -70,7 +71,7 @@ def _lower(module, example_inputs, quantization, calibration, target, observer):
     t0 = time.perf_counter()
     target = _check_target(target)
     example_inputs = _as_tuple(example_inputs)
-    ep = export(module, example_inputs)
+    ep = functionalize(export(module, example_inputs))
     runner = FloatRunner(ep)
     obs = calib.make_observer(observer)
     for inputs in (calibration if calibration is not None else [example_inputs]):

@@ -1,0 +1,117 @@
+"""Lowerings of elementwise arithmetic: add/sub (both operands RESCALEd to a shared int32
+scale with headroom), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ... import quant as Q
+from ...schema.definition import DType, Op
+from ..values import QT, Fake, Unsupported, f64
+from ._registry import lowers
+from .activations import table
+
+
+def add_scaled(em, node, a, b, coef_b):
+    """a + coef_b * b, either operand a QT or a constant."""
+    sy = em.out_scale(node)
+    vals = [(a, 1.0), (b, coef_b)]
+    ss = []
+    for v, c in vals:
+        if isinstance(v, QT):
+            ss.append(v.scale * abs(c))
+        else:
+            t = f64(v) * c
+            a_ = float(t.abs().max()) if t.numel() else 0.0
+            ss.append(a_ / em.qmax)
+    sc = max(ss) / (1 << em.headroom)
+    rank = len(node.meta["val"].shape)
+    pos, neg = [], []
+    for (v, c), s in zip(vals, ss):
+        if isinstance(v, QT):
+            nm = em.to_rank(em.rescale(v.name, Q.ratio(v.scale, abs(c), den=[sc]),
+                                           DType.INT32), rank)
+            (neg if c < 0 else pos).append(nm)
+        else:
+            pos.append(em.const_i32(np.round((f64(v) * c).numpy() / sc), rank))
+    if len(pos) == 2:
+        s = em.b.add(pos[0], pos[1])
+    elif len(pos) == 1:
+        s = em.b.sub(pos[0], neg[0])
+    else:
+        zero = em.const_i32(np.zeros((1,) * rank))
+        s = em.b.sub(em.b.sub(zero, neg[0]), neg[1])
+    y = em.rescale(s, Q.ratio(sc, den=[sy]), em.adt, bound_bits=em.headroom + 17)
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(y, shape), sy, shape)
+
+
+@lowers("aten.add", nhwc=True)
+def add(em, node, p):
+    return add_scaled(em, node, p["self"], p["other"], float(p.get("alpha", 1) or 1))
+
+
+@lowers("aten.sub", nhwc=True)
+def sub(em, node, p):
+    return add_scaled(em, node, p["self"], p["other"], -float(p.get("alpha", 1) or 1))
+
+
+@lowers("aten.rsub", nhwc=True)
+def rsub(em, node, p):
+    a = float(p.get("alpha", 1) or 1)
+    return add_scaled(em, node, p["other"], p["self"], -a)
+
+
+def scalar_mul(em, node, x: QT, c):
+    c = float(c)
+    if c == 0:
+        raise Unsupported("multiplication by zero")
+    name = x.name
+    if c < 0:
+        z = em.b.zero_point(0, x.dtype)
+        name = em.b.op(Op.NEGATE, [x.name, z, em.b.zero_point(0, x.dtype)], x.shape,
+                         x.dtype)
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(name, shape), x.scale * abs(c), shape, x.dtype)
+
+
+@lowers("aten.mul", nhwc=True)
+def mul(em, node, p):
+    a, b = p["self"], p["other"]
+    if not isinstance(a, QT):
+        a, b = b, a
+    if isinstance(b, QT):
+        return em.mul_act(node, a, b)
+    if not isinstance(b, torch.Tensor) or b.numel() == 1:
+        return scalar_mul(em, node, a, float(b))
+    name, s = em.quant_const(b, rank=len(node.meta["val"].shape))
+    return em.mul_act(node, a, em.new(name, s, em.b.shape(name)))
+
+
+@lowers("aten.div", nhwc=True)
+def div(em, node, p):
+    a, b = p["self"], p["other"]
+    if p.get("rounding_mode") is not None:
+        raise Unsupported("integer division rounding modes")
+    if isinstance(a, QT) and not isinstance(b, QT):
+        if not isinstance(b, torch.Tensor) or b.numel() == 1:
+            return scalar_mul(em, node, a, 1.0 / float(b))
+        name, s = em.quant_const(1.0 / f64(b), rank=len(node.meta["val"].shape))
+        return em.mul_act(node, a, em.new(name, s, em.b.shape(name)))
+    if isinstance(b, QT):
+        # a * (1 / b): reciprocal TABLE over b's calibrated range, then MUL
+        rec = [1.0 / t.double() for t in em.acts(node.args[1].name)]
+        fake = Fake(node.name + "_reciprocal", rec, b.shape)
+        em.obs.acts[fake.name] = fake.acts
+        em.obs.amax[fake.name] = max((float(t.abs().max()) for t in rec), default=0.0)
+        r = table(em, fake, b, torch.reciprocal)
+        if not isinstance(a, QT):
+            name, s = em.quant_const(a, rank=len(node.meta["val"].shape))
+            a = em.new(name, s, em.b.shape(name))
+        return em.mul_act(node, a, r)
+    raise Unsupported("division of a constant by a constant")
+
+
+@lowers("aten.neg", nhwc=True)
+def neg(em, node, p):
+    return scalar_mul(em, node, p["self"], -1.0)

@@ -1,0 +1,245 @@
+"""Lowerings of the linear algebra: linear, addmm, conv1d/conv2d (grouped, depthwise, with an
+eval-mode batch_norm folded in), matmul/bmm of activations and of constants.
+
+a16w8: int16 x int8 per-channel weights -> int48 CONV2D/DEPTHWISE_CONV2D with the int48 bias on
+the op, then one per-channel scale16 RESCALE to int16.  bmm: MATMUL int16 x int16 -> int48,
+RESCALE (on Ethos-U55/U65 through the target's ``matmul`` hook).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ... import quant as Q
+from ...schema.definition import DType
+from .. import calib
+from ..capture import aten_name
+from ..values import QT, Unsupported, bind, f64, fit_padding, ntuple, numel
+from ._registry import lowers
+
+
+def bias_const(em, bias, sx, sw, n):
+    if bias is None:
+        q = np.zeros(n, np.int64)
+    else:
+        lim = (1 << em.bias_bits) - 1
+        q = np.clip(np.round(f64(bias).numpy() / (sx * sw)), -lim, lim).astype(np.int64)
+    return em.b.const(q, em.acc)
+
+
+def conv_core(em, xn, sx, w, bias, pad, stride, dil, depthwise):
+    """CONV2D / DEPTHWISE_CONV2D on NHWC ``xn``; torch weight [O, I/g, KH, KW]."""
+    q, sw = calib.weight_quant(w)
+    o = q.shape[0]
+    bq = bias_const(em, bias, sx, sw, o)
+    if depthwise:
+        c = em.b.shape(xn)[3]
+        mult = o // c
+        wt = q.reshape(c, mult, q.shape[2], q.shape[3]).transpose(2, 3, 0, 1)
+        wc = em.b.const(np.ascontiguousarray(wt), DType.INT8)
+        acc = em.b.depthwise_conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
+                                      acc_type=em.acc)
+    else:
+        wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
+        acc = em.b.conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
+                            acc_type=em.acc)
+    return acc, sx * sw
+
+
+def fold_bn(em, node, w, bias):
+    """Fold an eval-mode batch_norm that is the conv's only user into its weights."""
+    users = list(node.users)
+    if len(users) != 1:
+        return w, bias, node
+    u = users[0]
+    name = aten_name(u)
+    if name not in ("aten.batch_norm.default",
+                    "aten._native_batch_norm_legit_no_training.default"):
+        return w, bias, node
+    if u.args[0] is not node or any(a is node for a in list(u.args[1:]) +
+                                    list(u.kwargs.values())):
+        return w, bias, node
+    p = bind(u.target, (None,) + tuple(em.value(tuple(u.args[1:]))), em.value(u.kwargs))
+    if p.get("training") or any(isinstance(p[k], QT) for k in ("weight", "bias",
+                                                                "running_mean",
+                                                                "running_var")):
+        return w, bias, node
+    o = w.shape[0]
+    mean, var = f64(p["running_mean"]), f64(p["running_var"])
+    g = f64(p["weight"]) if p["weight"] is not None else torch.ones(o, dtype=torch.float64)
+    beta = f64(p["bias"]) if p["bias"] is not None else torch.zeros(o, dtype=torch.float64)
+    k = g / torch.sqrt(var + float(p["eps"]))
+    w2 = f64(w) * k.reshape((-1,) + (1,) * (w.dim() - 1))
+    b0 = f64(bias) if bias is not None else torch.zeros(o, dtype=torch.float64)
+    b2 = (b0 - mean) * k + beta
+    return w2, b2, u
+
+
+def linear_const(em, node, x, w, bias, out_node=None):
+    if not isinstance(x, QT) or isinstance(w, QT):
+        raise Unsupported("linear needs a constant weight")
+    k = x.shape[-1]
+    lead = x.shape[:-1]
+    m = numel(lead)
+    n = w.shape[0]
+    x4 = em.reshape(x.name, (1, m, 1, k))
+    acc, sacc = conv_core(em, x4, x.scale, f64(w).reshape(n, k, 1, 1), bias,
+                                (0, 0, 0, 0), (1, 1), (1, 1), False)
+    sy, zp = em.out_qparams(out_node or node)
+    y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
+    y = em.reshape(y, lead + (n,))
+    return em.new(y, sy, lead + (n,), zp=zp)
+
+
+@lowers("aten.linear")
+def linear(em, node, p):
+    return linear_const(em, node, p["input"], p["weight"], p["bias"])
+
+
+@lowers("aten.addmm")
+def addmm(em, node, p):
+    x, w = p["mat1"], p["mat2"]
+    if p["beta"] != 1 or p["alpha"] != 1 or isinstance(p["self"], QT):
+        raise Unsupported("addmm with alpha/beta != 1 or an activation bias")
+    return linear_const(em, node, x, f64(w).t(), p["self"])
+
+
+@lowers("aten.conv1d")
+def conv1d(em, node, p):
+    return conv_nd(em, node, p, 1)
+
+
+@lowers("aten.conv2d")
+def conv2d(em, node, p):
+    return conv_nd(em, node, p, 2)
+
+
+@lowers("aten.convolution")
+def convolution(em, node, p):
+    if p["transposed"]:
+        raise Unsupported("transposed convolution")
+    return conv_nd(em, node, p, len(p["weight"].shape) - 2)
+
+
+def conv_nd(em, node, p, nd):
+    x, w, bias = p["input"], p["weight"], p["bias"]
+    if not isinstance(x, QT) or isinstance(w, QT) or isinstance(bias, QT):
+        raise Unsupported("convolution needs constant weights and bias")
+    if nd not in (1, 2):
+        raise Unsupported(f"conv{nd}d")
+    w = f64(w)
+    stride = list(ntuple(p["stride"], nd))
+    dil = list(ntuple(p["dilation"], nd))
+    ks = list(w.shape[2:])
+    padding = p["padding"]
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = [(0, 0)] * nd
+        else:
+            pads = [((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
+                    for d, k in zip(dil, ks)]
+    else:
+        pads = [(v, v) for v in ntuple(padding, nd)]
+    groups = int(p["groups"])
+    w, bias, out_node = fold_bn(em, node, w, bias)
+    if out_node is not node:
+        em.folded[out_node.name] = None  # filled below
+    n, c = x.shape[0], x.shape[1]
+    if nd == 1:
+        x4 = em.reshape(x.name, (n, c, 1, x.shape[2]))
+        w = w.unsqueeze(2)
+        stride, dil, ks, pads = [1] + stride, [1] + dil, [1] + ks, [(0, 0)] + pads
+    else:
+        x4 = x.name
+    xn = em.nhwc(x4)
+    hw = list(em.b.shape(xn)[1:3])
+    pad4, cut = [], []
+    for i in range(2):
+        lo, hi, ct = fit_padding(hw[i], ks[i], stride[i], dil[i], *pads[i])
+        pad4 += [lo, hi]
+        cut.append(ct)
+    if any(cut):
+        sh = list(em.b.shape(xn))
+        xn = em.b.slice(xn, (0, 0, 0, 0), (sh[0], sh[1] - cut[0], sh[2] - cut[1], sh[3]))
+    sy, zp = em.out_qparams(out_node)
+    o = w.shape[0]
+    if groups == 1:
+        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, False)
+        y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
+    elif groups == c and w.shape[1] == 1 and o % c == 0:
+        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, True)
+        y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
+    else:
+        cg, og = c // groups, o // groups
+        parts = []
+        sh = list(em.b.shape(xn))
+        for g in range(groups):
+            xs = em.b.slice(xn, (0, 0, 0, g * cg), (sh[0], sh[1], sh[2], cg))
+            bg = None if bias is None else f64(bias)[g * og:(g + 1) * og]
+            acc, sacc = conv_core(em, xs, x.scale, w[g * og:(g + 1) * og], bg, pad4,
+                                        stride, dil, False)
+            parts.append(em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
+                                      em.adt, output_zp=zp))
+        y = em.b.concat(parts, 3)
+    y_nhwc = y
+    y = em.b.transpose(y, (0, 3, 1, 2))
+    if nd == 2:
+        em.set_nhwc(y, y_nhwc)
+    shape = tuple(out_node.meta["val"].shape)
+    y = em.reshape(y, shape)
+    out = em.new(y, sy, shape, zp=zp)
+    if out_node is not node:
+        em.record_as = out_node.name
+        if aten_name(out_node).startswith("aten._native_batch_norm"):
+            em.folded[out_node.name] = (out, None, None)
+        else:
+            em.folded[out_node.name] = out
+    return out
+
+
+def matmul_act(em, node, a: QT, bq: QT):
+    """MATMUL of two activations, batch dims equal (broadcast over size-1 batch dims)."""
+    ra, rb = a.rank, bq.rank
+    r = max(ra, rb, 3)
+    an, bn = em.to_rank(a.name, r), em.to_rank(bq.name, r)
+    sa, sb = list(em.b.shape(an)), list(em.b.shape(bn))
+    batch = [max(x, y) for x, y in zip(sa[:-2], sb[:-2])]
+    if sa[:-2] != batch:
+        an = em.b.tile(an, [bt // d for bt, d in zip(batch, sa[:-2])] + [1, 1])
+    if sb[:-2] != batch:
+        bn = em.b.tile(bn, [bt // d for bt, d in zip(batch, sb[:-2])] + [1, 1])
+    nb = numel(batch)
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    a3 = em.reshape(an, (nb, m, k))
+    b3 = em.reshape(bn, (nb, k, n))
+    sy = em.out_scale(node)
+    hook = em.hooks.get("matmul") if em.adt == DType.INT16 else None
+    if hook is not None:
+        y = hook(em, a3, b3, a.scale, bq.scale, sy)
+    else:
+        acc = em.b.matmul(a3, b3)
+        y = em.rescale(acc, Q.ratio(a.scale, bq.scale, den=[sy]), em.adt)
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(y, shape), sy, shape)
+
+
+@lowers("aten.matmul", "aten.bmm", "aten.mm")
+def matmul(em, node, p):
+    a, b = p["self"], p.get("other", p.get("mat2"))
+    if isinstance(a, QT) and isinstance(b, QT):
+        return matmul_act(em, node, a, b)
+    if isinstance(a, QT):
+        b = f64(b)
+        if b.dim() == 1:
+            b = b.unsqueeze(1)
+            res = linear_const(em, node, a, b.t(), None)
+            return squeeze_to(em, node, res)
+        if b.dim() != 2:
+            raise Unsupported("matmul with a batched constant operand")
+        return linear_const(em, node, a, b.t(), None)
+    raise Unsupported("matmul with a constant first operand")
+
+
+def squeeze_to(em, node, q: QT):
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(q.name, shape), q.scale, shape, q.dtype)

@@ -1,0 +1,232 @@
+"""Lowerings of data movement: reshapes, transposes, expand/repeat, cat/stack, slices and
+splits, constant padding, and the identities (clone, dropout in eval, ...).  The scale of the
+input carries over, except cat/stack, which requantize to the largest input scale."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..values import QT, Unsupported, f64
+from ._registry import lowers
+
+
+def same_scale(em, node, x: QT, name):
+    shape = tuple(em.b.shape(name))
+    return QT(name, x.scale, shape, x.dtype)
+
+
+@lowers("aten.view", "aten.reshape", "aten._unsafe_view", "aten.flatten", "aten.unsqueeze",
+        "aten.squeeze", "aten.unflatten")
+def reshape_like(em, node, p):
+    x = next(v for v in p.values() if isinstance(v, QT))
+    shape = tuple(node.meta["val"].shape)
+    return same_scale(em, node, x, em.reshape(x.name, shape))
+
+
+@lowers("aten.contiguous", "aten.clone", "aten.alias", "aten.detach", "aten.dropout",
+        "aten.lift_fresh_copy", "aten._to_copy", "aten.to", "aten.feature_dropout", nhwc=True)
+def identity(em, node, p):
+    return next(v for v in p.values() if isinstance(v, QT))
+
+
+@lowers("aten.permute")
+def permute(em, node, p):
+    x = p["self"]
+    perm = [d % x.rank for d in p["dims"]]
+    return same_scale(em, node, x, em.b.transpose(x.name, perm))
+
+
+@lowers("aten.transpose")
+def transpose(em, node, p):
+    x = p["self"]
+    perm = list(range(x.rank))
+    a, b = int(p["dim0"]) % x.rank, int(p["dim1"]) % x.rank
+    perm[a], perm[b] = perm[b], perm[a]
+    return same_scale(em, node, x, em.b.transpose(x.name, perm))
+
+
+@lowers("aten.t")
+def t_(em, node, p):
+    x = p["self"]
+    if x.rank < 2:
+        return x
+    return same_scale(em, node, x, em.b.transpose(x.name, [1, 0]))
+
+
+@lowers("aten.expand")
+def expand(em, node, p):
+    x = p["self"]
+    shape = tuple(node.meta["val"].shape)
+    xr = em.to_rank(x.name, len(shape))
+    cur = em.b.shape(xr)
+    mult = [s // c for s, c in zip(shape, cur)]
+    if all(m == 1 for m in mult):
+        return same_scale(em, node, x, xr)
+    return same_scale(em, node, x, em.b.tile(xr, mult))
+
+
+@lowers("aten.repeat")
+def repeat(em, node, p):
+    x = p["self"]
+    reps = list(p["repeats"])
+    xr = em.to_rank(x.name, len(reps))
+    return same_scale(em, node, x, em.b.tile(xr, reps))
+
+
+@lowers("aten.cat", "aten.concat", "aten.concatenate")
+def cat(em, node, p):
+    xs = p["tensors"]
+    rank = len(node.meta["val"].shape)
+    d = int(p["dim"]) % rank
+    qs = []
+    scale = max(v.scale for v in xs if isinstance(v, QT))
+    for v in xs:
+        if isinstance(v, QT):
+            qs.append(em.requant(v, scale).name)
+        else:
+            a = f64(v).numpy()
+            qs.append(em.b.const(np.clip(np.round(a / scale), -em.qmax, em.qmax),
+                                   em.adt))
+    return em.new(em.b.concat(qs, d), scale, node.meta["val"].shape)
+
+
+@lowers("aten.stack")
+def stack(em, node, p):
+    xs = p["tensors"]
+    shape = tuple(node.meta["val"].shape)
+    d = int(p["dim"]) % len(shape)
+    scale = max(v.scale for v in xs if isinstance(v, QT))
+    parts = []
+    for v in xs:
+        if not isinstance(v, QT):
+            raise Unsupported("stack of constants and activations")
+        v = em.requant(v, scale)
+        s = list(v.shape)
+        s.insert(d, 1)
+        parts.append(em.reshape(v.name, s))
+    return em.new(em.b.concat(parts, d), scale, shape)
+
+
+def slice_dim(em, x: QT, d, start, end, step=1):
+    size = x.shape[d]
+    start = 0 if start is None else int(start)
+    end = size if end is None else int(end)
+    if start < 0:
+        start += size
+    if end < 0:
+        end += size
+    start, end = max(0, min(start, size)), max(0, min(end, size))
+    n = max(0, (end - start + step - 1) // step)
+    st = [0] * x.rank
+    sz = list(x.shape)
+    st[d] = start
+    if step == 1:
+        sz[d] = n
+        if start == 0 and n == size:
+            return x
+        return QT(em.b.slice(x.name, st, sz), x.scale, tuple(sz), x.dtype)
+    # strided: take n*step elements (padding at the end when needed), reshape, take index 0
+    avail = size - start
+    need = n * step
+    name = x.name
+    cur = list(x.shape)
+    if need > avail:
+        pads = [0] * (2 * x.rank)
+        pads[2 * d + 1] = need - avail
+        name = em.b.pad(name, pads, 0)
+        cur[d] += need - avail
+    sz[d] = need
+    name = em.b.slice(name, st, sz)
+    shp = sz[:d] + [n, step] + sz[d + 1:]
+    name = em.reshape(name, shp)
+    st2 = [0] * len(shp)
+    sz2 = list(shp)
+    sz2[d + 1] = 1
+    name = em.b.slice(name, st2, sz2)
+    out = sz[:d] + [n] + sz[d + 1:]
+    return QT(em.reshape(name, out), x.scale, tuple(out), x.dtype)
+
+
+@lowers("aten.slice")
+def slice_(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    return slice_dim(em, x, d, p["start"], p["end"], int(p["step"] or 1))
+
+
+@lowers("aten.select")
+def select(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    i = int(p["index"]) % x.shape[d]
+    s = slice_dim(em, x, d, i, i + 1)
+    shape = tuple(node.meta["val"].shape)
+    return QT(em.reshape(s.name, shape), x.scale, shape, x.dtype)
+
+
+@lowers("aten.narrow")
+def narrow(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    st = int(p["start"])
+    return slice_dim(em, x, d, st, st + int(p["length"]))
+
+
+@lowers("aten.split", "aten.split_with_sizes")
+def split(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    ss = p.get("split_size", p.get("split_sizes"))
+    size = x.shape[d]
+    if isinstance(ss, int):
+        sizes = [min(ss, size - i) for i in range(0, size, ss)]
+    else:
+        sizes = list(ss)
+    out, o = [], 0
+    for s in sizes:
+        out.append(slice_dim(em, x, d, o, o + s))
+        o += s
+    return out
+
+
+@lowers("aten.chunk")
+def chunk(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    c = int(p["chunks"])
+    ss = -(-x.shape[d] // c)
+    return split(em, node, dict(self=x, dim=d, split_size=ss))
+
+
+@lowers("aten.unbind")
+def unbind(em, node, p):
+    x = p["self"]
+    d = int(p["dim"]) % x.rank
+    out = []
+    for i in range(x.shape[d]):
+        s = slice_dim(em, x, d, i, i + 1)
+        shp = x.shape[:d] + x.shape[d + 1:]
+        out.append(QT(em.reshape(s.name, shp), x.scale, shp, x.dtype))
+    return out
+
+
+@lowers("aten.constant_pad_nd")
+def constant_pad_nd(em, node, p):
+    x = p["input"] if "input" in p else p["self"]
+    pad = list(p["pad"])
+    value = float(p.get("value") or 0.0)
+    pads = [0] * (2 * x.rank)
+    for i in range(len(pad) // 2):
+        d = x.rank - 1 - i
+        pads[2 * d], pads[2 * d + 1] = pad[2 * i], pad[2 * i + 1]
+    if any(v < 0 for v in pads):
+        raise Unsupported("negative padding")
+    qv = int(np.clip(round(value / x.scale), -em.qmax, em.qmax))
+    return same_scale(em, node, x, em.b.pad(x.name, pads, qv))
+
+
+@lowers("aten.pad")
+def pad(em, node, p):
+    if p.get("mode", "constant") != "constant":
+        raise Unsupported(f"pad mode {p.get('mode')!r}")
+    return constant_pad_nd(em, node, dict(input=p["self"], pad=p["pad"],
+                                              value=p.get("value")))
