@@ -156,8 +156,7 @@ def test_counting_loop_against_reference_model(impl):
 
 def test_max_while_iterations_guard():
     g = shift_loop_graph(3)
-    plan = tosaint.prepare(g)
-    plan.max_while_iterations = 2
+    plan = tosaint.prepare(g, max_while_iterations=2)
     inputs = {"v": np.array([1, 1, 0], bool), "y": np.zeros(2, np.int32)}
     plan.run(inputs)                            # 2 iterations: fine
     with pytest.raises(TosaError, match="max_while_iterations = 2"):
