@@ -34,10 +34,23 @@ def encoded_size(dtype, count):
     return count * _BYTES[dtype]
 
 
+def _readonly(arr):
+    arr.flags.writeable = False
+    return arr
+
+
 def decode_data(raw, dtype, shape, where="tensor"):
-    """Decode little-endian constant bytes into the dtype's storage array of ``shape``."""
-    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-    dtype = DType(dtype)
+    """Decode little-endian constant bytes into the dtype's storage array of ``shape``.
+
+    The result is read-only.  For dtypes stored natively (int8/16/32/64, fp16/32, shape) it is a
+    view of ``raw`` when ``raw`` is immutable and suitably aligned, so ``raw`` must not change
+    afterwards; int48, int4 and bool are decoded (vectorised) into a new array.
+    """
+    count = 1
+    for d in shape:
+        count *= int(d)
+    if dtype.__class__ is not DType:
+        dtype = DType(dtype)
     if dtype == DType.UNKNOWN:
         raise SchemaError(f"{where}: constant data of type UNKNOWN")
     if dtype not in _BYTES and dtype != DType.INT4:
@@ -46,17 +59,20 @@ def decode_data(raw, dtype, shape, where="tensor"):
     if len(raw) < need:
         raise SchemaError(f"{where}: data has {len(raw)} bytes, but shape {list(shape)} of "
                           f"{dtype.name} needs {need}")
-    buf = np.frombuffer(raw, dtype=np.uint8, count=need)
     if dtype in _NATIVE:
-        arr = buf.view(_NATIVE[dtype]).astype(_NATIVE[dtype][1:])
-    elif dtype == DType.BOOL:
+        arr = np.frombuffer(raw, dtype=_NATIVE[dtype], count=count)
+        if arr.flags.writeable or not arr.flags.aligned:
+            arr = arr.copy()      # a mutable source must not alias; unaligned: keep one layout
+        return _readonly(arr.reshape(shape))
+    buf = np.frombuffer(raw, dtype=np.uint8, count=need)
+    if dtype == DType.BOOL:
         arr = buf != 0
     elif dtype == DType.INT48:
-        b = buf.reshape(count, 6).astype(np.int64)
-        v = np.zeros(count, np.int64)
-        for i in range(6):
-            v |= b[:, i] << (8 * i)
-        arr = (v ^ (1 << 47)) - (1 << 47)            # sign-extend from bit 47
+        # six little-endian bytes per value: widen to eight (the top two copy the sign bit)
+        b = np.empty((count, 8), np.uint8)
+        b[:, :6] = buf.reshape(count, 6)
+        b[:, 6:] = np.where(b[:, 5:6] & 0x80, 0xFF, 0)
+        arr = b.view("<i8").reshape(count).astype(np.int64, copy=False)
     elif dtype == DType.INT4:
         nib = np.empty(2 * need, np.int8)
         nib[0::2] = (buf & 0xF).astype(np.int8)
@@ -66,30 +82,47 @@ def decode_data(raw, dtype, shape, where="tensor"):
             raise SchemaError(f"{where}: int4 data holds -8, which TOSA excludes (range -7..7)")
     else:  # BF16 / FP8: kept as raw bytes, tosaint computes nothing on them
         return None
-    return arr.reshape(tuple(shape))
+    return _readonly(arr.reshape(shape))
 
 
-def _read_src(src):
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src)
-    path = os.fspath(src)
+def read_model_file(path):
+    """The bytes of the model file at ``path``: the one place tosaint opens a model file.
+
+    Only regular files are read (a directory, FIFO or device such as ``/dev/zero`` is refused
+    before it is opened); the size is checked against ``MAX_FILE_BYTES`` with ``stat`` first,
+    and exactly that many bytes are read, so nothing beyond the file's size is ever reserved.
+    """
+    path = os.fspath(path)
     try:
         st = os.stat(path)
-    except OSError as e:
-        raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
+    except (OSError, ValueError) as e:
+        raise SchemaError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
     if not stat.S_ISREG(st.st_mode):
         # a directory, a FIFO or a device like /dev/zero: reading it could block or never end
         raise SchemaError(f"{path}: cannot read (not a regular file)")
     if st.st_size > MAX_FILE_BYTES:
         raise SchemaError(f"{path}: {st.st_size} bytes is larger than a TOSA flatbuffer can be")
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        # O_NONBLOCK: should the path have become a FIFO since the stat, opening must not hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SchemaError(f"{path}: cannot read (not a regular file)")
+            data = f.read(st.st_size)
+            grew = f.read(1)
     except OSError as e:
         raise SchemaError(f"{path}: cannot read ({e.strerror})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise SchemaError(f"{path}: larger than a TOSA flatbuffer can be")
+    if grew:
+        raise SchemaError(f"{path}: the file changed while it was read")
     return data
+
+
+def _read_src(src):
+    if isinstance(src, bytes):
+        return src
+    if isinstance(src, (bytearray, memoryview)):
+        return bytes(src)     # constants are views of the buffer: it must not change later
+    return read_model_file(src)
 
 
 def _fmt_shape(shape):
@@ -98,26 +131,30 @@ def _fmt_shape(shape):
     return f"[{', '.join(map(str, shape[:8]))}, ... ({len(shape)} dims)]"
 
 
-def _shape(raw_shape, where, max_elements):
-    shape = tuple(int(d) for d in raw_shape)
-    if any(d < 0 for d in shape):
-        raise SchemaError(f"{where}: shape {_fmt_shape(shape)} has a negative dimension "
+def _shape(raw_shape, name, max_elements):
+    shape = tuple(raw_shape)
+    if shape and min(shape) < 0:
+        raise SchemaError(f"tensor {name!r}: shape {_fmt_shape(shape)} has a negative dimension "
                           "(dynamic shapes are not supported)")
     count = 0 if 0 in shape else 1
     for d in shape:
         count *= d
         if count > max_elements:  # stop early: a long list of huge dims must not cost time
-            raise SchemaError(f"{where}: shape {_fmt_shape(shape)} has more than the "
+            raise SchemaError(f"tensor {name!r}: shape {_fmt_shape(shape)} has more than the "
                               f"{max_elements} elements tosaint accepts")
     return shape
+
+
+#: ``TosaTensor`` fields kept in ``Tensor.extra`` when set (for the round trip)
+_EXTRA_FIELDS = ("offset", "size", "scale_type", "scale_offset", "scale_size", "block_shape",
+                 "scale_data")
 
 
 def _tensor(t, where, max_elements):
     name = t["name"]
     if not name:
         raise SchemaError(f"{where}: tensor without a name")
-    where = f"tensor {name!r}"
-    shape = _shape(t["shape"], where, max_elements)
+    shape = _shape(t["shape"], name, max_elements)
     dtype = t["type"]
     data = None
     extra = {}
@@ -125,21 +162,18 @@ def _tensor(t, where, max_elements):
     # an absent data vector: not a constant; present, it must hold the elements (a constant of
     # zero elements has an empty vector)
     if raw is not None and (len(raw) or 0 in shape):
-        data = decode_data(t["data"], dtype, shape, where)
+        data = decode_data(raw, dtype, shape, f"tensor {name!r}")
         if data is None:
-            extra["raw_data"] = t["data"]
-    for k in ("offset", "size", "scale_type", "scale_offset", "scale_size", "block_shape"):
+            extra["raw_data"] = bytes(raw)
+    for k in _EXTRA_FIELDS:
         if t[k]:
             extra[k] = t[k]
-    if t["scale_data"]:
-        extra["scale_data"] = t["scale_data"]
     if dtype == DType.SHAPE:
         # the older form: a shape value as a SHAPE tensor in block.tensors (not block.shapes);
         # the writer keeps it there
         extra["shape_table"] = False
-    return Tensor(name=name, shape=shape, dtype=dtype, data=data, variable=t["variable"],
-                  variable_name=t["variable_name"] or None, is_unranked=t["is_unranked"],
-                  extra=extra)
+    return Tensor(name, shape, dtype, data, t["variable"], t["variable_name"] or None,
+                  t["is_unranked"], extra)
 
 
 def _shape_value(s, where):
@@ -186,27 +220,37 @@ def _operator(o, where):
 
 
 def _check_block(block, graph_names, where):
+    tensors = block.tensors
     produced = {}
     for i, o in enumerate(block.operators):
-        for name in o.inputs:
-            if name and name not in block.tensors and name not in graph_names:
-                raise SchemaError(f"{where}: operator {i} ({o.op.name}) reads tensor {name!r}, "
-                                  "which is not declared")
         for name in o.outputs:
-            if name not in block.tensors and name not in graph_names:
+            if name not in tensors and name not in graph_names:
                 raise SchemaError(f"{where}: operator {i} ({o.op.name}) writes tensor {name!r}, "
                                   "which is not declared")
-            t = block.tensors.get(name)
+            t = tensors.get(name)
             if t is not None and t.variable:
                 continue  # EXT-VARIABLE state: may be written repeatedly, is no data dependency
             if name in produced:
                 raise SchemaError(f"{where}: tensor {name!r} is written by operator "
                                   f"{produced[name]} and by operator {i} ({o.op.name})")
             produced[name] = i
+    in_order = True      # every input produced by an earlier operator: file order is a schedule
+    for i, o in enumerate(block.operators):
+        for name in o.inputs:
+            if name and name not in tensors and name not in graph_names:
+                raise SchemaError(f"{where}: operator {i} ({o.op.name}) reads tensor {name!r}, "
+                                  "which is not declared")
+            if produced.get(name, -1) >= i:
+                in_order = False
     for name in block.inputs + block.outputs:
-        if name not in block.tensors and name not in graph_names:
+        if name not in tensors and name not in graph_names:
             raise SchemaError(f"{where}: block input/output {name!r} is not declared")
-    # cycle check (Kahn): every operator must become ready
+    if not in_order:
+        _check_acyclic(block, produced, where)
+
+
+def _check_acyclic(block, produced, where):
+    """Kahn's algorithm: every operator must become ready."""
     waiting = {}
     indeg = []
     for i, o in enumerate(block.operators):
