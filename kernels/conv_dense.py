@@ -298,8 +298,13 @@ def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dty
     return out, int(count)
 
 
-def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
-           rescale=None, out_dtype=None):
+def conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):
+    return _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                   None, None)
+
+
+def _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48, rescale,
+            out_dtype):
     if weights.ftype is None:
         if rescale:
             return _spec.conv2d_rescale(input, weights.spec, bias, input_zp, pad, stride,
@@ -329,8 +334,8 @@ def conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_sh
     (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), [lo, hi] as in
     type_conversion.no_require_range.  Returns (output, count); the output is only valid when
     the count (of values where either op flags anything) is 0."""
-    return conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
-                  rescale, out_dtype)
+    return _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
+                   rescale, out_dtype)
 
 
 def epilogue_args(rescale):

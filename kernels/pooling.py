@@ -9,15 +9,15 @@ also make the result trivially independent of NUMBA_NUM_THREADS.
 import numpy as np
 
 from ._int import I32_MAX, I32_MIN
-from ._jit import jit, wrap32
+from ._jit import inline, jit, wrap32
 from .scale import apply_scale_32, reciprocal_scale
 
 __all__ = ["avg_pool2d", "max_pool2d", "argmax"]
 
 
 @jit
-def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp, lo, hi,
-               check_acc):
+def avg_pool2d(x, out, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left, input_zp,
+               output_zp, lo, hi, check_acc):
     """AVG_POOL2D of NHWC ``x`` into ``out`` (same dtype, shape [N,OH,OW,C]).
 
     Only the taps inside the input count.  The int32 accumulation is checked step by step
@@ -30,12 +30,12 @@ def avg_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, output_zp,
     bad = np.zeros((n_ * oh, 2), np.int64)
     for t in range(n_ * oh):
         n = t // oh
-        _avg_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left, input_zp,
-                      output_zp, lo, hi, check_acc, bad[t])
+        _avg_pool_row(x, out, n, t - n * oh, kernel_y, kernel_x, stride_y, stride_x, pad_top,
+                      pad_left, input_zp, output_zp, lo, hi, check_acc, bad[t])
     return bad[:, 0].sum(), bad[:, 1].sum()
 
 
-@jit
+@inline
 def _window(o, stride, pad, k, size):
     """The input range [lo, hi) of output position ``o``'s window, clipped to the input."""
     i = o * stride - pad
@@ -83,13 +83,14 @@ def _avg_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left, input_zp, 
 
 
 @jit
-def max_pool2d(x, out, ky_, kx_, sy, sx, pad_top, pad_left):
+def max_pool2d(x, out, kernel_y, kernel_x, stride_y, stride_x, pad_top, pad_left):
     """MAX_POOL2D of NHWC ``x`` into ``out``: the maximum of the taps inside the input."""
     n_ = x.shape[0]
     oh = out.shape[1]
     for t in range(n_ * oh):
         n = t // oh
-        _max_pool_row(x, out, n, t - n * oh, ky_, kx_, sy, sx, pad_top, pad_left)
+        _max_pool_row(x, out, n, t - n * oh, kernel_y, kernel_x, stride_y, stride_x, pad_top,
+                      pad_left)
     return 0
 
 

@@ -30,7 +30,7 @@ def gather(values, indices):
 
 
 @jit
-def scatter(values_in, indices, inp):
+def scatter(values_in, indices, input):
     """(values_out[N,K,C], out-of-range count, count of positions written more than once)."""
     n_, k_, c_ = values_in.shape
     w_ = indices.shape[1]
@@ -48,5 +48,5 @@ def scatter(values_in, indices, inp):
                 dup += 1
             modified[n, k] = True
             for c in range(c_):
-                out[n, k, c] = inp[n, w, c]
+                out[n, k, c] = input[n, w, c]
     return out, bad, dup

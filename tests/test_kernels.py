@@ -1,0 +1,160 @@
+"""The kernel layer as a whole: both sides export the same names with the same arguments, the
+threaded kernels give the same bits for any thread count and block size, the small-tensor
+paths equal the large ones, and warmup compiles every kernel."""
+import inspect
+
+import numpy as np
+import pytest
+
+from tosaint.kernels import _threads, namespace
+from tosaint.kernels import fast as K
+from tosaint.kernels import spec as S
+
+from .helpers import check
+
+
+def _python(f):
+    """The Python function behind a kernel (a Numba dispatcher's ``py_func``)."""
+    return getattr(f, "py_func", f)
+
+
+def test_both_sides_export_the_same_names_and_signatures():
+    assert sorted(K.__all__) == sorted(S.__all__)
+    assert len(set(K.__all__)) == len(K.__all__)
+    for name in K.__all__:
+        fast, spec = getattr(K, name), getattr(S, name)
+        assert callable(fast) and callable(spec), name
+        assert inspect.signature(_python(fast)) == inspect.signature(_python(spec)), name
+
+
+def test_namespace():
+    assert namespace("numba") is K and namespace() is K
+    assert namespace("spec") is S
+    with pytest.raises(ValueError, match="impl must be one of"):
+        namespace("fortran")
+
+
+def test_no_module_imports_by_computed_name():
+    """The kernel modules are imported explicitly (no importlib, no __all__ scanning)."""
+    import pathlib
+    import tosaint.kernels as pkg
+    for path in pathlib.Path(pkg.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        assert "importlib" not in text and "import_module" not in text, path
+        assert len(text.splitlines()) <= 700, path
+
+
+def _dw_case(rng, x_dt, m, pad, stride, dilation, n=2, ih=9, iw=11, c=5, kh=3, kw=3):
+    info = np.iinfo(x_dt)
+    x = rng.integers(info.min, info.max, (n, ih, iw, c), endpoint=True).astype(x_dt)
+    w = rng.integers(-128, 128, (kh, kw, c, m)).astype(np.int8)
+    oh = (ih + pad[0] + pad[1] - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = (iw + pad[2] + pad[3] - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    return x, w, (n, oh, ow, c * m)
+
+
+@pytest.mark.parametrize("x_dt,m", [(np.int16, 1), (np.int8, 2), (np.int16, 3)])
+def test_depthwise_any_block_size_and_thread_count(monkeypatch, x_dt, m):
+    """Row blocks of 1 row and of every row, on 1 or 2 threads: the twin's bits."""
+    from tosaint.kernels import conv_depthwise
+    rng = np.random.default_rng(5)
+    pad, stride, dilation = (1, 0, 2, 1), (1, 2), (2, 1)
+    x, w, out_shape = _dw_case(rng, x_dt, m, pad, stride, dilation)
+    out48 = x_dt == np.int16
+    bias = rng.integers(-1000, 1000, (out_shape[3],))
+    args = (bias, 0, pad, stride, dilation, out_shape, out48)
+    want = S.depthwise_conv2d(x, S.depthwise_weights(w, 0, 32768), *args)
+    prep = K.depthwise_weights(w, 0, 32768)
+    for block in (1, 1 << 30):
+        monkeypatch.setattr(conv_depthwise, "_BLOCK_MACS", block)
+        for n in (1, 2):
+            monkeypatch.setattr(_threads, "threads", lambda n=n: n)
+            got = K.depthwise_conv2d(x, prep, *args)
+            check(got[0], want[0])
+            assert got[1] == want[1]
+
+
+def test_depthwise_rescale_any_block_size(monkeypatch):
+    """The fused DEPTHWISE_CONV2D + RESCALE in blocks of one row equals the twin."""
+    from tosaint.kernels import conv_depthwise
+    rng = np.random.default_rng(6)
+    pad, stride, dilation = (1, 1, 1, 1), (1, 1), (1, 1)
+    x, w, out_shape = _dw_case(rng, np.int16, 1, pad, stride, dilation)
+    cm = out_shape[3]
+    m = rng.integers(1, 1 << 14, cm).astype(np.int64)
+    sh = np.full(cm, 30, np.int64)
+    rnd = np.int64(1) << (sh - 1)
+    lo, hi = np.full(cm, -(1 << 40), np.int64), np.full(cm, 1 << 40, np.int64)
+    rescale = (m, rnd, rnd, sh, np.full(cm, 1 << 62, np.int64), lo, hi, 3, -32768, 32767)
+    args = (np.zeros(1, np.int64), 0, pad, stride, dilation, out_shape, True, rescale,
+            np.int16)
+    want = S.depthwise_conv2d_rescale(x, S.depthwise_weights(w, 0, 32768), *args)
+    for block in (1, 1 << 30):
+        monkeypatch.setattr(conv_depthwise, "_BLOCK_MACS", block)
+        got = K.depthwise_conv2d_rescale(x, K.depthwise_weights(w, 0, 32768), *args)
+        check(got[0], want[0])
+        assert got[1] == want[1] == 0
+
+
+@pytest.mark.parametrize("bilinear", [False, True])
+def test_resize_any_block_size_and_thread_count(monkeypatch, bilinear):
+    from tosaint.kernels import image
+    rng = np.random.default_rng(7)
+    x = rng.integers(-32768, 32768, (2, 5, 6, 3)).astype(np.int32)
+    args = (9, 11, 4, 2, 4, 2, -1, 1, bilinear)
+    want = S.resize(x, *args)
+    for block in (1, 1 << 30):
+        monkeypatch.setattr(image, "_BLOCK", block)
+        for n in (1, 2):
+            monkeypatch.setattr(_threads, "threads", lambda n=n: n)
+            check(K.resize(x, *args), want)
+
+
+@pytest.mark.parametrize("in_dt,out_dt", [(np.int8, np.int8), (np.int16, np.int16),
+                                          (np.int32, np.int8), (np.int64, np.int16)])
+def test_rescale_small_and_large_paths_agree(monkeypatch, in_dt, out_dt):
+    """Small tensors go through int64 buffers, large ones run on their own types: same bits,
+    same counts, including elements that fail a REQUIRE."""
+    from tosaint.kernels import type_conversion
+    rng = np.random.default_rng(8)
+    info = np.iinfo(in_dt if in_dt != np.int64 else np.int32)
+    x = rng.integers(info.min, info.max, (40, 3), endpoint=True).astype(in_dt)
+    if in_dt == np.int64:
+        x *= 1 << 16                                       # int48 values
+    cols = 3
+    mult = rng.integers(1 << 10, 1 << 14, cols).astype(np.int64)
+    shift = np.array([20, 31, 40], np.int64)
+    base = np.int64(1) << (shift - 1)
+    extra = np.where(shift > 31, 1 << 30, 0)
+    half = base if in_dt != np.int64 else np.full(cols, 1 << 62, np.int64)
+    o = np.iinfo(out_dt)
+    results = []
+    for small in (0, 1 << 30):
+        monkeypatch.setattr(type_conversion, "SMALL", small)
+        out = np.empty(x.shape, out_dt)
+        bad = K.rescale_exact(x, 0, 1, mult, base + extra, base - extra, shift, half, o.min,
+                              o.max, out)
+        res = np.empty(x.shape, np.int32)
+        counts = K.rescale(x, 0, 0, 1, mult, shift, np.exp2(-shift).astype(np.float32), 2,
+                           o.min, o.max, res)
+        results.append((out, bad, res, counts))
+    want = np.empty(x.shape, out_dt)
+    bad = S.rescale_exact(x, 0, 1, mult, base + extra, base - extra, shift, half, o.min, o.max,
+                          want)
+    for out, b, res, counts in results:
+        check(out, want)
+        assert b == bad
+        wres = np.empty(x.shape, np.int32)
+        assert counts == S.rescale(x, 0, 0, 1, mult, shift, np.exp2(-shift).astype(np.float32),
+                                   2, o.min, o.max, wres)
+        check(res, wres)
+
+
+def test_table16_vectorised_equals_twin():
+    rng = np.random.default_rng(9)
+    table = rng.integers(-32768, 32768, 513).astype(np.int16)
+    x = rng.integers(-32768, 32768, 1000).astype(np.int16)
+    x[:2] = (-32768, 32767)
+    got, want = np.empty(x.shape, np.int32), np.empty(x.shape, np.int32)
+    assert K.table16(x, table, got) == S.table16(x, table, want) > 0
+    check(got, want)
