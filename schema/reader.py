@@ -13,6 +13,7 @@ bounded by the file size (``_Buf.budget``), because shared sub-objects could oth
 small file decode for ever.  ``TosaTensor.data`` is returned as a read-only ``memoryview`` of the
 buffer (no copy); every other value is a plain Python value.
 """
+import operator
 import struct
 
 from tosaint.errors import SchemaError
@@ -46,7 +47,7 @@ def _fail(where, field, message):
 
 class _Buf:
     """The buffer being read, its size, the decoding budget, and the strings seen so far."""
-    __slots__ = ("b", "mv", "n", "budget", "unknown", "strings")
+    __slots__ = ("b", "mv", "n", "budget", "unknown", "strings", "layouts")
 
     def __init__(self, data):
         self.b = data if isinstance(data, bytes) else bytes(data)
@@ -59,6 +60,8 @@ class _Buf:
         #: "where: slot i", at most 100 of them
         self.unknown = []
         self.strings = {}
+        #: (table kind, vtable position) -> compiled layout (see ``layout``)
+        self.layouts = {}
 
     def spend(self, count, where, field=None):
         self.budget -= count
@@ -78,15 +81,12 @@ class _Buf:
             _fail(where, field, f"offset {target} outside the {self.n}-byte buffer")
         return target
 
-    def vector(self, pos, elem_size, where, field=None):
-        """(start, length) of the vector whose uoffset is stored at ``pos``."""
-        b, n = self.b, self.n
-        if pos < 0 or pos + 4 > n:
-            _fail(where, field, f"offset {pos} outside the {n}-byte buffer")
-        vec = pos + _U32(b, pos)[0]
+    def vector(self, vec, elem_size, where, field=None):
+        """(start, length) of the vector at ``vec`` (its length prefix)."""
+        n = self.n
         if vec + 4 > n:
             _fail(where, field, f"offset {vec} outside the {n}-byte buffer")
-        length = _U32(b, vec)[0]
+        length = _U32(self.b, vec)[0]
         start = vec + 4
         if length * elem_size > n - start:
             _fail(where, field, f"vector of {length} elements runs past the end of the "
@@ -115,22 +115,9 @@ class _Buf:
         self.strings[vec] = s
         return s
 
-    def string(self, pos, where, field=None):
-        """The string whose uoffset is stored at ``pos``."""
-        if pos < 0 or pos + 4 > self.n:
-            _fail(where, field, f"offset {pos} outside the {self.n}-byte buffer")
-        vec = pos + _U32(self.b, pos)[0]
-        s = self.strings.get(vec)
-        if s is None:
-            s = self.decode_string(vec, where, field)
-        self.budget -= 1 + (len(s) >> 3)
-        if self.budget < 0:
-            self.exhausted(where, field)
-        return s
-
-    def strings_vector(self, pos, where, field):
-        """The strings of the vector whose uoffset is stored at ``pos``."""
-        start, count = self.vector(pos, 4, where, field)
+    def strings_vector(self, vec, where, field):
+        """The strings of the vector at ``vec``."""
+        start, count = self.vector(vec, 4, where, field)
         if not count:
             return []
         b, n, cache = self.b, self.n, self.strings
@@ -160,9 +147,9 @@ class _Buf:
             self.exhausted(where, field)
         return out
 
-    def tables_vector(self, pos, where, field):
-        """Positions of the tables of the vector whose uoffset is stored at ``pos``."""
-        start, n = self.vector(pos, 4, where, field)
+    def tables_vector(self, vec, where, field):
+        """Positions of the tables of the vector at ``vec``."""
+        start, n = self.vector(vec, 4, where, field)
         rels = struct.unpack_from(f"<{n}I", self.b, start)
         out = [start + 4 * i + rel for i, rel in enumerate(rels)]
         if out and max(out) >= self.n:
@@ -170,12 +157,12 @@ class _Buf:
             _fail((where, field, i), None, f"offset {out[i]} outside the {self.n}-byte buffer")
         return out
 
-    def int32_vector(self, pos, where, field):
-        start, n = self.vector(pos, 4, where, field)
+    def int32_vector(self, vec, where, field):
+        start, n = self.vector(vec, 4, where, field)
         return struct.unpack_from(f"<{n}i", self.b, start)
 
-    def byte_vector(self, pos, where, field, zero_copy):
-        start, n = self.vector(pos, 1, where, field)
+    def byte_vector(self, vec, where, field, zero_copy):
+        start, n = self.vector(vec, 1, where, field)
         view = self.mv[start:start + n]
         return view if zero_copy else bytes(view)
 
@@ -184,25 +171,72 @@ class _Buf:
             _fail(where, None, "nesting too deep")
         _fail(where, None, f"offset {pos} outside the {self.n}-byte buffer")
 
-    def unknown_slots(self, vt, nslots, present, where):
-        # a newer schema's fields: tosaint cannot know their types, so they are reported
-        # (``Graph.dropped_fields``) and not written back
-        if len(self.unknown) >= 100:
-            return
-        self.spend(present - nslots, where)
-        extra = struct.unpack_from(f"<{present - nslots}H", self.b, vt + 4 + 2 * nslots)
-        for i, off in enumerate(extra):
-            if off and len(self.unknown) < 100:
-                self.unknown.append(f"{_where(where)}: slot {nslots + i}")
+    def layout(self, tid, vt, where):
+        """The checked layout of table kind ``tid`` under the vtable at ``vt``, compiled once.
+
+        Returns ``(object length, slot offsets, fetch)``: the offsets of the kind's slots
+        (0: absent) and ``fetch(b, pos)``, which reads the raw value of every slot of a table
+        at ``pos`` with one ``struct`` call (a scalar, or a uoffset; 0 when absent).
+        """
+        table, names, codes = _KINDS[tid]
+        b, n, k = self.b, self.n, len(names)
+        if vt < 0 or vt + 4 > n:
+            _fail(where, None, "corrupt vtable (offset outside the buffer)")
+        vt_len, obj_len = _VT_HEAD(b, vt)
+        if vt_len < 4 or vt_len & 1 or vt + vt_len > n:
+            _fail(where, None, "corrupt vtable")
+        present = (vt_len - 4) >> 1
+        offs = struct.unpack_from(f"<{present}H", b, vt + 4)
+        if present > k:
+            # a newer schema's fields: tosaint cannot know their types, so they are reported
+            # (``Graph.dropped_fields``, once per vtable) and not written back
+            for i, off in enumerate(offs[k:]):
+                if off and len(self.unknown) < 100:
+                    self.unknown.append(f"{_where(where)}: slot {k + i}")
+            offs = offs[:k]
+        offs = offs + (0,) * (k - len(offs))
+        fields = sorted((off, i) for i, off in enumerate(offs) if off)
+        end, fmt, order = 0, "<", []
+        for off, i in fields:
+            width = struct.calcsize("<" + codes[i])
+            if off + width > obj_len:
+                _fail(where, names[i], "field outside its table")
+            if off < end:
+                break                # overlapping fields (a hostile file): read them one by one
+            fmt += (f"{off - end}x" if off > end else "") + codes[i]
+            end = off + width
+            order.append(i)
+        else:
+            unpack = struct.Struct(fmt).unpack_from
+            index = [len(order)] * k             # absent slots pick the appended 0
+            for j, i in enumerate(order):
+                index[i] = j
+            pick = _picker(index)
+
+            def fetch(b, pos):
+                return pick(unpack(b, pos) + (0,))
+            lay = self.layouts[tid, vt] = (obj_len, offs, fetch)
+            return lay
+        singles = [(off, struct.Struct("<" + codes[i]).unpack_from) for i, off in enumerate(offs)]
+
+        def fetch_each(b, pos):
+            return tuple(u(b, pos + off)[0] if off else 0 for off, u in singles)
+        lay = self.layouts[tid, vt] = (obj_len, offs, fetch_each)
+        return lay
 
 
-_SLOT_READERS = {}
+def _picker(index):
+    if not index:
+        return lambda values: ()
+    if len(index) == 1:
+        i = index[0]
+        return lambda values: (values[i],)
+    return operator.itemgetter(*index)
 
 
-def _slot_reader(k):
-    if k not in _SLOT_READERS:
-        _SLOT_READERS[k] = struct.Struct(f"<{k}H").unpack_from
-    return _SLOT_READERS[k]
+#: table kind id -> (table name, slot names, struct code of each slot)
+_KINDS = []
+
 
 
 # ---- generation of one reader per table ------------------------------------------------------
@@ -210,116 +244,98 @@ def _reader_name(table):
     return f"read_{table}"
 
 
-def _field_lines(table, name, ftype, o, env):
-    """Source lines reading field ``name`` (slot offset variable ``o``) into ``v_<name>``."""
-    v = f"v_{name}"
-    q = repr(name)
+def _slot_code(ftype):
+    """The struct code of a field's slot: its scalar, or the uoffset of what it refers to."""
+    if ftype in _SCALARS:
+        return _SCALARS[ftype][1]
+    return "I"                      # an enum (uint32) or a uoffset
 
-    def check(width):
-        return f"        if {o} + {width} > obj_len: _fail(where, {q}, 'field outside its table')"
 
-    if ftype in _SCALARS or ftype in ENUMS:
-        width, code = _SCALARS.get(ftype, (4, "I"))
-        default = DEFAULTS.get((table, name), 0)
-        env[f"_S{code}"] = struct.Struct("<" + code).unpack_from
-        lines = [f"    if {o}:", check(width), f"        {v} = _S{code}(b, pos + {o})[0]"]
-        if ftype == "bool":
-            lines += [f"        {v} = {v} != 0", f"    else:", f"        {v} = {bool(default)}"]
-        elif ftype in ENUMS:
-            env[f"_E_{ftype}"] = {int(m): m for m in ENUMS[ftype]}
-            lines += [f"        {v} = _E_{ftype}.get({v}, {v})",
-                      f"        if {v}.__class__ is int: _fail(where, {q}, "
-                      f"f'{{{v}}} is not a valid {ftype}')",
-                      f"    else:", f"        {v} = _E_{ftype}[{int(default)}]"]
-        else:
-            lines += [f"    else:", f"        {v} = {default}"]
-        return lines
+def _field_lines(table, name, ftype, env):
+    """Source lines turning field ``name`` (slot offset ``o_<name>``, raw value ``r_<name>``)
+    into its value ``v_<name>``.  The layout has checked that the slot lies inside the table."""
+    o, r, v, q = f"o_{name}", f"r_{name}", f"v_{name}", repr(name)
+    default = DEFAULTS.get((table, name), 0)
+    if ftype == "bool":
+        return [f"    {v} = {r} != 0 if {o} else {bool(default)}"]
+    if ftype in _SCALARS:
+        return [f"    {v} = {r} if {o} else {default}"]
+    if ftype in ENUMS:
+        env[f"_E_{ftype}"] = {int(m): m for m in ENUMS[ftype]}
+        return [f"    {v} = _E_{ftype}.get({r if default == 0 else f'{r} if {o} else {default}'})",
+                f"    if {v} is None: _fail(where, {q}, f'{{{r}}} is not a valid {ftype}')"]
+    target = f"pos + {o} + {r}"
     if ftype == "union":
-        t = f"v_{name}_type"
         env["_UNION"] = _UNION
-        return [f"    if {o}_type:",
-                f"        if {o}_type + 1 > obj_len: _fail(where, {q}, 'field outside its table')",
-                f"        {t} = b[pos + {o}_type]",
-                f"    else:",
-                f"        {t} = 0",
+        t = f"v_{name}_type"
+        return [f"    {t} = r_{name}_type if o_{name}_type else 0",
                 f"    if {o} and {t}:",
-                check(4),
                 f"        read = _UNION.get({t})",
                 f"        if read is None: _fail(where, {q}, f'unknown attribute union type {{{t}}}')",
-                f"        t = pos + {o}",
-                f"        t += _U32(b, t)[0]",
+                f"        t = {target}",
                 f"        if t >= n: _fail(where, {q}, f'offset {{t}} outside the {{n}}-byte buffer')",
                 f"        {v} = read(buf, t, (where, {q}, None), depth + 1)",
                 f"    else:",
                 f"        {v} = None"]
     if ftype == "string":
-        return [f"    if {o}:", check(4),
-                f"        t = pos + {o}",
-                f"        t += _U32(b, t)[0]",
+        return [f"    if {o}:",
+                f"        t = {target}",
                 f"        {v} = strings.get(t)",
                 f"        if {v} is None: {v} = buf.decode_string(t, where, {q})",
                 f"        buf.budget -= 1 + (len({v}) >> 3)",
                 f"    else:", f"        {v} = None"]
-    if ftype == "[int32]":
-        read, absent = f"buf.int32_vector(pos + {o}, where, {q})", "()"
-    elif ftype == "[ubyte]":
-        zero_copy = (table, name) in _ZERO_COPY
-        read, absent = f"buf.byte_vector(pos + {o}, where, {q}, {zero_copy})", "None"
-    elif ftype == "[string]":
-        read, absent = f"buf.strings_vector(pos + {o}, where, {q})", "[]"
-    elif ftype.startswith("["):
-        sub = _reader_name(ftype[1:-1])
-        read = (f"[{sub}(buf, t, (where, {q}, i), depth + 1) "
-                f"for i, t in enumerate(buf.tables_vector(pos + {o}, where, {q}))]")
-        absent = "[]"
-    elif ftype in TABLES:
-        return [f"    if {o}:", check(4),
-                f"        t = pos + {o}",
-                f"        t += _U32(b, t)[0]",
+    if ftype in TABLES:
+        return [f"    if {o}:",
+                f"        t = {target}",
                 f"        if t >= n: _fail(where, {q}, f'offset {{t}} outside the {{n}}-byte buffer')",
                 f"        {v} = {_reader_name(ftype)}(buf, t, (where, {q}, None), depth + 1)",
                 f"    else:", f"        {v} = None"]
+    if ftype == "[int32]":
+        read, absent = f"buf.int32_vector({target}, where, {q})", "()"
+    elif ftype == "[ubyte]":
+        zero_copy = (table, name) in _ZERO_COPY
+        read, absent = f"buf.byte_vector({target}, where, {q}, {zero_copy})", "None"
+    elif ftype == "[string]":
+        read, absent = f"buf.strings_vector({target}, where, {q})", "[]"
+    elif ftype.startswith("[") and ftype[1:-1] in TABLES:
+        sub = _reader_name(ftype[1:-1])
+        read = (f"[{sub}(buf, t, (where, {q}, i), depth + 1) "
+                f"for i, t in enumerate(buf.tables_vector({target}, where, {q}))]")
+        absent = "[]"
     else:
         raise TypeError(f"{table}.{name}: unknown field type {ftype!r}")
-    return [f"    if {o}:", check(4), f"        {v} = {read}", f"    else:", f"        {v} = {absent}"]
+    return [f"    {v} = {read} if {o} else {absent}"]
 
 
 def _table_source(table, fields, env):
-    slots = []
+    names, codes = [], []
     for name, ftype in fields:
         if ftype == "union":
-            slots.append(f"o_{name}_type")
-        slots.append(f"o_{name}")
-    k = len(slots)
-    for i in range(k + 1):
-        _slot_reader(i)
-    # open the table: its vtable, checked, and the slot offsets (0: absent), padded to k
+            names.append(f"{name}_type")
+            codes.append("B")
+        names.append(name)
+        codes.append(_slot_code(ftype))
+    tid = len(_KINDS)
+    _KINDS.append((table, tuple(names), tuple(codes)))
     lines = [f"def {_reader_name(table)}(buf, pos, where, depth):",
              "    b = buf.b",
              "    n = buf.n",
              "    strings = buf.strings",
              f"    if depth > {_MAX_DEPTH} or pos + 4 > n: buf.bad_table(pos, where, depth)",
              "    vt = pos - _I32(b, pos)[0]",
-             "    if vt < 0 or vt + 4 > n: _fail(where, None, 'corrupt vtable (offset outside "
-             "the buffer)')",
-             "    vt_len, obj_len = _VT_HEAD(b, vt)",
-             "    if vt_len < 4 or vt_len & 1 or vt + vt_len > n or pos + obj_len > n: "
-             "_fail(where, None, 'corrupt vtable')",
+             f"    lay = buf.layouts.get(({tid}, vt))",
+             f"    if lay is None: lay = buf.layout({tid}, vt, where)",
+             "    obj_len, offs, fetch = lay",
+             "    if pos + obj_len > n: _fail(where, None, 'corrupt vtable (table runs past the "
+             "end of the buffer)')",
              f"    buf.budget -= {1 + len(fields)}",
              "    if buf.budget < 0: buf.exhausted(where, None)"]
-    if k:
-        lines += ["    present = (vt_len - 4) >> 1",
-                  f"    if present >= {k}:",
-                  f"        if present > {k}: buf.unknown_slots(vt, {k}, present, where)",
-                  f"        {', '.join(slots)}, = _SLOT_READERS[{k}](b, vt + 4)",
-                  "    else:",
-                  f"        {', '.join(slots)}, = _SLOT_READERS[present](b, vt + 4) + "
-                  f"(0,) * ({k} - present)"]
-    else:
-        lines += ["    if vt_len > 4: buf.unknown_slots(vt, 0, (vt_len - 4) >> 1, where)"]
+    if names:
+        lines += [f"    {', '.join('o_' + x for x in names)}, = offs",
+                  f"    {', '.join('r_' + x for x in names)}, = fetch(b, pos)"]
     keys = []
     for name, ftype in fields:
-        lines += _field_lines(table, name, ftype, f"o_{name}", env)
+        lines += _field_lines(table, name, ftype, env)
         if ftype == "union":
             keys.append(f"{name + '_type'!r}: v_{name}_type")
         keys.append(f"{name!r}: v_{name}")
@@ -332,8 +348,7 @@ _UNION = {}
 
 
 def _generate():
-    env = {"_fail": _fail, "_I32": _I32, "_U32": _U32, "_VT_HEAD": _VT_HEAD,
-           "_SLOT_READERS": _SLOT_READERS}
+    env = {"_fail": _fail, "_I32": _I32}
     tables = dict(TABLES)
     for op, (tname, fields) in ATTRIBUTES.items():
         tables[tname] = fields
