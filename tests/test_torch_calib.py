@@ -1,0 +1,186 @@
+"""tosaint.torch.calib: observers, activation ranges and int8 weight quantization.
+
+The weight search is checked against the exhaustive search it replaced (401 clipping factors
+from 1.0 to 0.6 of max |w| per channel, written here from its definition): never a larger total
+squared error.  Each observer kind lowers a model bit-exactly on the reference model.  The
+zoo models of ``benchmarks/zoo.py`` are deterministic in their seeds.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import tosaint.torch as tt  # noqa: E402
+from tosaint import quant as Q  # noqa: E402
+from tosaint.torch import calib  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def grid_scales(w):
+    """The exhaustive per-channel search: the least squared error over 401 clipping factors."""
+    flat = np.asarray(w, np.float64).reshape(len(w), -1)
+    amax = np.abs(flat).max(axis=1)
+    amax = np.where(amax > 0, amax, 1.0)
+    best_s, best_e = amax / 127, np.full(len(amax), np.inf)
+    for f in np.linspace(1.0, 0.6, 401):
+        s = amax * f / 127
+        e = ((np.clip(np.round(flat / s[:, None]), -127, 127) * s[:, None] - flat) ** 2).sum(1)
+        better = e < best_e
+        best_s, best_e = np.where(better, s, best_s), np.where(better, e, best_e)
+    return best_s
+
+
+def sq_err(w, s):
+    flat = np.asarray(w, np.float64).reshape(len(w), -1)
+    return float(((np.clip(np.round(flat / s[:, None]), -127, 127) * s[:, None] - flat) ** 2)
+                 .sum())
+
+
+def weights(kind, seed):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "kaiming_conv":
+        w = torch.empty(32, 64, 3, 3)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+        return w.double().numpy()
+    if kind == "randn_linear":
+        return torch.randn(48, 700, generator=g).double().numpy()
+    if kind == "laplace":
+        u = torch.rand(40, 300, generator=g).double() - 0.5
+        return (-torch.sign(u) * torch.log1p(-2 * u.abs())).numpy()
+    if kind == "depthwise":
+        return (torch.randn(64, 1, 3, 3, generator=g) *
+                torch.rand(64, 1, 1, 1, generator=g)).double().numpy()
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("kind", ["kaiming_conv", "randn_linear", "laplace", "depthwise"])
+def test_weight_scales_no_worse_than_exhaustive_search(kind, seed):
+    w = weights(kind, seed)
+    mine, grid = sq_err(w, calib.weight_scales(w)), sq_err(w, grid_scales(w))
+    assert mine <= grid * 1.0025, (kind, mine / grid)
+
+
+def test_weight_quant_codes_and_edge_channels():
+    w = weights("randn_linear", 5)[:6].copy()
+    w[1] = 0.0                                  # an all-zero channel
+    w[2] = 0.0
+    w[2, 7] = -3.0                              # a single weight
+    q, s = calib.weight_quant(torch.from_numpy(w))
+    assert q.dtype == np.int8 and q.shape == w.shape and s.shape == (6,)
+    assert np.all(s > 0) and np.all(np.isfinite(s))
+    assert q.min() >= -127 and q[1].tolist() == [0] * w.shape[1]
+    assert q[2, 7] == -127 and np.count_nonzero(q[2]) == 1
+    assert abs(q[2, 7] * s[2] + 3.0) < 1e-12
+    # codes are round(w / s) clipped to +-127
+    want = np.clip(np.round(w / s[:, None]), -127, 127)
+    assert np.array_equal(q.astype(np.float64), want)
+
+
+def observed(values, kind):
+    obs = calib.make_observer(kind)
+    for v in values:
+        obs.update({"x": v})
+    return obs
+
+
+def test_make_observer_kinds():
+    assert calib.make_observer().kind == calib.DEFAULT_OBSERVER
+    for kind in calib.OBSERVERS:
+        assert calib.make_observer(kind).kind == kind
+    with pytest.raises(ValueError, match="observer must be one of"):
+        calib.make_observer("kl")
+
+
+def test_observer_ranges():
+    torch.manual_seed(7)
+    g = torch.Generator().manual_seed(7)
+    xs = [torch.randn(4000, generator=g) for _ in range(4)]
+    xs[2][17] = 40.0                            # one far outlier
+    amax = max(float(x.abs().max()) for x in xs)
+    assert amax == 40.0
+    # min/max keeps the outlier in int16; int8 clips by least squared error of the values
+    assert calib.act_amax(observed(xs, "minmax"), "x", 32767, False) == amax
+    assert calib.act_amax(observed(xs, "minmax"), "x", 127, True) < amax
+    # histogram: one outlier costs more clipped than the int8 rounding noise of the others
+    assert calib.act_amax(observed(xs, "histogram"), "x", 127, True) > 0.9 * amax
+    # ... a Laplace tail is clipped in int8, less in int16
+    gs = [torch.distributions.Laplace(0.0, 1.0).sample((4000,)) for _ in range(4)]
+    ga = max(float(x.abs().max()) for x in gs)
+    h8 = calib.act_amax(observed(gs, "histogram"), "x", 127, True)
+    assert calib.MIN_CLIP * ga <= h8 < ga
+    assert h8 < calib.act_amax(observed(gs, "histogram"), "x", 32767, False) <= ga
+    # percentile: 99.99 % of |x|, but never below MIN_CLIP of the maximum
+    p = calib.act_amax(observed(gs, "percentile"), "x", 32767, False)
+    assert p == pytest.approx(float(torch.quantile(torch.cat(gs).abs().double(), 0.9999)))
+    assert p < ga
+    assert calib.act_amax(observed(xs, "percentile"), "x", 32767, False) == calib.MIN_CLIP * 40
+    # a bounded distribution: the histogram keeps (nearly) all of it in int16
+    u = [torch.rand(4000, generator=g) * 2 - 1 for _ in range(2)]
+    a = max(float(x.abs().max()) for x in u)
+    assert calib.act_amax(observed(u, "histogram"), "x", 32767, False) >= 0.999 * a
+    assert calib.act_amax(observed([torch.zeros(5)], "histogram"), "x", 127, True) == 0.0
+
+
+def test_histogram_clip_matches_brute_force():
+    """The cumulative-sum evaluation equals the expected error computed bin by bin."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(5000, generator=g).abs()
+    a, qmax, bins = float(x.max()), 127, 64
+    c = calib.histogram_clip(x, a, qmax, bins=bins)
+    h = torch.histc(x.double(), bins=bins, min=0, max=a).numpy()
+    v = (np.arange(bins) + 0.5) * a / bins
+    errs = []
+    for k in range(bins):
+        e = (k + 1) * a / bins
+        errs.append(np.inf if e < calib.MIN_CLIP * a else
+                    float(sum(n * ((e / qmax) ** 2 / 12 if vi <= e else (vi - e) ** 2)
+                              for n, vi in zip(h, v))))
+    assert c == pytest.approx((int(np.argmin(errs)) + 1) * a / bins)
+
+
+@pytest.mark.parametrize("q", ["a16w8", "a8w8"])
+@pytest.mark.parametrize("kind", sorted(calib.OBSERVERS))
+def test_lower_with_each_observer_bit_exact(kind, q):
+    pytest.importorskip("tosa_reference_model")
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    g = torch.Generator().manual_seed(12)
+    cal = [(torch.randn(2, 16, generator=g),) for _ in range(4)]
+    test = (torch.randn(2, 16, generator=g),)
+    lm = tt.lower(model, test, quantization=q, calibration=cal, observer=kind)
+    res = lm.run(*test)
+    ref = lm.run_reference(*test)
+    for name, want in ref.items():
+        assert res[name].shape == want.shape and res[name].dtype == want.dtype
+        assert np.array_equal(res[name], want), name
+    with torch.no_grad():
+        f = model(*test)
+    s = Q.snr_db(f.double().numpy(), lm.dequantize_outputs(res).double().numpy())
+    assert s > (30 if q == "a8w8" else 40), s
+
+
+def test_lower_rejects_unknown_observer():
+    with pytest.raises(ValueError, match="observer"):
+        tt.lower(nn.Linear(4, 4), (torch.randn(2, 4),), observer="entropy")
+
+
+def test_zoo_models_are_deterministic():
+    zoo = pytest.importorskip("benchmarks.zoo")
+    for name in zoo.ZOO:
+        a, b = zoo.build(name, seed=3), zoo.build(name, seed=3)
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert ka == kb and torch.equal(va, vb), (name, ka)
+        c = zoo.build(name, seed=4)
+        assert any(not torch.equal(va, vc) for va, vc in
+                   zip(a.state_dict().values(), c.state_dict().values())), name
+        x1, x2 = zoo.inputs(name, 5, 2, "heavy"), zoo.inputs(name, 5, 2, "heavy")
+        assert all(torch.equal(u, v) for s, t in zip(x1, x2) for u, v in zip(s, t))
+        with torch.no_grad():
+            y = a(*x1[0])
+        y = y[0] if isinstance(y, tuple) else y
+        assert torch.isfinite(y).all(), name
