@@ -1,23 +1,27 @@
 """tosaint.torch vs ExecuTorch's Arm backend: same models, weights and data, side by side.
 
-    /work/venv/bin/python benchmarks/torch_vs_executorch.py [--et-python /work/venv-et/bin/python]
-                                                             [--only NAME[,NAME]] [--json OUT]
+    python benchmarks/torch_vs_executorch.py [--et-python PATH] [--only NAME[,NAME]]
+        [--calib-seed 101] [--eval-seed 202] [--dist randn|uniform|heavy] [--json OUT]
+    python benchmarks/torch_vs_executorch.py --observers minmax,histogram,percentile \\
+        --seeds 1,2,3 --dists randn,heavy          # tosaint only: which observer is best
 
-For every case (single ops, LayerNorm, softmax, a conformer-like block; a16w8 and a8w8) the
-model is built once with a fixed seed; its weights, 8 calibration inputs and one test input are
-written to a temporary directory.  tosaint lowers it here (``tosaint.torch.lower``) and runs the
-graph with ``tosaint.run_tosa`` (checked bit-exact against the reference model when installed).
-ExecuTorch (TOSAQuantizer + TOSAPartitioner, the a16w8 flow of its Arm backend) lowers the same
-model in a worker process started with ``--et-python`` (an environment with executorch
-[ethos-u]); the worker runs ExecuTorch's TOSA graph on the reference model and sends back the
-dequantized output.  Both outputs are compared with the float torch output of the same input
-(SNR in dB).  Lowering time is wall time from the torch module to TOSA bytes, including export
-and calibration, after one warm-up lowering in each process.
+The cases are the seed ops (linear, conv1d, conv2d, bmm, exp, reciprocal, mean, var, gelu,
+softmax, LayerNorm) and the model-zoo-style networks of ``benchmarks/zoo.py``, each in a16w8
+and a8w8 (``<name>_a8w8``).  Every model is built once with fixed weights; 8 calibration inputs
+come from ``--calib-seed`` and 4 evaluation inputs from ``--eval-seed`` (never part of the
+calibration), drawn from ``--dist``.  tosaint lowers it here (``tosaint.torch.lower``) and runs
+the graph with tosaint (checked bit-exact against the reference model).  ExecuTorch 1.5.1
+(TOSAQuantizer + TOSAPartitioner, a16w8 or a8w8 per-channel configs) lowers the same model with
+the same weights and calibration inputs in a worker process started with ``--et-python`` (an
+environment with ``executorch[ethos-u]``), one case after another, before tosaint starts (the
+two never compete for the cores); the worker runs ExecuTorch's TOSA graph on the reference model
+and sends back the dequantized outputs.  SNR (dB) is that of all evaluation outputs together
+against the float torch outputs.  Lowering time is wall time from the torch module to TOSA
+bytes, export and calibration included, after one warm-up lowering in each process.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -32,19 +36,15 @@ import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-
-
-def _conformer_module():
-    path = ROOT / "tosaint" / "examples" / "conformer_demo.py"
-    spec = importlib.util.spec_from_file_location("_conformer_demo", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_conformer_demo"] = mod        # torch.export (strict) imports it by name
-    spec.loader.exec_module(mod)
-    return mod
+if str(HERE) not in sys.path:             # the worker runs this file as a script
+    sys.path.insert(0, str(HERE))
+import zoo  # noqa: E402
+from common import quiet_stderr  # noqa: E402
 
 
 class Fn(nn.Module):
+    """One pointwise / reduction / matmul function of the input."""
+
     def __init__(self, name):
         super().__init__()
         self.name = name
@@ -53,84 +53,98 @@ class Fn(nn.Module):
         n = self.name
         if n == "gelu":
             return nn.functional.gelu(x)
-        if n == "sigmoid":
-            return torch.sigmoid(x)
-        if n == "tanh":
-            return torch.tanh(x)
         if n == "exp":
             return torch.exp(x)
+        if n == "reciprocal":
+            return torch.reciprocal(x)
         if n == "mean":
             return x.mean(-1, keepdim=True)
         if n == "var":
             return x.var(-1, keepdim=True)
         if n == "softmax":
             return torch.softmax(x, -1)
+        if n == "bmm":
+            a, b = x.chunk(2, dim=-1)
+            return torch.bmm(a, b.transpose(1, 2))
         raise ValueError(n)
 
 
-class SmallCNN(nn.Module):
-    """conv-BN-ReLU, a residual conv-SiLU, max pooling, a 1x1 conv, global average pooling."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
-        self.bn = nn.BatchNorm2d(16)
-        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
-        self.c3 = nn.Conv2d(16, 8, 1)
-
-    def forward(self, x):
-        y = torch.relu(self.bn(self.c1(x)))
-        y = nn.functional.max_pool2d(y + nn.functional.silu(self.c2(y)), 2)
-        return self.c3(y).mean((2, 3))
-
-
-#: name -> (quantization, builder of (model, input shape, input scale))
-CASES = {
-    "linear": ("a16w8", lambda: (nn.Linear(64, 64), (1, 32, 64), 1.0)),
-    "conv2d": ("a16w8", lambda: (nn.Conv2d(8, 16, 3, padding=1), (1, 8, 16, 16), 1.0)),
-    "gelu": ("a16w8", lambda: (Fn("gelu"), (1, 32, 64), 2.0)),
-    "sigmoid": ("a16w8", lambda: (Fn("sigmoid"), (1, 32, 64), 2.0)),
-    "tanh": ("a16w8", lambda: (Fn("tanh"), (1, 32, 64), 1.0)),
-    "exp": ("a16w8", lambda: (Fn("exp"), (1, 32, 64), 1.0)),
-    "mean": ("a16w8", lambda: (Fn("mean"), (1, 32, 64), 1.0)),
-    "var": ("a16w8", lambda: (Fn("var"), (1, 32, 64), 1.0)),
-    "softmax": ("a16w8", lambda: (Fn("softmax"), (1, 4, 32, 32), 2.0)),
-    "layernorm": ("a16w8", lambda: (nn.LayerNorm(64), (1, 32, 64), 1.0)),
-    "conformer": ("a16w8", lambda: (_conformer_module().build()[0], (1, 32, 64), 1.0)),
-    "cnn": ("a16w8", lambda: (SmallCNN(), (1, 3, 32, 32), 1.0)),
-    "linear_a8w8": ("a8w8", lambda: (nn.Linear(64, 64), (1, 32, 64), 1.0)),
-    "conv2d_a8w8": ("a8w8", lambda: (nn.Conv2d(8, 16, 3, padding=1), (1, 8, 16, 16), 1.0)),
+#: seed op -> (builder of the model, input shape, input scale, input offset)
+#: (reciprocal gets |x| + offset: its inputs stay away from 0)
+SEED_OPS = {
+    "linear": (lambda: nn.Linear(64, 64), (1, 32, 64), 1.0, None),
+    "conv1d": (lambda: nn.Conv1d(16, 32, 5, padding=2), (1, 16, 64), 1.0, None),
+    "conv2d": (lambda: nn.Conv2d(8, 16, 3, padding=1), (1, 8, 16, 16), 1.0, None),
+    "bmm": (lambda: Fn("bmm"), (4, 16, 64), 1.0, None),
+    "exp": (lambda: Fn("exp"), (1, 32, 64), 1.0, None),
+    "reciprocal": (lambda: Fn("reciprocal"), (1, 32, 64), 1.0, 0.25),
+    "mean": (lambda: Fn("mean"), (1, 32, 64), 1.0, None),
+    "var": (lambda: Fn("var"), (1, 32, 64), 1.0, None),
+    "gelu": (lambda: Fn("gelu"), (1, 32, 64), 2.0, None),
+    "softmax": (lambda: Fn("softmax"), (1, 4, 32, 32), 2.0, None),
+    "layernorm": (lambda: nn.LayerNorm(64), (1, 32, 64), 1.0, None),
 }
+BASES = list(SEED_OPS) + list(zoo.ZOO)
+CASES = BASES + [f"{b}_a8w8" for b in BASES]
+N_CALIB, N_EVAL = 8, 4
 
 
-def make_case(name, seed=0):
-    torch.manual_seed(seed)
-    q, build = CASES[name]
-    model, shape, k = build()
-    model.eval()
-    if isinstance(model, nn.LayerNorm):
-        with torch.no_grad():
-            model.weight.uniform_(0.5, 1.5)
-            model.bias.uniform_(-0.2, 0.2)
-    g = torch.Generator().manual_seed(seed + 1)
-    calib = [(k * torch.randn(shape, generator=g),) for _ in range(8)]
-    test = (k * torch.randn(shape, generator=g),)
-    # the test input is part of the calibration set (for both flows), so that the SNR measures
-    # the integer arithmetic rather than how well 8 random inputs cover the range of a 9th
-    return q, model, calib + [test], test
+def split(name):
+    """(base name, quantization) of a case."""
+    return (name[:-5], "a8w8") if name.endswith("_a8w8") else (name, "a16w8")
+
+
+def build_model(base, weight_seed=0):
+    if base in zoo.ZOO:
+        return zoo.build(base, weight_seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(weight_seed)
+        model = SEED_OPS[base][0]()
+        if isinstance(model, nn.LayerNorm):
+            with torch.no_grad():
+                model.weight.uniform_(0.5, 1.5)
+                model.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def make_inputs(base, seed, n, dist):
+    if base in zoo.ZOO:
+        return zoo.inputs(base, seed, n, dist)
+    _, shape, k, offset = SEED_OPS[base]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = k * zoo._draw(shape, gen, dist)
+        out.append(((x.abs() + offset) if offset is not None else x,))
+    return out
+
+
+def make_case(name, calib_seed=101, eval_seed=202, dist="randn", weight_seed=0):
+    base, q = split(name)
+    return (q, build_model(base, weight_seed), make_inputs(base, calib_seed, N_CALIB, dist),
+            make_inputs(base, eval_seed, N_EVAL, dist))
+
+
+def first(y):
+    return y[0] if isinstance(y, (tuple, list)) else y
+
+
+def float_outputs(model, evals):
+    with torch.no_grad():
+        return [first(model(*x)).double().numpy() for x in evals]
 
 
 def snr(ref, got):
-    ref = np.asarray(ref, np.float64)
-    e = np.asarray(got, np.float64) - ref
+    ref = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref])
+    got = np.concatenate([np.asarray(g, np.float64).ravel() for g in got])
+    e = got - ref
     pe = float(np.sum(e * e))
     return math.inf if pe == 0 else 10 * math.log10(float(np.sum(ref * ref)) / pe)
 
 
 # ---- ExecuTorch side (runs in the executorch environment) ------------------------------------
 def et_lower(model, calib, sample, quantization):
-    """(TOSA delegate blobs, input and output (scale, zero point)s) of ExecuTorch's lowering.
-    The worker runs this file as a script, so its directory (benchmarks/) is on sys.path."""
+    """(TOSA delegate blobs, input and output (scale, zero point)s) of ExecuTorch's lowering."""
     from executorch_export import lower_to_edge
     gmod = lower_to_edge(model, sample, calib, quantization)
     blobs, qin, qout = [], [], []
@@ -151,144 +165,179 @@ def et_lower(model, calib, sample, quantization):
 def et_worker(directory):
     import tosa_reference_model as ref
     d = Path(directory)
-    job = torch.load(d / "job.pt", weights_only=False)
-    results = {}
+    job = json.loads((d / "job.json").read_text())
+    torch.set_num_threads(1)        # a shared machine: one core for ExecuTorch
+    results = json.loads((d / "et.json").read_text()) if (d / "et.json").exists() else {}
     warm = nn.Linear(4, 4)
     et_lower(warm, [(torch.randn(2, 4),)], (torch.randn(2, 4),), "a16w8")
     for name in job["cases"]:
-        q, model, calib, test = make_case(name)
-        model.load_state_dict(job["state"][name])
+        q, model, calib, evals = make_case(name, job["calib_seed"], job["eval_seed"],
+                                           job["dist"])
         try:
             t0 = time.perf_counter()
-            blobs, qin, qout = et_lower(model, calib, test, q)
+            blobs, qin, qout = et_lower(model, calib, evals[0], q)
             dt = time.perf_counter() - t0
             if len(blobs) != 1:
                 raise RuntimeError(f"{len(blobs)} delegated partitions (expected 1)")
+            if len(qin) != 1 or len(qout) < 1:
+                raise RuntimeError(f"{len(qin)} quantized inputs, {len(qout)} outputs")
             (s_in, zp_in), = qin
-            (s_out, zp_out), = qout
+            s_out, zp_out = qout[0]
             lo, hi, dt_np = (-32767, 32767, np.int16) if q == "a16w8" else (-128, 127, np.int8)
-            x = test[0].double().numpy()
-            xq = np.clip(np.round(x / s_in) + zp_in, lo, hi).astype(dt_np)
-            outs, status = ref.run(blobs[0], [xq])
-            if int(status) != 0:
-                raise RuntimeError(f"reference model status {status}")
-            y = (np.asarray(outs[0], np.float64) - zp_out) * s_out
-            np.save(d / f"et_{name}.npy", y.reshape(test_shape(model, test)))
-            (d / f"et_{name}.tosa").write_bytes(blobs[0])
-            np.save(d / f"et_{name}_in.npy", xq)
-            np.save(d / f"et_{name}_out.npy", np.asarray(outs[0]))
+            ys = []
+            for x in evals:
+                xq = np.clip(np.round(x[0].double().numpy() / s_in) + zp_in, lo, hi)
+                outs, status = ref.run(blobs[0], [xq.astype(dt_np)])
+                if int(status) != 0:
+                    raise RuntimeError(f"reference model status {status}")
+                ys.append((np.asarray(outs[0], np.float64) - zp_out) * s_out)
+            np.save(d / f"et_{name}.npy", np.concatenate([y.ravel() for y in ys]))
             results[name] = dict(seconds=dt, ok=True)
         except Exception as e:  # noqa: BLE001  (reported in the table)
             results[name] = dict(ok=False, error=f"{type(e).__name__}: {str(e)[:200]}")
-    (d / "et.json").write_text(json.dumps(results))
+        print(name, results[name], flush=True)
+        (d / "et.json").write_text(json.dumps(results))
 
 
-def test_shape(model, test):
-    with torch.no_grad():
-        return tuple(model(*test).shape)
+def run_et(names, args, tmp):
+    """ExecuTorch's results per case (None when its environment is missing).  Cases already in
+    ``tmp``/et.json for the same seeds and distribution are not lowered again."""
+    if not (args.et_python and os.path.exists(args.et_python)):
+        return None
+    job = dict(calib_seed=args.calib_seed, eval_seed=args.eval_seed, dist=args.dist)
+    done = {}
+    if (tmp / "job.json").exists() and (tmp / "et.json").exists():
+        old = json.loads((tmp / "job.json").read_text())
+        if all(old.get(k) == v for k, v in job.items()):
+            done = json.loads((tmp / "et.json").read_text())
+    todo = [n for n in names if n not in done]
+    if not todo:
+        return done
+    (tmp / "job.json").write_text(json.dumps(dict(job, cases=todo)))
+    with open(tmp / "et.log", "a") as log:
+        subprocess.run([args.et_python, str(Path(__file__).resolve()), "--et-worker", str(tmp)],
+                       stdout=log, stderr=subprocess.STDOUT, check=False)
+    if not (tmp / "et.json").exists():
+        print("ExecuTorch worker failed; see", tmp / "et.log")
+        return {}
+    return json.loads((tmp / "et.json").read_text())
 
 
 # ---- tosaint side --------------------------------------------------------------------------
-def _et_graph_on_tosaint(tmp, name):
-    """Run ExecuTorch's TOSA graph with tosaint: bit-identical to the reference model?"""
+def tosaint_row(name, args, observer=None, check=True):
     import tosaint
+    import tosaint.torch as tt
+    q, model, calib, evals = make_case(name, args.calib_seed, args.eval_seed, args.dist)
+    f = float_outputs(model, evals)
+    row = dict(q=q, float=f)
     try:
-        graph = tosaint.load((tmp / f"et_{name}.tosa").read_bytes())
-        xq = np.load(tmp / f"et_{name}_in.npy")
-        want = np.load(tmp / f"et_{name}_out.npy")
-        res = tosaint.run_tosa(graph, [xq])
-        got = res[graph.outputs[0]]
-        same = got.dtype == want.dtype and np.array_equal(got, want.reshape(got.shape))
-        n_ops = sum(1 for o in graph.operators if o.op.name not in ("CONST", "CONST_SHAPE"))
-        return f"{'bit-exact' if same else 'MISMATCH'} ({n_ops} ops)"
-    except Exception as ex:  # noqa: BLE001  (reported in the table)
-        return f"{type(ex).__name__}: {str(ex)[:80]}"
+        t0 = time.perf_counter()
+        lm = tt.lower(model, evals[0], quantization=q, calibration=calib, observer=observer)
+        row["s"] = time.perf_counter() - t0
+        ys, exact = [], True
+        for x in evals:
+            res = lm.run(*x)
+            ys.append(first(lm.dequantize_outputs(res)).double().numpy())
+            if check:
+                with quiet_stderr():
+                    r = lm.run_reference(*x)
+                exact = exact and all(np.array_equal(res[k], r[k]) and res[k].dtype == r[k].dtype
+                                      for k in r)
+        row.update(snr=snr(f, ys), exact=exact if check else None,
+                   ops=sum(1 for o in lm.graph.operators
+                           if o.op.name not in ("CONST", "CONST_SHAPE")))
+    except (tosaint.TosaError, NotImplementedError) as e:
+        row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+    return row
+
+
+def observer_study(names, args):
+    """tosaint's SNR per observer kind, over seeds and distributions (no ExecuTorch)."""
+    import tosaint.torch as tt
+    tt.lower(nn.Linear(4, 4), (torch.randn(2, 4),))
+    kinds = args.observers.split(",")
+    out = {}
+    print(f"{'case':<20} {'dist':<8} {'seed':>4} " + " ".join(f"{k:>10}" for k in kinds))
+    for name in names:
+        for dist in args.dists.split(","):
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                a = argparse.Namespace(calib_seed=seed, eval_seed=seed + 1000, dist=dist)
+                snrs = []
+                for k in kinds:
+                    r = tosaint_row(name, a, observer=k, check=False)
+                    snrs.append(r.get("snr", float("nan")))
+                out[f"{name}/{dist}/{seed}"] = dict(zip(kinds, snrs))
+                print(f"{name:<20} {dist:<8} {seed:>4} " +
+                      " ".join(f"{s:>10.2f}" for s in snrs), flush=True)
+    means = {k: float(np.mean([v[k] for v in out.values()])) for k in kinds}
+    print("mean SNR dB: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
+    return out
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--et-python", default="/work/venv-et/bin/python")
-    ap.add_argument("--only", default=None)
+    ap.add_argument("--et-python", default=os.environ.get("ET_PYTHON", ""))
+    ap.add_argument("--only", default=None, help="comma-separated case names")
+    ap.add_argument("--calib-seed", type=int, default=101)
+    ap.add_argument("--eval-seed", type=int, default=202)
+    ap.add_argument("--dist", default="randn", choices=zoo.DISTRIBUTIONS)
+    ap.add_argument("--observer", default=None, help="tosaint's observer (default: its own)")
+    ap.add_argument("--observers", default=None, help="observer study: kinds to compare")
+    ap.add_argument("--seeds", default="1,2", help="observer study: calibration seeds")
+    ap.add_argument("--dists", default="randn,heavy", help="observer study: distributions")
+    ap.add_argument("--workdir", default=None,
+                    help="keep ExecuTorch's outputs here (reused for the same seeds)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--et-worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.et_worker:
         return et_worker(a.et_worker)
-
-    import tosaint
-    import tosaint.torch as tt
     names = a.only.split(",") if a.only else list(CASES)
-    tmp = Path(tempfile.mkdtemp(prefix="tosaint_vs_et_"))
-    state, cases = {}, {}
-    for name in names:
-        q, model, calib, test = make_case(name)
-        state[name] = model.state_dict()
-        cases[name] = (q, model, calib, test)
-    torch.save(dict(cases=names, state=state), tmp / "job.pt")
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        ap.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    if a.observers:
+        out = observer_study(names, a)
+        if a.json:
+            Path(a.json).write_text(json.dumps(out, indent=1))
+        return 0
 
-    et_proc = None
-    if a.et_python and os.path.exists(a.et_python):
-        et_proc = subprocess.Popen([a.et_python, str(Path(__file__).resolve()), "--et-worker",
-                                    str(tmp)], stdout=subprocess.DEVNULL,
-                                   stderr=open(tmp / "et.log", "w"))
-    try:
-        import tosa_reference_model as ref
-    except ImportError:
-        ref = None
+    tmp = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="tosaint_vs_et_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    et = run_et(names, a, tmp)
+    import tosaint.torch as tt
     tt.lower(nn.Linear(4, 4), (torch.randn(2, 4),))        # warm-up (torch.export init)
-    rows = {}
-    for name in names:
-        q, model, calib, test = cases[name]
-        with torch.no_grad():
-            f = model(*test).double().numpy()
-        t0 = time.perf_counter()
-        lm = tt.lower(model, test, quantization=q, calibration=calib)
-        dt = time.perf_counter() - t0
-        exact = None
-        try:
-            res = lm.run(*test)
-        except tosaint.UnsupportedOp as e:      # an operator not implemented (yet)
-            res, exact = lm.run_reference(*test), f"n/a ({str(e).split(':')[-1].strip()})"
-        y = lm.dequantize_outputs(res).double().numpy()
-        if ref is not None and exact is None:
-            r = lm.run_reference(*test)
-            exact = all(np.array_equal(res[k], r[k]) and res[k].dtype == r[k].dtype
-                        for k in r)
-        n_ops = sum(1 for o in lm.graph.operators if o.op.name not in ("CONST", "CONST_SHAPE"))
-        rows[name] = dict(q=q, tosaint_snr=snr(f, y), tosaint_s=dt, tosaint_ops=n_ops,
-                          bit_exact=exact, float=f)
-    et = {}
-    if et_proc is not None:
-        et_proc.wait()
-        if (tmp / "et.json").exists():
-            et = json.loads((tmp / "et.json").read_text())
-        else:
-            print("ExecuTorch worker failed; see", tmp / "et.log")
-    out = {}
-    head = (f"{'case':<12} {'quant':<6} {'tosaint SNR':>11} {'ET SNR':>7} {'tosaint s':>9} "
-            f"{'ET s':>6} {'ops':>4}  bit-exact  ET graph on tosaint")
+    head = (f"{'case':<20} {'quant':<6} {'tosaint SNR':>11} {'ET SNR':>7} {'tosaint s':>9} "
+            f"{'ET s':>7} {'speed-up':>8} {'ops':>4}  bit-exact")
     print(head)
     print("-" * len(head))
+    out = {}
     for name in names:
-        r = rows[name]
-        e = et.get(name, {})
+        r = tosaint_row(name, a, observer=a.observer)
+        e = (et or {}).get(name, {})
         et_snr = et_s = None
-        et_on_tosaint = "-"
         if e.get("ok"):
-            y = np.load(tmp / f"et_{name}.npy")
-            et_snr, et_s = snr(r["float"], y), e["seconds"]
-            et_on_tosaint = _et_graph_on_tosaint(tmp, name)
-        out[name] = dict(quantization=r["q"], tosaint_snr_db=r["tosaint_snr"],
-                         tosaint_lower_s=r["tosaint_s"], tosaint_ops=r["tosaint_ops"],
-                         executorch_snr_db=et_snr, executorch_lower_s=et_s,
-                         bit_exact_vs_reference=r["bit_exact"],
-                         executorch_error=e.get("error"))
-        print(f"{name:<12} {r['q']:<6} {r['tosaint_snr']:>11.1f} "
-              f"{'-' if et_snr is None else f'{et_snr:.1f}':>7} {r['tosaint_s']:>9.2f} "
-              f"{'-' if et_s is None else f'{et_s:.2f}':>6} {r['tosaint_ops']:>4}  "
-              f"{str(r['bit_exact']):<10} {et_on_tosaint}" +
-              (f"  (ET: {e['error']})" if e.get("error") else ""))
-        out[name]["executorch_graph_on_tosaint"] = et_on_tosaint
-    if not et_proc:
-        print(f"(no ExecuTorch environment at {a.et_python}: tosaint column only)")
+            et_snr = snr(r["float"], [np.load(tmp / f"et_{name}.npy")])
+            et_s = e["seconds"]
+        t_s, t_snr = r.get("s"), r.get("snr")
+        speed = et_s / t_s if et_s and t_s else None
+        out[name] = dict(quantization=r["q"], tosaint_snr_db=t_snr, tosaint_lower_s=t_s,
+                         tosaint_ops=r.get("ops"), bit_exact_vs_reference=r.get("exact"),
+                         tosaint_error=r.get("error"), executorch_snr_db=et_snr,
+                         executorch_lower_s=et_s, executorch_error=e.get("error"))
+        err = "".join(f"  ({who}: {r_e})" for who, r_e in (("tosaint", r.get("error")),
+                                                           ("ET", e.get("error"))) if r_e)
+        print(f"{name:<20} {r['q']:<6} {_fmt(t_snr, '11.1f')} {_fmt(et_snr, '7.1f')} "
+              f"{_fmt(t_s, '9.2f')} {_fmt(et_s, '7.2f')} {_fmt(speed, '7.0f') + 'x':>8} "
+              f"{_fmt(r.get('ops'), '4d')}  {r.get('exact')}{err}", flush=True)
+    if et is None:
+        print("(no ExecuTorch environment given with --et-python: tosaint columns only)")
+    print(f"calibration seed {a.calib_seed}, evaluation seed {a.eval_seed}, {a.dist}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))
     return 0
