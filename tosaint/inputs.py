@@ -150,26 +150,10 @@ def model_bytes(model):
 
 
 def read_model_bytes(path):
-    """The bytes of the model file at ``path``, through the loader's one reader."""
-    try:
-        from .schema.loader import read_model_file
-    except ImportError:   # older loader: read it here, regular files only
-        read_model_file = None
-    if read_model_file is not None:
-        return read_model_file(path)
-    import stat
-    from .errors import SchemaError
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise InputError(f"cannot read model {os.fspath(path)!r}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"model {os.fspath(path)!r} is not a regular file")
-    with open(path, "rb") as f:
-        data = f.read(st.st_size + 1)
-    if len(data) != st.st_size:
-        raise SchemaError(f"model {os.fspath(path)!r} changed while it was read")
-    return data
+    """The bytes of the model file at ``path``, through the loader's one reader (regular
+    files only, size checked before reading)."""
+    from .schema.loader import read_model_file
+    return read_model_file(path)
 
 
 __all__ = ["coerce", "random_inputs", "model_bytes", "declared_inputs", "read_model_bytes"]
