@@ -13,18 +13,50 @@ from ..errors import UnsupportedOp
 def export(module, example_inputs):
     """torch.export in eval mode (the module's training flag is restored afterwards)."""
     for i, t in enumerate(example_inputs):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or _is_int(t)):
             what = str(t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise UnsupportedOp(f"input {i} is not a floating-point tensor ({what}); "
-                                "tosaint.torch lowers float inputs only")
+            raise UnsupportedOp(f"input {i} is neither a floating-point nor an integer tensor "
+                                f"({what})")
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
             ep = torch.export.export(module, tuple(example_inputs))
+    except Exception as e:
+        if type(e).__name__ in _DATA_DEPENDENT:
+            raise UnsupportedOp(_data_dependent_message(e)) from None
+        raise
     finally:
         module.train(was_training)
     return ep
+
+
+#: torch.export's errors for shapes or control flow that depend on input values
+_DATA_DEPENDENT = {"GuardOnDataDependentSymNode", "UserError", "DataDependentOutputException",
+                   "PendingUnbackedSymbolNotFound"}
+
+
+def _data_dependent_message(e):
+    """One line: what torch.export could not trace, at the user's source line."""
+    import traceback
+    text = str(e)
+    where = None
+    m = re.search(r'File "([^"]+)", line (\d+)', text)
+    frames = [(m.group(1), m.group(2))] if m else []
+    frames += [(f.filename, str(f.lineno)) for f in traceback.extract_tb(e.__traceback__)]
+    for path, line in frames:
+        if not _is_library(path) and "/tosaint/" not in path:
+            where = f"{path.rsplit('/', 1)[-1]}:{line}"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return (f"torch.export cannot trace a shape or branch that depends on input values "
+            f"({type(e).__name__}: {first[:160]}) at {where or '<unknown source>'}; "
+            "make it static (e.g. fixed sizes) or compute it from an integer input with "
+            "tensor ops")
+
+
+def _is_int(t):
+    return t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+                       torch.bool)
 
 
 def inplace_of(op):
@@ -47,17 +79,35 @@ def _out_of_place(target):
 
 
 def _aliases(node):
-    """True when ``node``'s result may share storage with an argument (a view op)."""
+    """True when ``node`` is a view: its result shares storage with an argument (in-place
+    ops, whose results alias with a write, are not views)."""
     schema = getattr(node.target, "_schema", None)
-    return schema is not None and any(r.alias_info is not None for r in schema.returns)
+    return schema is not None and any(r.alias_info is not None and not r.alias_info.is_write
+                                      for r in schema.returns)
+
+
+def _alias_group(node):
+    """``node`` and every tensor sharing its storage through view ops (up and down)."""
+    root = node
+    while root.op == "call_function" and _aliases(root) and root.args \
+            and isinstance(root.args[0], torch.fx.Node):
+        root = root.args[0]
+    group, todo = {root}, [root]
+    while todo:
+        for u in todo.pop().users:
+            if u not in group and u.op == "call_function" and _aliases(u) and u.args \
+                    and u.args[0] in group:
+                group.add(u)
+                todo.append(u)
+    return group
 
 
 def functionalize(ep):
-    """Replace each in-place ATen node (``relu_``, ``add_``, ``hardtanh_``, ``clamp_``, ...)
-    by its out-of-place form where that computes the same values: the tensor it writes is
-    neither a view nor viewed, and nothing reads it after the write (torch.export already
-    points later uses at the in-place node).  The rest stay, and :func:`~tosaint.torch.emit.
-    check_supported` reports them."""
+    """Replace each in-place ATen node (``relu_``, ``add_``, ``hardtanh_``, ``clamp_``,
+    ``dropout_``, ...) by its out-of-place form where that computes the same values: nothing
+    reads the written storage (the tensor, its base or a view of either) after the write.
+    torch.export already points later uses of the Python variable at the in-place node.  The
+    rest stay, and :func:`~tosaint.torch.emit.check_supported` reports them."""
     nodes = list(ep.graph_module.graph.nodes)
     pos = {n: i for i, n in enumerate(nodes)}
     for node in nodes:
@@ -66,11 +116,9 @@ def functionalize(ep):
         functional = _out_of_place(node.target)
         if functional is None or not node.args or not isinstance(node.args[0], torch.fx.Node):
             continue
-        written = node.args[0]
-        if written.op == "call_function" and _aliases(written):
-            continue
-        others = [u for u in written.users if u is not node]
-        if any(pos[u] > pos[node] or _aliases(u) for u in others):
+        group = _alias_group(node.args[0])
+        later = [u for g in group for u in g.users if u is not node and pos[u] > pos[node]]
+        if later or any(pos[g] > pos[node] for g in group):
             continue
         node.target = functional
     return ep

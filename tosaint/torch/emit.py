@@ -15,6 +15,7 @@ import operator
 
 import numpy as np
 import torch
+from torch.fx.node import map_arg
 
 from .. import quant as Q
 from ..builder import GraphBuilder
@@ -24,7 +25,15 @@ from ..vela.u55 import torch_hooks
 from . import calib, layout
 from .capture import aten_name, caller_line, constants, inplace_of, source_line, user_inputs
 from .lower import LOWERINGS
-from .values import BITS, QT, SCHEMES, Unsupported, bind, f64, flatten
+from .values import BITS, QT, SCHEMES, IntT, Unsupported, bind, f64, flatten, is_act, like
+
+
+#: ops whose result depends only on the shape (and dtype) of their activation argument
+SHAPE_ONLY = {"aten.zeros_like", "aten.ones_like", "aten.full_like", "aten.empty_like",
+              "aten.new_zeros", "aten.new_ones", "aten.new_full", "aten.new_empty",
+              "aten.sym_size", "aten.size"}
+#: ops that accept a QT holding -inf where its mask is set
+MASK_CONSUMERS = {"aten.softmax", "aten._softmax"}
 
 
 def lowering_key(node):
@@ -193,10 +202,14 @@ class Emitter:
             if node.op == "placeholder":
                 if node.name in consts:
                     self.env[node.name] = consts[node.name]
-                else:
+                elif node.meta["val"].is_floating_point():
                     val = node.meta["val"]
                     name = self.b.input(tuple(val.shape), self.adt, name=node.name)
                     self.env[node.name] = self.new(name, self.out_scale(node), val.shape)
+                else:                       # lengths, indices: int32 on the TOSA side
+                    shape = tuple(int(d) for d in node.meta["val"].shape)
+                    name = self.b.input(shape, DType.INT32, name=node.name)
+                    self.env[node.name] = IntT(name, shape, DType.INT32)
             elif node.op == "get_attr":
                 self.env[node.name] = getattr(self.ep.graph_module, node.target)
             elif node.op == "call_function":
@@ -215,7 +228,10 @@ class Emitter:
         args = self.value(node.args)
         kwargs = self.value(node.kwargs)
         flat = list(flatten(args)) + list(flatten(list(kwargs.values())))
-        if not any(isinstance(v, QT) for v in flat):
+        if lowering_key(node) in SHAPE_ONLY:     # activations stand in as zeros
+            args, kwargs = map_arg((node.args, node.kwargs), self._shape_stand_in)
+            flat = []
+        if not any(is_act(v) for v in flat):     # constants: folded in float
             with torch.no_grad():
                 self.env[node.name] = node.target(*args, **kwargs)
             return
@@ -223,12 +239,16 @@ class Emitter:
             self.env[node.name] = args[0][args[1]]
             return
         op = aten_name(node)
-        low = LOWERINGS[lowering_key(node)]     # check_supported saw every node
+        key = lowering_key(node)
+        low = LOWERINGS[key]                    # check_supported saw every node
         where = source_line(node, self.caller)
         p = bind(node.target, args, kwargs)
         i0 = len(self.b.block.operators)
         self.record_as = None
         try:
+            if key not in MASK_CONSUMERS and any(isinstance(v, QT) and v.mask for v in flat):
+                raise Unsupported("a -inf fill (masked_fill/where) must go straight into "
+                                  "softmax")
             out = low.fn(self, node, p)
         except Unsupported as e:
             raise UnsupportedOp(f"torch op {op} (node {node.name!r}): {e}; at {where}") from None
@@ -244,19 +264,29 @@ class Emitter:
         self.records[rec_name] = dict(node=rec_name, aten=op, source=where, out=out,
                                       op_objs=list(ops))
 
+    def _shape_stand_in(self, n):
+        v = self.env[n.name]
+        if not is_act(v):
+            return v
+        val = n.meta["val"]
+        return torch.zeros(tuple(val.shape), dtype=val.dtype)
+
     def _outputs(self, outs):
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         result = []
         seen = set(self.b.block.inputs)
         for o in outs:
             v = self.env[o.name] if isinstance(o, torch.fx.Node) else o
-            if not isinstance(v, QT):
+            if not is_act(v):
                 raise UnsupportedOp("graph outputs must depend on the inputs (found a constant "
                                     "output)")
+            if isinstance(v, QT) and v.mask or isinstance(v, IntT) and v.additive:
+                raise UnsupportedOp("a graph output holds -inf (a masked_fill/where mask): "
+                                    "only softmax can consume it")
             name = v.name
             if name in seen:
                 name = self.b.identity(name)
-                v = QT(name, v.scale, v.shape, v.dtype, v.zp)
+                v = like(v, name, v.shape)
             seen.add(name)
             self.b.output(name)
             result.append(v)
@@ -275,7 +305,8 @@ def check_supported(graph, inputs, caller=None):
                    for a in flatten(list(node.args) + list(node.kwargs.values()))):
             continue
         live.add(node.name)
-        if node.target is operator.getitem or lowering_key(node) in LOWERINGS:
+        if node.target is operator.getitem or lowering_key(node) in LOWERINGS \
+                or lowering_key(node) in SHAPE_ONLY:
             continue
         missing.setdefault(aten_name(node), []).append(node)
     if not missing:

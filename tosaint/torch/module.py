@@ -80,19 +80,23 @@ def _lower(module, example_inputs, quantization, calibration, target, observer):
     em = Emitter(ep, obs, quantization, target)
     outs = em.emit()
     graph = em.b.build()
-    ins = []
-    for name in em.input_names:
-        q = em.env[name]
-        ins.append(dict(name=q.name, scale=q.scale, zero_point=0, dtype=q.dtype.name,
-                        shape=list(q.shape)))
-    outputs = [dict(name=q.name, scale=q.scale, zero_point=q.zp, dtype=q.dtype.name,
-                    shape=list(q.shape)) for q in outs]
+    ins = [_io(em.env[name]) for name in em.input_names]
+    outputs = [_io(q) for q in outs]
     lm = LoweredModule(graph, ins, outputs, quantization=quantization, target=target)
     lm._runner = runner
     lm._records = em.records
     lm._example = example_inputs
     lm.lowering_seconds = time.perf_counter() - t0
     return lm
+
+
+def _io(v):
+    """The sidecar entry of a graph input/output (an integer one has scale 1)."""
+    if isinstance(v, QT):
+        return dict(name=v.name, scale=v.scale, zero_point=v.zp, dtype=v.dtype.name,
+                    shape=list(v.shape))
+    return dict(name=v.name, scale=1.0, zero_point=0, dtype=v.dtype.name, shape=list(v.shape),
+                integer=True)
 
 
 class LoweredModule:
@@ -117,6 +121,15 @@ class LoweredModule:
         for t, q in zip(tensors, self.inputs):
             dt = DType[q["dtype"]]
             info = np.iinfo(STORAGE[dt])
+            if q.get("integer"):            # passed through exactly, or refused
+                a = t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+                if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+                    raise TypeError(f"input {q['name']!r} is an integer input; got {a.dtype}")
+                a = a.astype(np.int64)
+                if a.size and (a.min() < info.min or a.max() > info.max):
+                    raise ValueError(f"input {q['name']!r} has values outside {dt.name}")
+                out[q["name"]] = a.astype(STORAGE[dt])
+                continue
             a = t.detach().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(
                 t, np.float64)
             v = np.round(a / q["scale"]) + q["zero_point"]
@@ -129,7 +142,8 @@ class LoweredModule:
             vals = [outputs[q["name"]] for q in self.outputs]
         else:
             vals = list(outputs)
-        res = [torch.from_numpy((np.asarray(v, np.float64) - q["zero_point"]) * q["scale"])
+        res = [torch.from_numpy(np.asarray(v, np.int64)) if q.get("integer") else
+               torch.from_numpy((np.asarray(v, np.float64) - q["zero_point"]) * q["scale"])
                .float() for v, q in zip(vals, self.outputs)]
         return res[0] if len(res) == 1 else tuple(res)
 

@@ -6,7 +6,7 @@ activation.  The quantization schemes and the bit widths of the TOSA integer typ
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ class QT:
     shape: tuple
     dtype: DType
     zp: int = 0
+    #: a bool tensor (broadcastable to ``shape``): True where the value is -inf (a masked
+    #: attention score); only softmax consumes such a QT
+    mask: str | None = None
 
     @property
     def rank(self):
@@ -42,14 +45,28 @@ class QT:
 @dataclass
 class IntT:
     """An integer activation (a graph input such as ``lengths``, or a comparison result):
-    TOSA tensor ``name`` holding the torch values exactly (int32, or bool)."""
+    TOSA tensor ``name`` holding the torch values exactly (int32, or bool).
+
+    ``additive``: a bool tensor standing for the float attention mask ``where(name, -inf,
+    0)`` (what ``zeros_like(m).masked_fill(m, -inf)`` builds)."""
     name: str
     shape: tuple
     dtype: DType
+    additive: bool = False
 
     @property
     def rank(self):
         return len(self.shape)
+
+
+def is_act(v):
+    """True for the values computed from the graph inputs (QT or IntT)."""
+    return isinstance(v, (QT, IntT))
+
+
+def like(x, name, shape):
+    """A value of ``x``'s kind (scale, dtype, meaning) held by TOSA tensor ``name``."""
+    return replace(x, name=name, shape=tuple(int(d) for d in shape))
 
 
 class Unsupported(Exception):

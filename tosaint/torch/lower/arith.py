@@ -7,9 +7,10 @@ import torch
 
 from ... import quant as Q
 from ...schema.definition import DType, Op
-from ..values import QT, Fake, Unsupported, f64
+from ..values import QT, Fake, IntT, Unsupported, f64
 from ._registry import lowers
 from .activations import table
+from .masks import masked
 
 
 def add_scaled(em, node, a, b, coef_b):
@@ -48,6 +49,14 @@ def add_scaled(em, node, a, b, coef_b):
 
 @lowers("aten.add", nhwc=True)
 def add(em, node, p):
+    a, b = p["self"], p["other"]
+    if isinstance(a, IntT) and a.additive or isinstance(b, IntT) and b.additive:
+        x, m = (b, a) if isinstance(a, IntT) else (a, b)
+        if not isinstance(x, QT) or x.shape != tuple(node.meta["val"].shape):
+            raise Unsupported("an additive -inf mask added to something else than scores")
+        return masked(em, x, m.name)
+    if isinstance(a, IntT) or isinstance(b, IntT):
+        raise Unsupported("integer arithmetic on integer inputs")
     return add_scaled(em, node, p["self"], p["other"], float(p.get("alpha", 1) or 1))
 
 

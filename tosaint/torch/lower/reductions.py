@@ -100,17 +100,24 @@ def mantissa_table(em, norm, even, f):
 
 
 def softmax_parts(em, x: QT, d, node_name):
-    """Shared front of softmax/log_softmax: (d32 = x - max (int32, scale sx), e, sum, ...)."""
+    """Shared front of softmax/log_softmax: (d32 = x - max (int32, scale sx), e, sum, ...).
+
+    Where ``x.mask`` is set (-inf), the entries take no part in the maximum and their
+    exponentials are zero."""
     rank = x.rank
     n = x.shape[d]
+    if x.mask is not None:
+        low = em.b.const(np.array([-(1 << BITS[x.dtype])]).reshape((1,) * rank), x.dtype)
+        x = QT(em.b.select(x.mask, low, x.name), x.scale, x.shape, x.dtype, mask=x.mask)
     xi = em.to_i32(x)
     mx = max_row(em, x, d)
     dlt = em.b.sub(xi, mx)                     # <= 0, >= -2*qmax
-    # calibrated spread of the rows
+    # calibrated spread of the rows (masked entries excluded)
     spread = 0.0
     for t in em.acts(node_name):
         tt = t.double()
-        spread = max(spread, float((tt.amax(d, keepdim=True) - tt).max()))
+        mx_t = tt.amax(d, keepdim=True)
+        spread = max(spread, float((mx_t - tt).nan_to_num(posinf=0.0).max()))
     spread = spread if spread > 0 else x.scale * em.qmax
     r_dom = min(spread, 2 * x.scale * em.qmax, 24.0)
     s_v = r_dom / 65534
@@ -123,6 +130,8 @@ def softmax_parts(em, x: QT, d, node_name):
     fv = np.exp((vin - 32767) * s_v)
     tab = Q.table16(fv, 1.0 / 32767)
     e = em.b.table(v16, tab)                    # exp(x - max) * 32767 * 128
+    if x.mask is not None:
+        e = em.b.select(x.mask, em.const_i32([0], rank), e)
     tmax = int(Q.lookup16(tab, [32767])[0])
     ssum = em.b.reduce_sum(e, d)                # in [tmax, n * tmax]
     return dlt, e, ssum, tmax, n, s_v
@@ -134,7 +143,7 @@ def softmax_input(em, node, p):
     d = int(p["dim"]) % x.rank
     sy = em.out_scale(node)
     if em.adt == DType.INT8:
-        x = em.to16(x)
+        x = QT(em.to16(x).name, x.scale, x.shape, DType.INT16, mask=x.mask)
     return x, d, sy, softmax_parts(em, x, d, node.args[0].name)
 
 

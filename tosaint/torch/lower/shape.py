@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..values import QT, Unsupported, f64
+from ..values import QT, Unsupported, f64, is_act, like
 from ._registry import lowers
 
 
 def same_scale(em, node, x: QT, name):
     shape = tuple(em.b.shape(name))
-    return QT(name, x.scale, shape, x.dtype)
+    return like(x, name, shape)
 
 
 @lowers("aten.view", "aten.reshape", "aten._unsafe_view", "aten.flatten", "aten.unsqueeze",
         "aten.squeeze", "aten.unflatten")
 def reshape_like(em, node, p):
-    x = next(v for v in p.values() if isinstance(v, QT))
+    x = next(v for v in p.values() if is_act(v))
     shape = tuple(node.meta["val"].shape)
     return same_scale(em, node, x, em.reshape(x.name, shape))
 
@@ -25,7 +25,7 @@ def reshape_like(em, node, p):
 @lowers("aten.contiguous", "aten.clone", "aten.alias", "aten.detach", "aten.dropout",
         "aten.lift_fresh_copy", "aten._to_copy", "aten.to", "aten.feature_dropout", nhwc=True)
 def identity(em, node, p):
-    return next(v for v in p.values() if isinstance(v, QT))
+    return next(v for v in p.values() if is_act(v))
 
 
 @lowers("aten.permute")
@@ -123,7 +123,7 @@ def slice_dim(em, x: QT, d, start, end, step=1):
         sz[d] = n
         if start == 0 and n == size:
             return x
-        return QT(em.b.slice(x.name, st, sz), x.scale, tuple(sz), x.dtype)
+        return like(x, em.b.slice(x.name, st, sz), sz)
     # strided: take n*step elements (padding at the end when needed), reshape, take index 0
     avail = size - start
     need = n * step
@@ -143,7 +143,7 @@ def slice_dim(em, x: QT, d, start, end, step=1):
     sz2[d + 1] = 1
     name = em.b.slice(name, st2, sz2)
     out = sz[:d] + [n] + sz[d + 1:]
-    return QT(em.reshape(name, out), x.scale, tuple(out), x.dtype)
+    return like(x, em.reshape(name, out), out)
 
 
 @lowers("aten.slice")
@@ -160,7 +160,7 @@ def select(em, node, p):
     i = int(p["index"]) % x.shape[d]
     s = slice_dim(em, x, d, i, i + 1)
     shape = tuple(node.meta["val"].shape)
-    return QT(em.reshape(s.name, shape), x.scale, shape, x.dtype)
+    return like(x, em.reshape(s.name, shape), shape)
 
 
 @lowers("aten.narrow")
@@ -205,7 +205,7 @@ def unbind(em, node, p):
     for i in range(x.shape[d]):
         s = slice_dim(em, x, d, i, i + 1)
         shp = x.shape[:d] + x.shape[d + 1:]
-        out.append(QT(em.reshape(s.name, shp), x.scale, shp, x.dtype))
+        out.append(like(x, em.reshape(s.name, shp), shp))
     return out
 
 

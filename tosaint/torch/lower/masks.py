@@ -1,0 +1,153 @@
+"""Lowerings of integer and boolean values: comparisons of integer inputs (``arange(T) >=
+lengths[:, None]``), masked_fill / where, and attention masks.
+
+A boolean mask is an :class:`~tosaint.torch.values.IntT` of dtype BOOL.  Filling with -inf
+does not produce a number: the result is the input QT with ``mask`` set (or, for a float
+``zeros`` filled with -inf, an additive IntT), which only softmax consumes: it excludes the
+masked entries from its maximum and zeroes their exponentials, as -inf does in float.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ...schema.definition import DType, Op
+from ..values import QT, IntT, Unsupported, f64, is_act
+from ._registry import lowers
+
+
+def int_operand(em, v, rank):
+    """An IntT or an integer constant as an int32 TOSA tensor of ``rank``."""
+    if isinstance(v, IntT):
+        if v.dtype != DType.INT32:
+            raise Unsupported("comparison of a boolean tensor")
+        return em.to_rank(v.name, rank)
+    t = torch.as_tensor(v)
+    if t.is_floating_point() and not bool(torch.all(t == torch.round(t))):
+        raise Unsupported("comparison of an integer input with a fractional constant")
+    return em.const_i32(t.to(torch.int64).numpy(), rank)
+
+
+#: torch comparison -> (TOSA op, operands swapped, result negated)
+COMPARISONS = {"aten.gt": (Op.GREATER, False, False), "aten.ge": (Op.GREATER_EQUAL, False, False),
+               "aten.lt": (Op.GREATER, True, False), "aten.le": (Op.GREATER_EQUAL, True, False),
+               "aten.eq": (Op.EQUAL, False, False), "aten.ne": (Op.EQUAL, False, True)}
+
+
+@lowers(*COMPARISONS)
+def compare(em, node, p):
+    a, b = p["self"], p["other"]
+    if isinstance(a, QT) or isinstance(b, QT):
+        raise Unsupported("comparison of a quantized (float) activation")
+    op, swap, negate = COMPARISONS[".".join(str(node.target).split(".")[:2])]
+    shape = tuple(int(d) for d in node.meta["val"].shape)
+    x, y = int_operand(em, a, len(shape)), int_operand(em, b, len(shape))
+    if swap:
+        x, y = y, x
+    out = em.b.op(op, [x, y], shape, DType.BOOL)
+    if negate:
+        out = em.b.op(Op.LOGICAL_NOT, [out], shape, DType.BOOL)
+    return IntT(out, shape, DType.BOOL)
+
+
+@lowers("aten.logical_not", "aten.bitwise_not")
+def logical_not(em, node, p):
+    x = p["self"]
+    if not isinstance(x, IntT) or x.dtype != DType.BOOL or x.additive:
+        raise Unsupported("logical_not of a non-boolean tensor")
+    return IntT(em.b.op(Op.LOGICAL_NOT, [x.name], x.shape, DType.BOOL), x.shape, DType.BOOL)
+
+
+def _bool_mask(em, m, rank, invert=False):
+    if not isinstance(m, IntT) or m.dtype != DType.BOOL:
+        raise Unsupported("a mask that is not a boolean tensor computed from the inputs")
+    name = em.to_rank(m.name, rank)
+    if invert:
+        name = em.b.op(Op.LOGICAL_NOT, [name], em.b.shape(name), DType.BOOL)
+    return name
+
+
+def masked(em, x: QT, mask_name):
+    """``x`` with -inf where ``mask_name`` is True (combined with a mask ``x`` has already)."""
+    m = em.to_rank(mask_name, x.rank)
+    if x.mask is not None:
+        m = em.b.op(Op.LOGICAL_OR, [x.mask, m], em.b._broadcast(x.mask, m), DType.BOOL)
+    return QT(x.name, x.scale, x.shape, x.dtype, x.zp, mask=m)
+
+
+def _is_neg_inf(v):
+    if isinstance(v, torch.Tensor):
+        return v.numel() > 0 and bool(torch.all(torch.isneginf(v)))
+    return isinstance(v, (int, float)) and math.isinf(v) and v < 0
+
+
+def _is_zero(v):
+    if isinstance(v, torch.Tensor):
+        return not v.is_floating_point() or bool(torch.all(v == 0))
+    return v == 0
+
+
+def select(em, node, cond, a, b):
+    """where(cond, a, b) for boolean ``cond`` and quantized or constant a, b."""
+    shape = tuple(int(d) for d in node.meta["val"].shape)
+    rank = len(shape)
+    if _is_neg_inf(a) and not is_act(b) and _is_zero(b) \
+            or _is_neg_inf(b) and not is_act(a) and _is_zero(a):
+        name = _bool_mask(em, cond, rank, invert=_is_neg_inf(b))
+        if tuple(em.b.shape(name)) != shape:
+            name = em.b.tile(name, [s // c for s, c in zip(shape, em.b.shape(name))])
+        return IntT(name, shape, DType.BOOL, additive=True)
+    if _is_neg_inf(a) and isinstance(b, QT):
+        return masked(em, b, _bool_mask(em, cond, rank))
+    if _is_neg_inf(b) and isinstance(a, QT):
+        return masked(em, a, _bool_mask(em, cond, rank, invert=True))
+    vals = [v for v in (a, b) if isinstance(v, QT)]
+    if not vals or len(vals) + sum(not is_act(v) for v in (a, b)) != 2:
+        raise Unsupported("where/masked_fill of these operand kinds")
+    scale = max(v.scale for v in vals)
+    names = []
+    for v in (a, b):
+        if isinstance(v, QT):
+            names.append(em.to_rank(em.requant(v, scale).name, rank))
+        else:
+            c = f64(v).numpy()
+            if not np.all(np.isfinite(c)):
+                raise Unsupported("where/masked_fill with an infinite value outside softmax")
+            c = np.clip(np.round(c / scale), -em.qmax, em.qmax)
+            names.append(em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), em.adt))
+    cond_name = _bool_mask(em, cond, rank)
+    return em.new(em.b.select(cond_name, names[0], names[1]), scale, shape)
+
+
+@lowers("aten.masked_fill")
+def masked_fill(em, node, p):
+    return select(em, node, p["mask"], p["value"], p["self"])
+
+
+@lowers("aten.where")
+def where(em, node, p):
+    return select(em, node, p["condition"], p["self"], p["other"])
+
+
+def attention_mask(em, m, rank):
+    """sdpa's ``attn_mask`` as a bool TOSA tensor of ``rank``, True where masked: an additive
+    -inf mask, a boolean one (True = attend) or a constant."""
+    if isinstance(m, IntT):
+        return _bool_mask(em, m, rank, invert=not m.additive) if m.dtype == DType.BOOL \
+            else _bad_mask()
+    if isinstance(m, QT):
+        _bad_mask()
+    t = torch.as_tensor(m)
+    if t.dtype == torch.bool:
+        c = (~t).numpy()
+    elif bool(torch.all((t == 0) | torch.isneginf(t))):
+        c = torch.isneginf(t).numpy()
+    else:
+        _bad_mask()
+    return em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), DType.BOOL)
+
+
+def _bad_mask():
+    raise Unsupported("an attention mask other than a boolean or 0/-inf mask")
