@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Export small a16w8 models with the ExecuTorch Arm backend into TOSA test data.
 
-This script documents how ``tests/data/executorch/<name>/`` was made.  It needs the separate
-ExecuTorch environment (not tosaint's own venv):
+This script documents how ``tests/data/executorch/<name>/`` (the single ops and the conformer
+block below) and ``benchmarks/data/executorch/<name>/`` (the zoo models of
+``benchmarks/zoo.py``) were made.  It needs a separate ExecuTorch environment (not tosaint's
+own):
 
-    python3 -m venv /work/venv-et
-    /work/venv-et/bin/pip install torch==2.13.0
-    /work/venv-et/bin/pip install "executorch[ethos-u]==1.5.1"
-    /work/venv-et/bin/python benchmarks/executorch_export.py --out tests/data/executorch \\
-        --refmodel /work/venv/lib/python3.11/site-packages/bin/tosa_reference_model
+    python3 -m venv venv-et
+    venv-et/bin/pip install torch==2.13.0
+    venv-et/bin/pip install "executorch[ethos-u]==1.5.1"
+    venv-et/bin/python benchmarks/executorch_export.py --out tests/data/executorch \\
+        --refmodel <tosaint's environment>/lib/python3.11/site-packages/bin/tosa_reference_model
+    venv-et/bin/python benchmarks/executorch_export.py --out benchmarks/data/executorch \\
+        resnet mobilenet_v2 mobilenet_v3 efficientnet vit emg_tcn
 
 For every model it writes:
 
@@ -38,6 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import zoo  # noqa: E402
 
 SEQ, DIM = 16, 32
 
@@ -250,13 +257,21 @@ def snr_db(ref, got):
 
 
 def export_one(name, out_dir, seed, refmodels):
-    cls, shape = MODELS[name]
-    torch.manual_seed(seed)
-    model = cls().eval()
-    gen = torch.Generator().manual_seed(seed + 1)
-    calibration = [(torch.randn(shape, generator=gen),) for _ in range(8)]
-    x = torch.randn(shape, generator=gen)
-    calibration.append((x,))        # the test input is in the calibration set: no clipping
+    if name in zoo.ZOO:             # zoo models: their own seeded weights and inputs
+        cls = zoo.ZOO[name][0]
+        model = zoo.build(name, seed)
+        *calibration, (x,) = zoo.inputs(name, seed + 1, 9)
+        calibration.append((x,))
+        if len(zoo.ZOO[name][2]) != 1 or name == "conformer":
+            raise RuntimeError(f"{name}: only one-input models are exported")
+    else:
+        cls, shape = MODELS[name]
+        torch.manual_seed(seed)
+        model = cls().eval()
+        gen = torch.Generator().manual_seed(seed + 1)
+        calibration = [(torch.randn(shape, generator=gen),) for _ in range(8)]
+        x = torch.randn(shape, generator=gen)
+        calibration.append((x,))    # the test input is in the calibration set: no clipping
     t0 = time.perf_counter()
     tosa_bytes, gmod = export(model, (x,), calibration)
     t_export = time.perf_counter() - t0
@@ -315,7 +330,8 @@ def main(argv=None):
     ap.add_argument("--refmodel", type=Path, action="append", default=[],
                     help="tosa_reference_model binary (repeat: the first one makes the expected "
                          "outputs, the others are cross-checked); default: this environment's")
-    ap.add_argument("models", nargs="*", default=list(MODELS))
+    ap.add_argument("models", nargs="*", default=list(MODELS),
+                    help=f"of {', '.join(MODELS)} or the zoo's {', '.join(zoo.ZOO)}")
     args = ap.parse_args(argv)
     refmodels = args.refmodel or [default_refmodel()]
     for name in args.models:

@@ -6,8 +6,8 @@
         --seeds 1,2,3 --dists randn,heavy          # tosaint only: which observer is best
 
 The cases are the seed ops (linear, conv1d, conv2d, bmm, exp, reciprocal, mean, var, gelu,
-softmax, LayerNorm) and the model-zoo-style networks of ``benchmarks/zoo.py``, each in a16w8
-and a8w8 (``<name>_a8w8``).  Every model is built once with fixed weights; 8 calibration inputs
+softmax, LayerNorm), sigmoid, tanh, a conformer-like block, a small CNN and the
+model-zoo-style networks of ``benchmarks/zoo.py``, each in a16w8 and a8w8 (``<name>_a8w8``).  Every model is built once with fixed weights; 8 calibration inputs
 come from ``--calib-seed`` and 4 evaluation inputs from ``--eval-seed`` (never part of the
 calibration), drawn from ``--dist``.  tosaint lowers it here (``tosaint.torch.lower``) and runs
 the graph with tosaint (checked bit-exact against the reference model).  ExecuTorch 1.5.1
@@ -22,6 +22,7 @@ bytes, export and calibration included, after one warm-up lowering in each proce
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -55,6 +56,10 @@ class Fn(nn.Module):
             return nn.functional.gelu(x)
         if n == "exp":
             return torch.exp(x)
+        if n == "sigmoid":
+            return torch.sigmoid(x)
+        if n == "tanh":
+            return torch.tanh(x)
         if n == "reciprocal":
             return torch.reciprocal(x)
         if n == "mean":
@@ -67,6 +72,32 @@ class Fn(nn.Module):
             a, b = x.chunk(2, dim=-1)
             return torch.bmm(a, b.transpose(1, 2))
         raise ValueError(n)
+
+
+class SmallCNN(nn.Module):
+    """conv-BN-ReLU, a residual conv-SiLU, max pooling, a 1x1 conv, global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.c3 = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.c1(x)))
+        y = nn.functional.max_pool2d(y + nn.functional.silu(self.c2(y)), 2)
+        return self.c3(y).mean((2, 3))
+
+
+def _conformer_block():
+    """The conformer-like block of tosaint/examples/conformer_demo.py."""
+    path = HERE.parent / "tosaint" / "examples" / "conformer_demo.py"
+    spec = importlib.util.spec_from_file_location("_conformer_demo", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["_conformer_demo"] = mod        # torch.export (strict) imports it by name
+    spec.loader.exec_module(mod)
+    return mod.build()[0]
 
 
 #: seed op -> (builder of the model, input shape, input scale, input offset)
@@ -84,7 +115,15 @@ SEED_OPS = {
     "softmax": (lambda: Fn("softmax"), (1, 4, 32, 32), 2.0, None),
     "layernorm": (lambda: nn.LayerNorm(64), (1, 32, 64), 1.0, None),
 }
-BASES = list(SEED_OPS) + list(zoo.ZOO)
+#: more single-input cases kept from earlier comparisons
+EXTRA = {
+    "sigmoid": (lambda: Fn("sigmoid"), (1, 32, 64), 2.0, None),
+    "tanh": (lambda: Fn("tanh"), (1, 32, 64), 1.0, None),
+    "conformer_block": (_conformer_block, (1, 32, 64), 1.0, None),
+    "small_cnn": (SmallCNN, (1, 3, 32, 32), 1.0, None),
+}
+SINGLE = {**SEED_OPS, **EXTRA}
+BASES = list(SINGLE) + list(zoo.ZOO)
 CASES = BASES + [f"{b}_a8w8" for b in BASES]
 N_CALIB, N_EVAL = 8, 4
 
@@ -99,7 +138,7 @@ def build_model(base, weight_seed=0):
         return zoo.build(base, weight_seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(weight_seed)
-        model = SEED_OPS[base][0]()
+        model = SINGLE[base][0]()
         if isinstance(model, nn.LayerNorm):
             with torch.no_grad():
                 model.weight.uniform_(0.5, 1.5)
@@ -110,7 +149,7 @@ def build_model(base, weight_seed=0):
 def make_inputs(base, seed, n, dist):
     if base in zoo.ZOO:
         return zoo.inputs(base, seed, n, dist)
-    _, shape, k, offset = SEED_OPS[base]
+    _, shape, k, offset = SINGLE[base]
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
