@@ -239,6 +239,7 @@ def test_model_paths_refuse_devices(tmp_path):
     assert cli_main(["golden", "/dev/zero", "--random", "-o", str(tmp_path / "g")]) == 2
     assert cli_main(["diff", "/dev/zero", "--against", str(tmp_path)]) == 2
     assert cli_main(["run", "/dev/zero", "-o", str(tmp_path / "o")]) == 2
+    assert cli_main(["check", "/dev/zero", "--target", "ethos-u55-128"]) == 2
     assert time.perf_counter() - t0 < 10
 
 
@@ -293,6 +294,14 @@ def test_oracle_calls_are_quiet_at_the_fd_level(tmp_path):
     c, out, err = run_cli("diff", model, "-i", tmp_path / "x.npy", "--oracle")
     assert c == 0, err
     assert "WARNING" not in out + err and "no divergence" in out
+
+
+@pytest.mark.slow
+def test_warmup_command(capsys):
+    pytest.importorskip("tosaint.warmup")
+    assert cli_main(["warmup"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("warmed up in") and "kernels: " in out
 
 
 # ---- memory -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""tosaint check MODEL.tosa --target T: what an Ethos-U target cannot run (exit 1 if anything)."""
+"""tosaint check MODEL.tosa --target T: validate the graph, then list what an Ethos-U target
+cannot run (exit 1 if anything, 2 for an invalid graph)."""
 
 
 def add_model_and_target(p):
@@ -20,8 +21,18 @@ def add_parser(sub):
 
 
 def main(args):
+    """Validate the graph first (an invalid graph is bad input: exit 2), then list what the
+    target cannot run."""
+    from ..errors import UnsupportedOp
+    from ..inputs import model_bytes
+    from ..interpreter import validate
     from ..vela import check
-    findings = check(args.model, args.target)
+    _, graph = model_bytes(args.model)
+    try:
+        validate(graph)
+    except UnsupportedOp as e:          # tosaint cannot run it; Vela may still compile it
+        print(f"note: not validated by tosaint: {e}")
+    findings = check(graph, args.target)
     for f in findings:
         print(f)
     if findings:
