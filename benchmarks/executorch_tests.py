@@ -78,6 +78,10 @@ class Layout:
     def junit(self, which):
         return self.results / f"{which}.xml"
 
+    def calls(self, which):
+        """TOSAINT_COMPAT_LOG of a run: one line per reference_model.run call."""
+        return self.results / f"{which}.calls"
+
     def meta(self, which):
         return self.results / f"{which}.json"
 
@@ -154,10 +158,11 @@ def run(lay, which, workers, timeout):
         venv, extra, pre = lay.venv_et, {}, []
     else:
         venv, pre = lay.venv_ts, ["-m", "tosaint.compat"]
-        extra = {}
+        extra = {"TOSAINT_COMPAT_LOG": str(lay.calls(which))}
+        lay.calls(which).unlink(missing_ok=True)
         if which == "both":
-            extra = {"TOSAINT_REFERENCE": "both", "PYTHONPATH": os.pathsep.join(
-                p for p in (str(lay.binding), os.environ.get("PYTHONPATH", "")) if p)}
+            extra.update({"TOSAINT_REFERENCE": "both", "PYTHONPATH": os.pathsep.join(
+                p for p in (str(lay.binding), os.environ.get("PYTHONPATH", "")) if p)})
     # pytest's own "-m" is not used: "python -m tosaint.compat pytest ARGS" runs pytest
     cmd = [venv / "bin" / "python"] + (pre + ["pytest"] + args[2:] if pre else args)
     argfile = lay.results / f"{which}.args"
@@ -212,9 +217,16 @@ def compare(lay):
         for o, _ in res.values():
             c[o] = c.get(o, 0) + 1
         wall = json.loads(lay.meta(w).read_text())["wall_s"] if lay.meta(w).exists() else 0
+        calls = (f"  ({len(lay.calls(w).read_text().splitlines())} graphs run by tosaint)"
+                 if lay.calls(w).exists() else "")
         print(f"{w:<10} {len(res):>6} {c.get('passed', 0):>7} {c.get('failed', 0):>7} "
               f"{c.get('error', 0):>6} {c.get('skipped', 0):>8} {c.get('xfailed', 0):>8} "
-              f"{wall / 60:>6.1f} m")
+              f"{wall / 60:>6.1f} m{calls}")
+        log = lay.results / f"{w}.log"
+        if log.exists() and "Skipping run_method_and_compare_outputs" in log.read_text(
+                errors="replace"):
+            print(f"  WARNING: {w}: some tests skipped the reference-model stage (no "
+                  "tosa_reference_model importable)")
     bad = 0
     for w in got:
         if w == "reference":

@@ -394,6 +394,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_module_runner_reaches_grandchildren(tmp_path):
     (tmp_path / "compat_probe.py").write_text(PROBE)
     p = subprocess.run([sys.executable, "-m", "tosaint.compat", "compat_probe"], cwd=tmp_path,
@@ -402,6 +403,7 @@ def test_module_runner_reaches_grandchildren(tmp_path):
     assert p.stdout.split() == ["child", "True", "grandchild", "True"]
 
 
+@pytest.mark.slow
 def test_module_runner_usage_and_exit_codes(tmp_path):
     (tmp_path / "compat_exit.py").write_text("import sys; sys.exit(3)\n")
     run = [sys.executable, "-m", "tosaint.compat"]
@@ -414,6 +416,7 @@ def test_module_runner_usage_and_exit_codes(tmp_path):
     assert p.returncode == 2 and "TOSAINT_REFERENCE" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_pytest_plugin_reaches_the_session_and_its_children(tmp_path):
     (tmp_path / "test_probe.py").write_text(
         "import subprocess, sys\n"

@@ -41,7 +41,9 @@ The environment chooses what runs (read at every call):
 * ``TOSAINT_COMPAT_DUMP=DIR``: on a status other than TOSA_VALID, an invalid graph or a
   difference, write the graph, the inputs and the diagnostics to a case folder under DIR
   (``tosaint.compat.dump``) and name it in the message;
-* ``TOSAINT_COMPAT_IMPL``: ``numba`` (default) or ``spec`` (the NumPy twins).
+* ``TOSAINT_COMPAT_IMPL``: ``numba`` (default) or ``spec`` (the NumPy twins);
+* ``TOSAINT_COMPAT_LOG=FILE``: append one line per call (process id, mode, graph digest), to
+  count the graphs a test run sent through the compat layer.
 """
 from __future__ import annotations
 
@@ -255,6 +257,7 @@ def run(tosa_binary, inputs, *, inst_id=0, debug_filename=None, is_unbuffered=Fa
     """Run a serialized TOSA graph on ``inputs``: ``(outputs, GraphStatus)`` as the
     reference model binding returns them (see the module docstring for the differences)."""
     m = mode()
+    _log_call(tosa_binary, m)
     if m != "tosaint":
         from . import dual
         kwargs = dict(inst_id=inst_id, debug_filename=debug_filename,
@@ -297,6 +300,22 @@ def _run(tosa_binary, inputs, *, verbosity, debug_mode, tosa_level, zero_variabl
     elif notes and (verbosity.upper() != "NONE" or debug_mode is not None):
         _report(notes)
     return outs, status
+
+
+def _log_call(tosa_binary, m):
+    """TOSAINT_COMPAT_LOG=FILE: one line per call (process, mode, graph digest), appended."""
+    path = os.environ.get("TOSAINT_COMPAT_LOG")
+    if not path:
+        return
+    try:
+        digest = hashlib.sha256(_graph_bytes(tosa_binary)).hexdigest()[:12]
+    except TypeError:
+        digest = "-"
+    try:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {m} {digest}\n")
+    except OSError:
+        pass
 
 
 def _report(lines):
