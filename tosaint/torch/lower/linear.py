@@ -117,7 +117,7 @@ def conv2d(em, node, p):
 @lowers("aten.convolution")
 def convolution(em, node, p):
     if p["transposed"]:
-        raise Unsupported("transposed convolution")
+        return conv_transpose(em, node, p, len(p["weight"].shape) - 2)
     return conv_nd(em, node, p, len(p["weight"].shape) - 2)
 
 
@@ -181,6 +181,12 @@ def conv_nd(em, node, p, nd):
             parts.append(em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
                                       em.adt, output_zp=zp))
         y = em.b.concat(parts, 3)
+    return conv_output(em, node, out_node, y, sy, zp, nd)
+
+
+def conv_output(em, node, out_node, y, sy, zp, nd):
+    """The NCHW (or NCL) result of a convolution whose NHWC output is ``y``; a folded
+    batch_norm (``out_node``) gets the same value."""
     y_nhwc = y
     y = em.b.transpose(y, (0, 3, 1, 2))
     if nd == 2:
@@ -195,6 +201,55 @@ def conv_nd(em, node, p, nd):
         else:
             em.folded[out_node.name] = out
     return out
+
+
+def conv_transpose(em, node, p, nd):
+    """ConvTranspose1d/2d as TRANSPOSE_CONV2D: torch's padding p and output_padding op become
+    TOSA's out_pad (-p, -p + op); torch weight [I, O, K...] -> [O, KH, KW, I]."""
+    x, w, bias = p["input"], p["weight"], p["bias"]
+    if not isinstance(x, QT) or isinstance(w, QT) or isinstance(bias, QT):
+        raise Unsupported("transposed convolution needs constant weights and bias")
+    if nd not in (1, 2) or x.rank != nd + 2:
+        raise Unsupported(f"conv_transpose{nd}d")
+    if int(p["groups"]) != 1:
+        raise Unsupported("grouped transposed convolution")
+    if any(d != 1 for d in ntuple(p["dilation"], nd)):
+        raise Unsupported("dilated transposed convolution")
+    stride = list(ntuple(p["stride"], nd))
+    pad = list(ntuple(p["padding"], nd))
+    opad = list(ntuple(p["output_padding"], nd))
+    w = f64(w).transpose(0, 1)                     # [O, I, K...]
+    w, bias, out_node = fold_bn(em, node, w, bias)
+    if out_node is not node:
+        em.folded[out_node.name] = None  # filled by conv_output
+    n, c = x.shape[0], x.shape[1]
+    x4 = x.name
+    if nd == 1:
+        x4 = em.reshape(x.name, (n, c, 1, x.shape[2]))
+        w = w.unsqueeze(2)
+        stride, pad, opad = [1] + stride, [0] + pad, [0] + opad
+    ks = list(w.shape[2:])
+    if any(pd >= k for pd, k in zip(pad, ks)):
+        raise Unsupported("transposed convolution with padding >= kernel size")
+    xn = em.nhwc(x4)
+    q, sw = calib.weight_quant(w)
+    bq = bias_const(em, bias, x.scale, sw, q.shape[0])
+    wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
+    out_pad = [-pad[0], -pad[0] + opad[0], -pad[1], -pad[1] + opad[1]]
+    acc = em.b.transpose_conv2d(xn, wc, bq, out_pad=out_pad, stride=stride, acc_type=em.acc)
+    sy, zp = em.out_qparams(out_node)
+    y = em.rescale(acc, [Q.ratio(x.scale * s, den=[sy]) for s in sw], em.adt, output_zp=zp)
+    return conv_output(em, node, out_node, y, sy, zp, nd)
+
+
+@lowers("aten.conv_transpose1d")
+def conv_transpose1d(em, node, p):
+    return conv_transpose(em, node, p, 1)
+
+
+@lowers("aten.conv_transpose2d")
+def conv_transpose2d(em, node, p):
+    return conv_transpose(em, node, p, 2)
 
 
 def matmul_act(em, node, a: QT, bq: QT):

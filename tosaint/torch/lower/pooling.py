@@ -1,11 +1,78 @@
-"""Lowerings of pooling: avg/max pool2d (NHWC, with torch's padding made exact) and adaptive
-average pooling."""
+"""Lowerings of pooling and resizing: avg/max pool 1d/2d (NHWC, torch's padding and
+ceil_mode made exact), adaptive average pooling to any output size, and
+upsample/interpolate (nearest, nearest-exact, linear, bilinear) as RESIZE."""
 from __future__ import annotations
 
+import numpy as np
+
 from ... import quant as Q
-from ..values import Fake, Unsupported, fit_padding, ntuple
+from ...schema.definition import DType, ResizeMode
+from ..values import BITS, Fake, Unsupported, fit_padding, ntuple
 from ._registry import lowers
 from .reductions import finish_reduce
+
+
+# ---- adaptive average pooling ------------------------------------------------------------------
+def _bins(size, out):
+    """torch's adaptive pooling windows: [floor(i*I/O), ceil((i+1)*I/O)) for i < O."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avg(em, node, x, outs):
+    """Average over torch's adaptive windows on the last ``len(outs)`` axes of ``x``.
+
+    Each axis is summed in int32 (a RESHAPE + REDUCE_SUM when the windows are even, else one
+    SLICE + REDUCE_SUM per window and a CONCAT); the divisions by the window sizes go into
+    RESCALEs: one for even windows, one per-channel RESCALE on the last axis per axis with
+    uneven windows (moved there by a TRANSPOSE), the intermediate ones to int32 with 12
+    fractional bits."""
+    sy = em.out_scale(node)
+    rank = x.rank
+    axes = list(range(rank - len(outs), rank))
+    s = em.to_i32(x)
+    shape = list(x.shape)
+    uneven = []                      # (axis, divisors) of the axes with uneven windows
+    even = 1
+    bound = BITS[x.dtype]
+    for ax, o in zip(axes, outs):
+        size = shape[ax]
+        bins = _bins(size, o)
+        if size % o == 0:
+            k = size // o
+            if k > 1:
+                s = em.reshape(s, shape[:ax] + [o, k] + shape[ax + 1:])
+                s = em.reshape(em.b.reduce_sum(s, ax + 1), shape[:ax] + [o] + shape[ax + 1:])
+            even *= k
+        else:
+            parts = []
+            for lo, hi in bins:
+                st = [0] * rank
+                sz = list(shape)
+                st[ax], sz[ax] = lo, hi - lo
+                parts.append(em.b.reduce_sum(em.b.slice(s, st, sz), ax))
+            s = em.b.concat(parts, ax)
+            uneven.append((ax, [hi - lo for lo, hi in bins]))
+        bound += max(hi - lo for lo, hi in bins).bit_length()
+        shape[ax] = o
+    frac = 1
+    for i, (ax, divs) in enumerate(uneven):
+        last = i == len(uneven) - 1
+        perm = list(range(rank))
+        perm[ax], perm[-1] = perm[-1], perm[ax]
+        if ax != rank - 1:
+            s = em.b.transpose(s, perm)
+        if last:
+            ratios = [Q.ratio(x.scale, den=[sy, even * d, frac]) for d in divs]
+            s = em.rescale(s, ratios, em.adt, bound_bits=bound)
+        else:
+            s = em.rescale(s, [Q.ratio(1 << 12, den=[d]) for d in divs], DType.INT32,
+                           bound_bits=bound)
+            frac <<= 12
+        if ax != rank - 1:
+            s = em.b.transpose(s, perm)
+    if not uneven:
+        s = em.rescale(s, Q.ratio(x.scale, den=[sy, even]), em.adt, bound_bits=bound)
+    return finish_reduce(em, node, s, sy)
 
 
 @lowers("aten.adaptive_avg_pool2d")
@@ -19,25 +86,35 @@ def adaptive_avg_pool2d(em, node, p):
         y = em.rescale(s, Q.ratio(x.scale, den=[sy, n]), em.adt)
         return finish_reduce(em, node, y, sy)
     ih, iw = x.shape[-2:]
-    if ih % oh or iw % ow:
-        raise Unsupported("adaptive pooling with a non-integer window")
+    if ih % oh or iw % ow or x.rank != 4:
+        return adaptive_avg(em, node, x, (oh, ow))
     return pool2d(em, node, x, "avg", (ih // oh, iw // ow), (ih // oh, iw // ow), (0, 0),
-                      True)
+                  True)
 
 
+@lowers("aten.adaptive_avg_pool1d")
+def adaptive_avg_pool1d(em, node, p):
+    return adaptive_avg(em, node, p["self"], ntuple(p["output_size"], 1))
+
+
+# ---- pool1d / pool2d ------------------------------------------------------------------------
 def pool2d(em, node, x, kind, kernel, stride, padding, count_include_pad=True,
-          ceil_mode=False):
+           ceil_mode=False):
     if x.rank != 4:
         raise Unsupported("pooling needs a 4-D NCHW input")
-    if ceil_mode:
-        raise Unsupported("ceil_mode=True")
     xn = em.nhwc(x.name)
     n, h, w, c = em.b.shape(xn)
-    pads = []
-    cut = []
+    out_hw = tuple(node.meta["val"].shape)[2:] if ceil_mode else None
+    pads, cut, extra = [], [], []
     for i, size in enumerate((h, w)):
-        lo, hi, ct = fit_padding(size, kernel[i], stride[i], 1, padding[i], padding[i])
-        pads += [lo, hi]
+        if ceil_mode:            # windows may start in the right padding; torch's output size
+            lo = padding[i]
+            hi = (out_hw[i] - 1) * stride[i] + kernel[i] - size - lo
+            ct, hi = max(0, -hi), max(0, hi)
+        else:
+            lo, hi, ct = fit_padding(size, kernel[i], stride[i], 1, padding[i], padding[i])
+        extra.append(max(0, hi - padding[i]))      # past torch's padding: never counted
+        pads += [lo, hi - extra[-1]]
         cut.append(ct)
     if any(cut):
         xn = em.b.slice(xn, (0, 0, 0, 0), (n, h - cut[0], w - cut[1], c))
@@ -45,8 +122,10 @@ def pool2d(em, node, x, kind, kernel, stride, padding, count_include_pad=True,
         if any(pads) and count_include_pad:
             xn = em.b.pad(xn, [0, 0, pads[0], pads[1], pads[2], pads[3], 0, 0], 0)
             pads = [0, 0, 0, 0]
+        pads = [pads[0], pads[1] + extra[0], pads[2], pads[3] + extra[1]]
         y = em.b.avg_pool2d(xn, kernel, stride=stride, pad=pads)
     else:
+        pads = [pads[0], pads[1] + extra[0], pads[2], pads[3] + extra[1]]
         y = em.b.max_pool2d(xn, kernel, stride=stride, pad=pads)
     y_nhwc = y
     y = em.b.transpose(y, (0, 3, 1, 2))
@@ -62,7 +141,7 @@ def avg_pool2d(em, node, p):
     if p.get("divisor_override"):
         raise Unsupported("divisor_override")
     return pool2d(em, node, p["self"], "avg", k, s, ntuple(p["padding"], 2),
-                      p["count_include_pad"], p["ceil_mode"])
+                  p["count_include_pad"], p["ceil_mode"])
 
 
 @lowers("aten.max_pool2d")
@@ -72,9 +151,112 @@ def max_pool2d(em, node, p):
     if any(d != 1 for d in ntuple(p["dilation"], 2)):
         raise Unsupported("dilated max pooling")
     return pool2d(em, node, p["self"], "max", k, s, ntuple(p["padding"], 2), True,
-                      p["ceil_mode"])
+                  p["ceil_mode"])
 
 
 @lowers("aten.max_pool2d_with_indices")
 def max_pool2d_with_indices(em, node, p):
     return (max_pool2d(em, node, p), None)
+
+
+class _As2d:
+    """A 1-D pooling node seen as 2-D: [N, C, L] -> [N, C, 1, L]."""
+
+    def __init__(self, node):
+        self.name = node.name
+        n, c, length = node.meta["val"].shape
+        self.meta = {"val": node.meta["val"].reshape(n, c, 1, length)}
+
+
+def _pool1d(em, node, p, kind):
+    x = p["self"]
+    if x.rank != 3:
+        raise Unsupported("1-D pooling needs a 3-D [N, C, L] input")
+    k = ntuple(p["kernel_size"], 1)[0]
+    s = ntuple(p["stride"], 1)[0] if p["stride"] else k
+    if kind == "max" and ntuple(p["dilation"], 1)[0] != 1:
+        raise Unsupported("dilated max pooling")
+    x4 = em.new(em.reshape(x.name, x.shape[:2] + (1, x.shape[2])), x.scale,
+                x.shape[:2] + (1, x.shape[2]), x.dtype)
+    y = pool2d(em, _As2d(node), x4, kind, (1, k), (1, s), (0, ntuple(p["padding"], 1)[0]),
+               p.get("count_include_pad", True), p["ceil_mode"])
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(y.name, shape), y.scale, shape, y.dtype)
+
+
+@lowers("aten.avg_pool1d")
+def avg_pool1d(em, node, p):
+    return _pool1d(em, node, p, "avg")
+
+
+@lowers("aten.max_pool1d")
+def max_pool1d(em, node, p):
+    return _pool1d(em, node, p, "max")
+
+
+# ---- upsample / interpolate -------------------------------------------------------------------
+def _resize_params(size, out, mode, align_corners):
+    """(scale_n, scale_d, offset, border) of one axis so that TOSA's source coordinate
+    (o * d + offset) / n is torch's."""
+    if out == size:
+        return 1, 1, 0, 0
+    if mode == "nearest":                  # floor(o * I / O) = round-half-up(o*I/O - 1/2)
+        n, d, off = 2 * out, 2 * size, -out
+    elif align_corners:                    # o * (I - 1) / (O - 1)
+        if out == 1:
+            n, d, off = 1, 1, 0
+        else:
+            n, d, off = out - 1, size - 1, 0
+    else:                                  # (o + 1/2) * I / O - 1/2
+        n, d, off = 2 * out, 2 * size, size - out
+    # reduce the fraction; the nearest modes keep n even (their ties round half up at n / 2)
+    g = int(np.gcd.reduce([n // 2 if mode != "linear" else n, d, abs(off)]))
+    n, d, off = n // g, d // g, off // g
+    if n > 2048 or d >= 16 * n:
+        raise Unsupported(f"resize from {size} to {out} (TOSA RESIZE scale limits)")
+    border = (out - 1) * d - (size - 1) * n + off
+    return n, d, off, border
+
+
+def resize(em, node, p, mode, nd):
+    x = p["input"] if "input" in p else p["self"]
+    if x.rank != nd + 2:
+        raise Unsupported(f"{nd}-D resize of a rank-{x.rank} tensor")
+    out = tuple(node.meta["val"].shape)
+    align = bool(p.get("align_corners") or False)
+    if nd == 1:
+        x4 = em.reshape(x.name, x.shape[:2] + (1, x.shape[2]))
+        sizes, outs = (1, x.shape[2]), (1, out[2])
+    else:
+        x4, sizes, outs = x.name, x.shape[2:], out[2:]
+    xn = em.nhwc(x4)
+    py = _resize_params(sizes[0], outs[0], mode, align)
+    px = _resize_params(sizes[1], outs[1], mode, align)
+    tosa_mode = ResizeMode.BILINEAR if mode == "linear" else ResizeMode.NEAREST
+    y = em.b.resize(xn, (py[0], py[1], px[0], px[1]), (py[2], px[2]), (py[3], px[3]),
+                    mode=tosa_mode)
+    scale = x.scale
+    if tosa_mode == ResizeMode.BILINEAR:          # values * n_y * n_x, int48 / int32
+        sy = em.out_scale(node)
+        y = em.rescale(y, Q.ratio(x.scale, den=[sy, py[0] * px[0]]), em.adt,
+                       bound_bits=BITS[x.dtype] + int(py[0] * px[0]).bit_length())
+        scale = sy
+    y4 = em.b.transpose(y, (0, 3, 1, 2))
+    if nd == 2:
+        em.set_nhwc(y4, y)
+    return em.new(em.reshape(y4, out), scale, out, x.dtype)
+
+
+@lowers("aten.upsample_nearest1d", "aten.upsample_nearest2d")
+def upsample_nearest(em, node, p):
+    return resize(em, node, p, "nearest", 1 if "1d" in str(node.target) else 2)
+
+
+@lowers("aten._upsample_nearest_exact1d", "aten._upsample_nearest_exact2d")
+def upsample_nearest_exact(em, node, p):
+    return resize(em, node, p, "nearest-exact", 1 if "1d" in str(node.target) else 2)
+
+
+@lowers("aten.upsample_linear1d", "aten.upsample_bilinear2d")
+def upsample_linear(em, node, p):
+    return resize(em, node, p, "linear", 1 if "1d" in str(node.target) else 2)
