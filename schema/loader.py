@@ -60,10 +60,12 @@ def decode_data(raw, dtype, shape, where="tensor"):
         raise SchemaError(f"{where}: data has {len(raw)} bytes, but shape {list(shape)} of "
                           f"{dtype.name} needs {need}")
     if dtype in _NATIVE:
-        arr = np.frombuffer(raw, dtype=_NATIVE[dtype], count=count)
-        if arr.flags.writeable or not arr.flags.aligned:
-            arr = arr.copy()      # a mutable source must not alias; unaligned: keep one layout
-        return _readonly(arr.reshape(shape))
+        arr = np.frombuffer(raw, dtype=_NATIVE[dtype], count=count).reshape(shape)
+        flags = arr.flags
+        if flags.writeable or not flags.aligned:
+            # a mutable source must not alias; an unaligned one is copied (one array layout)
+            arr = _readonly(arr.copy())
+        return arr
     buf = np.frombuffer(raw, dtype=np.uint8, count=need)
     if dtype == DType.BOOL:
         arr = buf != 0
@@ -198,25 +200,25 @@ def _shape_value(s, where):
                   extra={"shape_table": True})
 
 
-def _operator(o, where):
+def _operator(o, where, i):
+    """An ``Operator`` from its decoded table (``where``, ``i``: the block and its index)."""
     op = o["op"]
-    if op == Op.UNKNOWN:
-        raise SchemaError(f"{where}: operator UNKNOWN (0)")
+    if not op:
+        raise SchemaError(f"{where} operator {i}: operator UNKNOWN (0)")
     attrs = o["attribute"]
-    _, fields = ATTRIBUTES[op]
-    if o["attribute_type"] not in (0, int(op)):
+    if o["attribute_type"] != op and o["attribute_type"]:
         try:
             got = ATTRIBUTES[Op(o["attribute_type"])][0]
         except ValueError:
             got = f"union type {o['attribute_type']}"
-        raise SchemaError(f"{where} ({op.name}): attribute is {got}, expected "
+        raise SchemaError(f"{where} operator {i} ({op.name}): attribute is {got}, expected "
                           f"{ATTRIBUTES[op][0]}")
     if attrs is None:  # absent attribute table: every field takes its default
         attrs = {name: (() if t == "[int32]" else None if t in ("[ubyte]", "string") else
-                        False if t == "bool" else 0) for name, t in fields}
-    loc = o["location"]["text"] if o["location"] else None
-    return Operator(op=op, inputs=list(o["inputs"]), outputs=list(o["outputs"]),
-                    attrs=dict(attrs), location=loc)
+                        False if t == "bool" else 0) for name, t in ATTRIBUTES[op][1]}
+    loc = o["location"]
+    # the reader's lists and dicts are fresh: the operator owns them
+    return Operator(op, o["inputs"], o["outputs"], attrs, None if loc is None else loc["text"])
 
 
 def _check_block(block, graph_names, where):
@@ -319,8 +321,7 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
                     if old.data is not None:
                         raise SchemaError(f"{where}: shape {sv_t.name!r} is declared twice")
                 block.tensors[sv_t.name] = sv_t
-            block.operators = [_operator(o, f"{where} operator {i}")
-                               for i, o in enumerate(b["operators"])]
+            block.operators = [_operator(o, where, i) for i, o in enumerate(b["operators"])]
             region.blocks.append(block)
         graph.regions.append(region)
     all_names = {n for blk in graph.blocks() for n in blk.tensors}
