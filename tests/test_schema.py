@@ -349,6 +349,93 @@ def test_unreadable_path(tmp_path):
         load("/dev/zero")                            # would never end
 
 
+def test_read_model_file_reads_exactly_the_file(tmp_path, monkeypatch):
+    from tosaint.schema import loader
+    data = _reshape_graph().to_bytes()
+    p = tmp_path / "m.tosa"
+    p.write_bytes(data)
+    assert loader.read_model_file(p) == data and loader.read_model_file(str(p)) == data
+    assert load(p) == load(data)
+    monkeypatch.setattr(loader, "MAX_FILE_BYTES", len(data) - 1)   # checked with stat first
+    with pytest.raises(SchemaError, match="larger than"):
+        loader.read_model_file(p)
+    for bad in ("/dev/zero", tmp_path):
+        with pytest.raises(SchemaError, match="cannot read"):
+            loader.read_model_file(bad)
+
+
+def test_path_load_under_a_small_address_space_limit(tmp_path):
+    """A path load reserves no more than the file's size (it used to ask for 4 GiB)."""
+    import subprocess
+    import sys
+    p = tmp_path / "m.tosa"
+    p.write_bytes(_reshape_graph().to_bytes())
+    code = ("import resource, sys; lim = 1 << 30; "
+            "resource.setrlimit(resource.RLIMIT_AS, (lim, lim)); "
+            "from tosaint.schema.loader import load; "
+            f"print(load({str(p)!r}).op_counts())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "RESHAPE" in r.stdout
+
+
+def _const_graph():
+    b = GraphBuilder()
+    x = b.input((2, 3), DType.INT32, name="x")
+    c8 = b.const(np.arange(-3, 3).reshape(2, 3), DType.INT8, name="c8")
+    c16 = b.const(np.arange(6).reshape(2, 3) * 1000, DType.INT16, name="c16")
+    c32 = b.const(np.arange(6).reshape(2, 3) - (1 << 30), DType.INT32, name="c32")
+    c48 = b.const(np.array([-(1 << 47), (1 << 47) - 1, -1, 0, 1, 5]).reshape(2, 3), DType.INT48,
+                  name="c48")
+    cb = b.const(np.array([1, 0, 1, 1, 0, 0], bool).reshape(2, 3), DType.BOOL, name="cb")
+    b.output(b.op(Op.ADD, [x, c32], (2, 3), DType.INT32, name="y"))
+    g = b.build()
+    return g, {n: g.tensors[n].data for n in ("c8", "c16", "c32", "c48", "cb")}
+
+
+def test_constants_are_read_only_views_of_the_file():
+    g, want = _const_graph()
+    data = g.to_bytes()
+    g2 = load(data)
+    whole = np.frombuffer(data, np.uint8)
+    for name, values in want.items():
+        got = g2.tensors[name].data
+        assert got.dtype == values.dtype and np.array_equal(got, values), name
+        assert not got.flags.writeable, name
+        with pytest.raises(ValueError):
+            got[0, 0] = 1
+        # natively stored dtypes are zero-copy views of the bytes; int48 and bool are decoded
+        assert np.shares_memory(got, whole) == (name in ("c8", "c16", "c32")), name
+        assert got.flags.aligned, name
+
+
+def test_constants_never_alias_a_mutable_buffer():
+    g, want = _const_graph()
+    buf = bytearray(g.to_bytes())
+    g2 = load(buf)
+    buf[:] = bytes(len(buf))                        # the caller reuses its buffer
+    for name, values in want.items():
+        assert np.array_equal(g2.tensors[name].data, values), name
+    assert load(memoryview(g.to_bytes())) == g
+
+
+def test_unaligned_constant_data_is_copied_aligned():
+    """A writer that does not align ``data`` (not force_align 8) still gives aligned arrays."""
+    from tosaint.schema.loader import decode_data
+    raw = memoryview(bytes(1) + np.arange(6, dtype="<i4").tobytes())[1:]
+    arr = decode_data(raw, DType.INT32, (2, 3))
+    assert arr.flags.aligned and not arr.flags.writeable
+    assert arr.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_shared_vtables_of_different_tables():
+    """The C++ serializer shares identical vtables between tables of different kinds: the
+    reader's compiled layouts are per table kind."""
+    data = _tosa_tools_graph()
+    a, b = load(data), load(data)
+    assert a == b and load(a.to_bytes()) == a
+
+
 def test_huge_tensor_rejected_before_allocation():
     b = GraphBuilder()
     x = b.input((1 << 20, 1 << 20), DType.INT16, name="x")   # 2^40 elements
