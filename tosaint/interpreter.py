@@ -196,9 +196,10 @@ class BlockPlan:
 
     # ---- phase 1: validate ---------------------------------------------------------------
     def validate(self):
+        self.fns = []
         for node in self.nodes:
             node.validating = True
-            self.plan.build(node)
+            self.fns.append(self.plan.build(node))
         self._check_memory()
         self.validated = True
 
@@ -229,10 +230,11 @@ class BlockPlan:
 
     # ---- phase 2: prepare ----------------------------------------------------------------
     def prepare(self):
-        io = []
-        for node in self.nodes:
-            node.validating = False
-            fn = self.plan.build(node)
+        for node, fn in zip(self.nodes, self.fns):
+            if fn is None:
+                # the op stopped before its preparation while validating: build it again
+                node.validating = False
+                fn = self.plan.build(node)
             o = node.operator
             if node.op in (Op.CONST, Op.CONST_SHAPE) and all(n in self.consts
                                                              for n in o.outputs):

@@ -1,9 +1,12 @@
 """What an op sees: ``Node`` (its operator, tensors, options and the spec's check helpers
 ``error_if`` / ``require`` / ``level_check``) and the per-call run state (``RunContext``).
 
-An op's build function runs twice per graph: first with ``node.validating`` true (structural
-and ERROR_IF checks only: ``tosaint.validate``, ``tosaint check`` and the first pass of
-``prepare``), then to prepare (constants, multipliers, layouts).  The run function it returns
+An op's build function first runs with ``node.validating`` true (structural and ERROR_IF
+checks: ``tosaint.validate``, ``tosaint check`` and the first pass of ``prepare``).  An op whose
+preparation costs something (weight layouts, lookup tables, multipliers, sub-blocks) stops
+there with ``if node.validating: return None`` and is built again, after the memory budget
+check, with ``node.validating`` false; any other op's run function is kept from the first
+pass.  The run function it returns
 is called on every evaluation; whatever a run must not share with another run (diagnostics,
 the on_unpredictable mode, EXT-VARIABLE state) lives in the ``RunContext`` of that call, never
 on the node or the plan, so that one prepared graph can run in many threads at once.

@@ -15,9 +15,9 @@ copied from the spec's "supported data types" tables::
         return run
 
 The signature of an operator is, unless ``key`` says otherwise, the dtypes of all its inputs
-followed by the dtypes of all its outputs.  ``build`` runs twice per graph: to validate
-(``node.validating``), then to prepare; the function it returns runs on every evaluation and
-returns one array or a tuple of arrays.  This module imports no op module: ``tosaint.ops``
+followed by the dtypes of all its outputs.  ``build`` runs once to validate
+(``node.validating``); if it returned None there, it runs again to prepare.  The function it
+returns runs on every evaluation and returns one array or a tuple of arrays.  This module imports no op module: ``tosaint.ops``
 fills the registry when the interpreter imports it.
 """
 from __future__ import annotations

@@ -82,6 +82,8 @@ def cond_if(node):
         _check_lists(node, "output_list", output_list, f"{which} outputs", outs)
     then_plan = node.block(names["then_graph"])
     else_plan = node.block(names["else_graph"])
+    if node.validating:
+        return None         # the blocks are validated; they are prepared in the second pass
 
     def run(c, *values):
         bp = then_plan if bool(c.reshape(-1)[0]) else else_plan
@@ -110,6 +112,8 @@ def while_loop(node):
                   f"{T(c_outs[0].dtype).name}; it must be BOOL")
     cond_plan = node.block(cond_name)
     body_plan = node.block(body_name)
+    if node.validating:
+        return None         # the blocks are validated; they are prepared in the second pass
 
     def run(*values):
         values = list(values)

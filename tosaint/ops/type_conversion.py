@@ -128,14 +128,7 @@ def rescale(node):
     if node.validating:
         return None
 
-    mult = np.asarray(node.const(1), np.int64).reshape(-1)
-    shift = np.asarray(node.const(2), np.int64).reshape(-1)
     cols = x.shape[-1] if rank else 1
-    if not per_channel:
-        mult, shift = np.repeat(mult[:1], cols), np.repeat(shift[:1], cols)
-    mult, shift = np.ascontiguousarray(mult), np.ascontiguousarray(shift)
-    with np.errstate(over="ignore"):
-        pow2 = np.array([2.0 ** -int(s) for s in shift], np.float64).astype(np.float32)
     if rounding == RoundingMode.INEXACT_ROUND:
         mode = INEXACT32 if scale32 else INEXACT16
     elif scale32:
@@ -148,19 +141,14 @@ def rescale(node):
     ost = STORAGE[out_t]
     oshape = tuple(out.shape)
     k = node.k
-    bad_params = [c for c in range(len(mult)) if not (mult[c] >= 0 and 2 <= shift[c] <= 62)]
     helper = "apply_scale_32" if scale32 else "apply_scale_16"
-
-    # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
-    # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
-    # does the general kernel run again for the exact handling of the failures.
-    fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
-    if fast:
-        base = np.array([1 << (int(s) - 1) for s in shift], np.int64)     # 2**(shift-1)
-        extra = np.where(shift > 31, 1 << 30, 0) if mode == DOUBLE32 else 0
-        rnd_pos, rnd_neg = base + extra, base - extra
-        # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
-        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else base
+    mult_c, shift_c = node.const(1), node.const(2)
+    # derived once per distinct (multiplier, shift, ...) and shared by the RESCALEs using it
+    key = (mult_c.tobytes(), shift_c.tobytes(), per_channel, cols, mode, bool(in_mask),
+           in_zp == 0, out_zp, _BITS[in_t])
+    (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half,
+     lo_hi) = node.derive(key, _scale_params, mult_c, shift_c, per_channel, cols, mode,
+                          in_mask, in_zp, out_zp, _BITS[in_t])
 
     def run(a, *_):
         if a.size == 0:
@@ -193,8 +181,35 @@ def rescale(node):
         node.require(n_zp == 0, f"scaled result + output_zp {out_zp} outside int32",
                      count=int(n_zp))
         return res.astype(ost, copy=False).reshape(oshape)
-    if fast and in_zp == 0:
+    if lo_hi is not None:
         # what a producer needs to apply this RESCALE in its own epilogue (interpreter fusion)
-        lo, hi = no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, _BITS[in_t])
+        lo, hi = lo_hi
         run.epilogue = ((mult, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), ost)
     return run
+
+
+def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, in_bits):
+    """The per-channel arrays a RESCALE runs with, from its multiplier and shift constants:
+    (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, (lo, hi) or None)."""
+    mult = np.asarray(mult, np.int64).reshape(-1)
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    if not per_channel:
+        mult, shift = np.repeat(mult[:1], cols), np.repeat(shift[:1], cols)
+    mult, shift = np.ascontiguousarray(mult), np.ascontiguousarray(shift)
+    with np.errstate(over="ignore"):
+        pow2 = np.array([2.0 ** -int(s) for s in shift], np.float64).astype(np.float32)
+    bad_params = [c for c in range(len(mult)) if not (mult[c] >= 0 and 2 <= shift[c] <= 62)]
+    # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
+    # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
+    # does the general kernel run again for the exact handling of the failures.
+    fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
+    rnd_pos = rnd_neg = half = lo_hi = None
+    if fast:
+        base = np.array([1 << (int(s) - 1) for s in shift], np.int64)     # 2**(shift-1)
+        extra = np.where(shift > 31, 1 << 30, 0) if mode == DOUBLE32 else 0
+        rnd_pos, rnd_neg = base + extra, base - extra
+        # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
+        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else base
+        if in_zp == 0:
+            lo_hi = no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
+    return mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, lo_hi

@@ -43,6 +43,8 @@ def variable(node):
     var = _var(node, node.outputs[0], "output")
     if node.inputs:
         _same(node, var, node.inputs[0], "initial_value")
+    if node.validating:
+        return None
     zeros = np.zeros(var.shape, STORAGE[var.dtype])
 
     def run(*initial):
