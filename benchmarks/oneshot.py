@@ -377,4 +377,5 @@ def load_section(report):
         return
     print("[load]", file=sys.stderr, flush=True)
     report["load"] = load.row()
-    print("\nload: " + load.describe(report["load"]))
+    print("\nload: " + load.describe(report["load"]) + " (targets: >= 200 MB/s, peak RSS "
+          "< 1.5x the file)")
