@@ -158,3 +158,25 @@ def test_table16_vectorised_equals_twin():
     got, want = np.empty(x.shape, np.int32), np.empty(x.shape, np.int32)
     assert K.table16(x, table, got) == S.table16(x, table, want) > 0
     check(got, want)
+
+
+@pytest.mark.slow
+def test_warmup_compiles_every_kernel(tmp_path):
+    """In a fresh process with an empty Numba cache, warmup compiles every kernel (with a warm
+    cache, kernels called only from other kernels are never loaded on their own)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    code = ("import json; from tosaint.warmup import _dispatchers, warmup; info = warmup(); "
+            "print(json.dumps([info, [n for n, d in _dispatchers().items() "
+            "if not d.signatures]]))")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr
+    info, missing = json.loads(out.stdout.strip().splitlines()[-1])
+    assert missing == []
+    assert info["graphs"] > 20 and info["kernels"] >= 20 and info["signatures"] >= info["kernels"]
+    from tosaint.warmup import warmup
+    assert warmup("spec")["kernels"] == 0
