@@ -46,8 +46,8 @@ def _fail(where, field, message):
 
 
 class _Buf:
-    """The buffer being read, its size, the decoding budget, and the strings seen so far."""
-    __slots__ = ("b", "mv", "n", "budget", "unknown", "strings", "layouts")
+    """The buffer being read, its size, the decoding budget and the layouts compiled so far."""
+    __slots__ = ("b", "mv", "n", "budget", "unknown", "layouts")
 
     def __init__(self, data):
         self.b = data if isinstance(data, bytes) else bytes(data)
@@ -59,7 +59,6 @@ class _Buf:
         #: fields present in the file beyond the schema tosaint knows (a newer writer's):
         #: "where: slot i", at most 100 of them
         self.unknown = []
-        self.strings = {}
         #: (table kind, vtable position) -> compiled layout (see ``layout``)
         self.layouts = {}
 
@@ -96,53 +95,49 @@ class _Buf:
             self.exhausted(where, field)
         return start, length
 
-    def decode_string(self, vec, where, field):
-        """The string whose length prefix is at ``vec``, decoded once per position."""
+    def string(self, vec, where, field):
+        """The string whose length prefix is at ``vec`` (zero-terminated, UTF-8, in bounds)."""
         b, n = self.b, self.n
         if vec + 4 > n:
             _fail(where, field, f"offset {vec} outside the {n}-byte buffer")
         length = _U32(b, vec)[0]
-        start = vec + 4
-        if length >= n - start:
+        end = vec + 4 + length
+        if end >= n:
             _fail(where, field, f"string of {length} bytes runs past the end of the "
                                 f"{n}-byte buffer")
-        if b[start + length]:
+        if b[end]:
             _fail(where, field, "string is not zero-terminated")
+        self.budget -= 1 + (length >> 3)
         try:
-            s = str(self.mv[start:start + length], "utf-8")
+            return b[vec + 4:end].decode()
         except UnicodeDecodeError as e:
             _fail(where, field, f"string is not valid UTF-8 ({e})")
-        self.strings[vec] = s
-        return s
 
     def strings_vector(self, vec, where, field):
         """The strings of the vector at ``vec``."""
         start, count = self.vector(vec, 4, where, field)
-        if not count:
-            return []
-        b, n, cache = self.b, self.n, self.strings
+        b, n = self.b, self.n
+        if count == 1:
+            rels = _U32(b, start)
+        else:
+            rels = struct.unpack_from(f"<{count}I", b, start)
         out = []
         spent = 0
         vec = start
-        for rel in struct.unpack_from(f"<{count}I", b, start):
+        for rel in rels:
             target = vec + rel
-            s = cache.get(target)
-            if s is None:
-                length = _U32(b, target)[0] if target + 4 <= n else n
-                first = target + 4
-                if length >= n - first or b[first + length]:
-                    s = None
-                else:
-                    try:
-                        s = cache[target] = b[first:first + length].decode()
-                    except UnicodeDecodeError:
-                        s = None
-                if s is None:   # not a string inside the buffer: the careful path says why
-                    s = self.decode_string(target, (where, field, (vec - start) >> 2), None)
-            spent += 1 + (len(s) >> 3)
-            out.append(s)
+            length = _U32(b, target)[0] if target + 4 <= n else n
+            end = target + 4 + length
+            try:
+                if end >= n or b[end]:
+                    raise ValueError
+                out.append(b[target + 4:end].decode())
+            except ValueError:  # (UnicodeDecodeError too) the careful path says what is wrong
+                self.string(target, (where, field, (vec - start) >> 2), None)
+                raise           # (not reached: the careful path raises)
+            spent += length
             vec += 4
-        self.budget -= spent
+        self.budget -= count + (spent >> 3)
         if self.budget < 0:
             self.exhausted(where, field)
         return out
@@ -174,9 +169,9 @@ class _Buf:
     def layout(self, tid, vt, where):
         """The checked layout of table kind ``tid`` under the vtable at ``vt``, compiled once.
 
-        Returns ``(object length, slot offsets, fetch)``: the offsets of the kind's slots
-        (0: absent) and ``fetch(b, pos)``, which reads the raw value of every slot of a table
-        at ``pos`` with one ``struct`` call (a scalar, or a uoffset; 0 when absent).
+        Returns ``(object length, slot offsets, unpack, pick)``: the offsets of the kind's slots
+        (0: absent), and ``pick(unpack(b, pos) + (0,))``, the raw value of every slot of the
+        table at ``pos`` read with one ``struct`` call (a scalar, or a uoffset; 0 when absent).
         """
         table, names, codes = _KINDS[tid]
         b, n, k = self.b, self.n, len(names)
@@ -211,17 +206,13 @@ class _Buf:
             index = [len(order)] * k             # absent slots pick the appended 0
             for j, i in enumerate(order):
                 index[i] = j
-            pick = _picker(index)
-
-            def fetch(b, pos):
-                return pick(unpack(b, pos) + (0,))
-            lay = self.layouts[tid, vt] = (obj_len, offs, fetch)
+            lay = self.layouts[tid, vt] = (obj_len, offs, unpack, _picker(index))
             return lay
         singles = [(off, struct.Struct("<" + codes[i]).unpack_from) for i, off in enumerate(offs)]
 
-        def fetch_each(b, pos):
+        def unpack_each(b, pos):
             return tuple(u(b, pos + off)[0] if off else 0 for off, u in singles)
-        lay = self.layouts[tid, vt] = (obj_len, offs, fetch_each)
+        lay = self.layouts[tid, vt] = (obj_len, offs, unpack_each, _picker(list(range(k))))
         return lay
 
 
@@ -262,7 +253,8 @@ def _field_lines(table, name, ftype, env):
         return [f"    {v} = {r} if {o} else {default}"]
     if ftype in ENUMS:
         env[f"_E_{ftype}"] = {int(m): m for m in ENUMS[ftype]}
-        return [f"    {v} = _E_{ftype}.get({r if default == 0 else f'{r} if {o} else {default}'})",
+        env[f"_D_{ftype}"] = ENUMS[ftype](default)
+        return [f"    {v} = _E_{ftype}.get({r}) if {o} else _D_{ftype}",
                 f"    if {v} is None: _fail(where, {q}, f'{{{r}}} is not a valid {ftype}')"]
     target = f"pos + {o} + {r}"
     if ftype == "union":
@@ -278,12 +270,7 @@ def _field_lines(table, name, ftype, env):
                 f"    else:",
                 f"        {v} = None"]
     if ftype == "string":
-        return [f"    if {o}:",
-                f"        t = {target}",
-                f"        {v} = strings.get(t)",
-                f"        if {v} is None: {v} = buf.decode_string(t, where, {q})",
-                f"        buf.budget -= 1 + (len({v}) >> 3)",
-                f"    else:", f"        {v} = None"]
+        return [f"    {v} = buf.string({target}, where, {q}) if {o} else None"]
     if ftype in TABLES:
         return [f"    if {o}:",
                 f"        t = {target}",
@@ -320,19 +307,18 @@ def _table_source(table, fields, env):
     lines = [f"def {_reader_name(table)}(buf, pos, where, depth):",
              "    b = buf.b",
              "    n = buf.n",
-             "    strings = buf.strings",
              f"    if depth > {_MAX_DEPTH} or pos + 4 > n: buf.bad_table(pos, where, depth)",
              "    vt = pos - _I32(b, pos)[0]",
              f"    lay = buf.layouts.get(({tid}, vt))",
              f"    if lay is None: lay = buf.layout({tid}, vt, where)",
-             "    obj_len, offs, fetch = lay",
+             "    obj_len, offs, unpack, pick = lay",
              "    if pos + obj_len > n: _fail(where, None, 'corrupt vtable (table runs past the "
              "end of the buffer)')",
              f"    buf.budget -= {1 + len(fields)}",
              "    if buf.budget < 0: buf.exhausted(where, None)"]
     if names:
         lines += [f"    {', '.join('o_' + x for x in names)}, = offs",
-                  f"    {', '.join('r_' + x for x in names)}, = fetch(b, pos)"]
+                  f"    {', '.join('r_' + x for x in names)}, = pick(unpack(b, pos) + (0,))"]
     keys = []
     for name, ftype in fields:
         lines += _field_lines(table, name, ftype, env)
