@@ -286,3 +286,17 @@ def test_trace_sees_every_operator_in_order_including_sub_blocks():
                                                                           tuple(names))))
     assert [op for op, _ in seen] == ["REVERSE", "COND_IF", "COND_IF", "COND_IF"]
     assert seen[-1][1] == ("y",) and np.array_equal(out["y"], [2, 1])
+
+
+def test_kernel_output_mismatch_is_an_internal_error():
+    b = GraphBuilder()
+    x = b.input((2, 3), DType.INT8, name="x")
+    b.output(b.op(Op.REVERSE, [x], (2, 3), DType.INT8, dict(axis=0), name="y"))
+    plan = tosaint.prepare(b.build())
+    step = plan.main.steps[0]
+    step.fn = lambda a: a.reshape(3, 2)            # a kernel computing the wrong shape
+    plan.main.fused = plan.main.steps
+    with pytest.raises(tosaint.InternalError, match=r"REVERSE y: the kernel computed output "
+                                                    r"\[3, 2\] int8 .* a tosaint bug"):
+        plan.run(np.zeros((2, 3), np.int8))
+    assert not issubclass(tosaint.InternalError, tosaint.ErrorIfViolation)
