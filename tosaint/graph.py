@@ -1,7 +1,8 @@
 """The graph model: regions of blocks of tensors and operators, as in a ``.tosa`` file.
 
 Tensors are referred to by name, as in the flatbuffer.  Constant data is decoded once by the
-loader into the dtype's NumPy storage (``tosaint.dtypes``).  Operator attributes are kept at
+loader into the dtype's NumPy storage (``tosaint.dtypes``): read-only arrays, views of the
+file's bytes where the storage is the file's own encoding.  Operator attributes are kept at
 schema level: a dict from the attribute table's field names (``schema.definition.ATTRIBUTES``)
 to plain values (ints, bools, tuples of ints, bytes, strings, enum members), so that a file
 round-trips unchanged.  Shape values (CONST_SHAPE outputs, ``block.shapes`` in the file) are
