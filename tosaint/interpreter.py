@@ -386,8 +386,10 @@ class Plan:
                                    for n, t in b.tensors.items()
                                    if t.variable and t.data is not None}
         self._kept_variables = None
+        #: False for a validate-only plan (``tosaint.validate``), which cannot run
+        self.prepared = not validate_only
         self.main = self.block_plan(graph.main.name, 0, validating=True, block=graph.main)
-        if not validate_only:
+        if self.prepared:
             self.block_plan(graph.main.name, 0, validating=False, block=graph.main)
             self._const_roots = {id(_root(v)) for b in self._blocks.values()
                                  for v in b.consts.values()}
@@ -491,7 +493,7 @@ class Plan:
         """
         if on_unpredictable not in UNPREDICTABLE_MODES:
             raise ValueError(f"on_unpredictable must be one of {UNPREDICTABLE_MODES}")
-        if not hasattr(self, "_const_roots"):
+        if not self.prepared:
             raise TosaError("this plan was only validated (tosaint.validate); prepare it to "
                             "run it")
         values = coerce([self.main.tensor(n) for n in self.main.inputs], inputs)
