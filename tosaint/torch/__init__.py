@@ -5,7 +5,17 @@
     y = lm(x)                 # float torch tensors computed by tosaint.run_tosa
     print(lm.report(x))       # per-op SNR against the float module, worst first
     lm.save("model.tosa")     # + model.tosa.json with every input/output scale
+
+Layers: :mod:`.capture` (torch.export, float runs), :mod:`.calib` (ranges), :mod:`.emit` (the
+loop over the ATen nodes), :mod:`.lower` (one module per op family, and the lowering table),
+:mod:`.layout` (NHWC, dead code), :mod:`.module` (``lower``, ``LoweredModule``, ``Report``).
 """
-from .module import LoweredModule, Report, load, lower
+try:
+    import torch  # noqa: F401
+except ImportError:
+    raise ModuleNotFoundError('tosaint.torch needs PyTorch: pip install "tosaint[torch]"',
+                              name="torch") from None
+
+from .module import LoweredModule, Report, load, lower  # noqa: E402
 
 __all__ = ["LoweredModule", "Report", "load", "lower"]

@@ -261,8 +261,9 @@ class LoweredModule:
         return Report(rows, diagnostics=list(res.diagnostics), outputs=outs)
 
     def plot(self, path, *tensors):
-        """Bar chart of the per-op SNR (matplotlib); returns ``path``, or None without
-        matplotlib."""
+        """Bar chart of the per-op SNR written to ``path`` (needs matplotlib); returns
+        ``path``."""
+        _matplotlib()                   # before the report: fail fast without matplotlib
         return self.report(*tensors).plot(path)
 
 
@@ -294,13 +295,14 @@ class Report:
             snr = "inf" if math.isinf(r["snr_db"]) else f"{r['snr_db']:.1f}"
             lines.append([snr, f"{r['max_err_lsb']:.2f}", str(r["saturated"]), r["node"],
                           r["aten"].replace("aten.", ""), ops, r["source"]])
+        for line in lines:
+            line[5] = _cut_list(line[5], 48)
+            line[6] = _cut(line[6], 72)
         widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h)
                   for i, h in enumerate(head)]
-        widths[5] = min(widths[5], 48)
-        widths[6] = min(widths[6], 60)
 
         def fmt(cols):
-            return "  ".join(c[:w].ljust(w) if i > 2 else c.rjust(w)
+            return "  ".join(c.ljust(w) if i > 2 else c.rjust(w)
                              for i, (c, w) in enumerate(zip(cols, widths))).rstrip()
         out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
         for d in self.diagnostics:
@@ -308,12 +310,8 @@ class Report:
         return "\n".join(out)
 
     def plot(self, path):
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return None
+        """Bar chart of the per-op SNR written to ``path``; returns ``path``."""
+        plt = _matplotlib()
         rows = list(reversed(self.rows))
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1))
         vals = [min(r["snr_db"], 120) for r in rows]
@@ -323,6 +321,33 @@ class Report:
         fig.savefig(path)
         plt.close(fig)
         return path
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ModuleNotFoundError('plotting needs matplotlib: pip install "tosaint[plot]"',
+                                  name="matplotlib") from None
+    return plt
+
+
+def _cut_list(text, width):
+    """A comma-separated list cut at an item boundary to ``width``, with a count of the rest."""
+    if len(text) <= width:
+        return text
+    items = text.split(",")
+    for k in range(len(items) - 1, 0, -1):
+        out = ",".join(items[:k]) + f",+{len(items) - k} more"
+        if len(out) <= width:
+            return out
+    return f"{items[0]},+{len(items) - 1} more"
+
+
+def _cut(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _compress(ops):

@@ -1,4 +1,4 @@
-"""Ethos-U backend: compile TOSA graphs with Arm's Vela compiler (``pip install tosaint[vela]``).
+"""Ethos-U backend: compile TOSA graphs with Arm's Vela compiler (``pip install "tosaint[vela]"``).
 
     from tosaint import vela
     findings = vela.check(graph, "ethos-u55-128")     # what the target cannot run, by op

@@ -211,7 +211,7 @@ def run_vela(graph, target="ethos-u85-256", *, system_config=None, memory_mode=N
     try:
         from ethosu.vela import vela as _vela
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise BackendError("ethos-u-vela is not installed (pip install tosaint[vela])") from e
+        raise BackendError('Vela is not installed: pip install "tosaint[vela]"') from e
     data, g = _graph_bytes(graph, required=False)
     flags = vela_flags(target, system_config, memory_mode, extra_flags)
     if per_layer:
