@@ -119,9 +119,9 @@ def random_inputs(declared, seed, index, fixed=None) -> dict:
 
 def _declared(graph_or_tensors):
     """The input Tensors of a Graph, or the given list of Tensors."""
-    main = getattr(graph_or_tensors, "main", None)
-    if main is not None:
-        return [main.tensors[n] for n in graph_or_tensors.inputs]
+    from .graph import Graph
+    if isinstance(graph_or_tensors, Graph):
+        return [graph_or_tensors.main.tensors[n] for n in graph_or_tensors.inputs]
     return list(graph_or_tensors)
 
 
