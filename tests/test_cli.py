@@ -326,6 +326,11 @@ def test_every_command_works_under_ulimit_v_2000000(tmp_path):
             ["diff", model, "-i", x, "--against", tmp_path / "o"],
             ["check", model, "--target", "ethos-u55-128"],
             ["warmup"]]
+    try:
+        import ethosu.vela  # noqa: F401
+        cmds.append(["compile", model, "--target", "ethos-u55-128", "-o", tmp_path / "v"])
+    except ImportError:
+        pass
     for cmd in cmds:
         code, out, err = run_cli(*cmd, env=env, preexec_fn=_limit_as, timeout=600)
         if cmd[0] == "warmup" and "no ahead-of-time warmup" in err:
