@@ -138,11 +138,13 @@ def _shape(raw_shape, name, max_elements):
     if shape and min(shape) < 0:
         raise SchemaError(f"tensor {name!r}: shape {_fmt_shape(shape)} has a negative dimension "
                           "(dynamic shapes are not supported)")
-    count = 0 if 0 in shape else 1
+    # the non-zero dims count too: a zero-sized tensor with dims of 2^31 cannot be an array
+    count = 1
     for d in shape:
-        count *= d
+        count *= d or 1
         if count > max_elements:  # stop early: a long list of huge dims must not cost time
-            raise SchemaError(f"tensor {name!r}: shape {_fmt_shape(shape)} has more than the "
+            what = ("has dims that multiply to more than" if 0 in shape else "has more than")
+            raise SchemaError(f"tensor {name!r}: shape {_fmt_shape(shape)} {what} the "
                               f"{max_elements} elements tosaint accepts")
     return shape
 

@@ -444,6 +444,24 @@ def test_huge_tensor_rejected_before_allocation():
         load(b.build().to_bytes())
 
 
+def test_empty_tensor_with_huge_dims_rejected():
+    """Zero elements, but dims no array can have (found by the fuzz target: numpy raised
+    ValueError "array is too big" from the loader)."""
+    for shape in [(0, (1 << 31) - 1, (1 << 31) - 1), (1 << 20, 0, 1 << 20, 1 << 20)]:
+        b = GraphBuilder()
+        x = b.input((2,), DType.INT8, name="x")
+        c = b.const(np.zeros((0,), np.int8), DType.INT8, name="c")
+        b.output(b.identity(x))
+        g = b.build()
+        g.tensors["c"].shape = shape
+        g.tensors["c"].data = np.zeros(0, np.int8)
+        with pytest.raises(SchemaError, match="multiply to more than"):
+            load(g.to_bytes())
+    b = GraphBuilder()
+    b.output(b.identity(b.input((0, 1 << 16), DType.INT8, name="x")))
+    assert load(b.build().to_bytes()).tensors["x"].shape == (0, 1 << 16)
+
+
 def test_dangling_tensor_name_and_cycle():
     g = _reshape_graph()
     g.operators[-1].inputs[0] = "nowhere"
