@@ -15,21 +15,25 @@ suite, so that the reference model runs it with ``tosa_reference_model --test_de
     <case>/Conformance-<out>.npy   expected output (int48 as int64, int4 as int8, bool as bool)
 
 ``result-<out>.npy`` (``ofm_file``) is where the reference model writes its own outputs.
+Tensor names become file names through :mod:`tosaint.testcase` (reversibly escaped, distinct
+per folder for any names); desc.json's name and file lists are the map.
 
 Case folders are named ``<model stem>-<model digest>-s<seed>-<index>`` for random inputs and
 ``<model stem>-<model digest>-in-<inputs digest>`` for given inputs: the same model and seed
 always give the same names, and different models (or models of the same file name in
 different directories) never collide.  Random input ``index`` of ``seed`` is drawn from
 ``SeedSequence([seed, index, crc32(input name)])`` over the input's whole value range
-(int4 -7..7, int8, int16, int32, int48, bool), so raising ``count`` only adds cases.
+(int4 -7..7, int8, int16, int32, int48, bool; ``tosaint.inputs.random_inputs``), so raising
+``count`` only adds cases.  One run plans at most ``MAX_CASES`` cases.
 
 A case whose run is unpredictable (``UnpredictableError``, or any REQUIRE diagnostic in
 ``result.diagnostics``) is reported and not written: a golden must be something every
 implementation agrees on.
 
 Writes are atomic: a case is written to ``.tmp-...`` in ``output_dir`` and renamed into
-place.  A case whose folder holds a complete ``desc.json`` is skipped, so an interrupted run
-can simply be run again.
+place; a failed write (a full disk) removes its temp files, and temp files of a killed run
+are removed by the next run.  A case whose folder holds a complete ``desc.json`` is skipped,
+so an interrupted run can simply be run again.
 """
 from __future__ import annotations
 
