@@ -159,6 +159,23 @@ def phases(data, inputs, runs=20):
     return {k: statistics.median(v) * 1e3 for k, v in t.items()}
 
 
+def hot_functions(data, inputs, calls=20, top=10):
+    """The functions where one-shot calls spend their own time (cProfile, tottime), as
+    (ms per call, calls per call, 'file:line(function)') rows."""
+    import cProfile
+    import pstats
+    _tosaint_once(data, inputs)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        _tosaint_once(data, inputs)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    rows = sorted(((tt / calls * 1e3, nc / calls, f"{Path(f).name}:{line}({fn})")
+                   for (f, line, fn), (_, nc, tt, _, _) in stats.items()), reverse=True)
+    return rows[:top]
+
+
 # ---- the whole conformance suite ---------------------------------------------------------------
 def bench_suite(root, ref, limit=None):
     """Every binding-passable positive test below ``root``, one call each on both sides (the
@@ -301,7 +318,7 @@ def _target(name):
     return TARGETS.get(name, TARGETS["export"] if name.startswith("et_") else None)
 
 
-def oneshot_section(report, names, repeat, ref):
+def oneshot_section(report, names, repeat, ref, profile=False):
     """The one-shot table and the phases of the ExecuTorch conformer; True on a mismatch."""
     cases = [c for c in export_cases() if c[0] in names]
     cases += graph_cases([n for n in names if n in ONESHOT_CASES])
@@ -330,6 +347,12 @@ def oneshot_section(report, names, repeat, ref):
         report["oneshot_phases"] = ph = phases(*conformer[0][1:3])
         print("  et_conformer one-shot phases (ms, medians, warm process): "
               + ", ".join(f"{k} {v:.2f}" for k, v in ph.items()))
+        if profile:
+            report["oneshot_hot"] = hot = hot_functions(*conformer[0][1:3])
+            print("  et_conformer one-shot, own time per call (cProfile, which slows Python "
+                  "code down):")
+            for ms, n, where in hot:
+                print(f"    {ms:7.3f} ms {n:8.0f} calls  {where}")
     return any(r.get("status", "").startswith(("MISMATCH", "tosaint error", "reference"))
                for r in rows)
 

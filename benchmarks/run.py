@@ -291,7 +291,8 @@ def main(argv=None):
     ap.add_argument("--no-load", action="store_true", help="skip the load measurement")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     ap.add_argument("--profile", action="store_true",
-                    help="also show where tosaint's time goes, per operator type")
+                    help="also show where tosaint's time goes, per operator type, and the "
+                         "hottest functions of the conformer's one-shot call")
     ap.add_argument("--list", action="store_true", help="list the cases")
     ap.add_argument("--worker-memory", help=argparse.SUPPRESS)
     ap.add_argument("--worker-outputs", nargs=2, help=argparse.SUPPRESS)
@@ -351,7 +352,7 @@ def main(argv=None):
             print(f"  {n:18} {p['run_ms']:8.2f} ms: {top}; interpreter "
                   f"{p['overhead_ms']:.2f}")
     if not a.no_oneshot and oneshot_names:
-        failed |= oneshot_section(report, oneshot_names, a.repeat, ref)
+        failed |= oneshot_section(report, oneshot_names, a.repeat, ref, a.profile)
     if not a.no_suite and ref is not None:
         failed |= suite_section(report, a.suite, a.suite_limit, ref)
     if not a.no_cold and ref is not None:
