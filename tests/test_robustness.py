@@ -92,7 +92,7 @@ def test_conv_pad_bomb_counts_the_kernel_scratch():
     _fast(lambda: pytest.raises(ResourceLimitError, tosaint.validate, g))
     with pytest.raises(ResourceLimitError, match="CONV2D acc: "):
         tosaint.prepare(g)
-    # a modest pad: the padded input and accumulators count beyond the output itself
+    # a modest pad: the int64 accumulators count beyond the output itself
     b = GraphBuilder()
     x = b.input((1, 8, 8, 1), DType.INT16, name="x")
     b.output(b.conv2d(x, b.const(np.ones((1, 1, 1, 1)), DType.INT8),
