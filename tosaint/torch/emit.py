@@ -62,6 +62,10 @@ class Emitter:
         self.nhwc_of = {}         # NCHW tensor -> its NHWC twin (or transpose)
         self.twins = {}           # NCHW output -> NHWC twin computed alongside it
         self.hooks = _target_hooks(target)
+        #: lowering for Ethos-U55/U65, which have no bool tensors, comparisons, SELECT,
+        #: BILINEAR RESIZE or int16 TRANSPOSE_CONV2D: masks are int32 0/1 (same results),
+        #: linear resizes and int16 transposed convolutions are CONV2Ds
+        self.u55 = str(target or "").lower().startswith(("ethos-u55", "ethos-u65"))
         self.record_as = None
         self.caller = caller_line()
         self._output_only = set()

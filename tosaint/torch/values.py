@@ -47,12 +47,14 @@ class IntT:
     """An integer activation (a graph input such as ``lengths``, or a comparison result):
     TOSA tensor ``name`` holding the torch values exactly (int32, or bool).
 
-    ``additive``: a bool tensor standing for the float attention mask ``where(name, -inf,
-    0)`` (what ``zeros_like(m).masked_fill(m, -inf)`` builds)."""
+    ``boolean``: a torch bool tensor (TOSA BOOL, or int32 0/1 where the target has no bool
+    tensors).  ``additive``: a boolean standing for the float attention mask ``where(name,
+    -inf, 0)`` (what ``zeros_like(m).masked_fill(m, -inf)`` builds)."""
     name: str
     shape: tuple
     dtype: DType
     additive: bool = False
+    boolean: bool = False
 
     @property
     def rank(self):

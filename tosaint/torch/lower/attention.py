@@ -6,12 +6,10 @@ import math
 import numpy as np
 import torch
 
-from ...schema.definition import DType, Op
-
 from ..values import QT, Fake, Unsupported
 from ._registry import lowers
 from .linear import matmul_act
-from .masks import attention_mask, masked
+from .masks import attention_mask, mask_const, mask_or, masked
 from .reductions import softmax
 
 
@@ -32,9 +30,8 @@ def scaled_dot_product_attention(em, node, p):
         mask = attention_mask(em, p["attn_mask"], len(shape))
     if p.get("is_causal"):
         causal = np.triu(np.ones(shape[-2:], bool), 1)
-        c = em.b.const(causal.reshape((1,) * (len(shape) - 2) + causal.shape), DType.BOOL)
-        mask = c if mask is None else em.b.op(Op.LOGICAL_OR, [mask, c],
-                                               em.b._broadcast(mask, c), DType.BOOL)
+        c = mask_const(em, causal.reshape((1,) * (len(shape) - 2) + causal.shape))
+        mask = c if mask is None else mask_or(em, mask, c)
     names = [a.name for a in node.args[:3]]
     m_acts = em.acts(node.args[3].name) if mask is not None and len(node.args) > 3 \
         and isinstance(node.args[3], torch.fx.Node) else []

@@ -232,14 +232,53 @@ def conv_transpose(em, node, p, nd):
     if any(pd >= k for pd, k in zip(pad, ks)):
         raise Unsupported("transposed convolution with padding >= kernel size")
     xn = em.nhwc(x4)
+    sy, zp = em.out_qparams(out_node)
+    if em.u55:
+        acc, sacc = _transpose_conv_as_conv(em, xn, x.scale, w, bias, stride, pad, opad)
+        y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
+        return conv_output(em, node, out_node, y, sy, zp, nd)
     q, sw = calib.weight_quant(w)
     bq = bias_const(em, bias, x.scale, sw, q.shape[0])
     wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
     out_pad = [-pad[0], -pad[0] + opad[0], -pad[1], -pad[1] + opad[1]]
     acc = em.b.transpose_conv2d(xn, wc, bq, out_pad=out_pad, stride=stride, acc_type=em.acc)
-    sy, zp = em.out_qparams(out_node)
     y = em.rescale(acc, [Q.ratio(x.scale * s, den=[sy]) for s in sw], em.adt, output_zp=zp)
     return conv_output(em, node, out_node, y, sy, zp, nd)
+
+
+def _zero_insert(em, xn, axis, s):
+    """NHWC ``xn`` with s - 1 zeros after every element along H (axis 1) or W (axis 2), by
+    rank-4 RESHAPE + PAD + RESHAPE."""
+    n, h, w, c = em.b.shape(xn)
+    if s == 1:
+        return xn
+    if axis == 2:
+        t = em.reshape(xn, (n * h, w, 1, c))
+        t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], 0)
+        return em.reshape(t, (n, h, w * s, c))
+    t = em.reshape(xn, (n, h, 1, w * c))
+    t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], 0)
+    return em.reshape(t, (n, h * s, w, c))
+
+
+def _transpose_conv_as_conv(em, xn, sx, w, bias, stride, pad, opad):
+    """A transposed convolution as zero insertion + CONV2D with the flipped kernel: the same
+    int8 weights and exact sums as TRANSPOSE_CONV2D, which Ethos-U55/U65 cannot run on int16
+    or with strides other than 1x1 and 2x2."""
+    z = _zero_insert(em, _zero_insert(em, xn, 1, stride[0]), 2, stride[1])
+    n, zh, zw, c = em.b.shape(z)
+    _, ih, iw, _ = em.b.shape(xn)
+    ks = list(w.shape[2:])
+    pads, cut = [], []
+    for i, (size, k) in enumerate(zip((ih, iw), ks)):
+        out = (size - 1) * stride[i] - 2 * pad[i] + k + opad[i]
+        lo = k - 1 - pad[i]
+        hi = out - (zh, zw)[i] - lo + k - 1
+        pads += [lo, max(hi, 0)]
+        cut.append(max(-hi, 0))
+    if any(cut):
+        z = em.b.slice(z, (0, 0, 0, 0), (n, zh - cut[0], zw - cut[1], c))
+    return conv_core(em, z, sx, w.flip(2, 3), bias, pads, (1, 1), (1, 1), False)
 
 
 @lowers("aten.conv_transpose1d")

@@ -1,7 +1,9 @@
 """Lowerings of integer and boolean values: comparisons of integer inputs (``arange(T) >=
 lengths[:, None]``), masked_fill / where, and attention masks.
 
-A boolean mask is an :class:`~tosaint.torch.values.IntT` of dtype BOOL.  Filling with -inf
+A boolean mask is an :class:`~tosaint.torch.values.IntT` of dtype BOOL (on Ethos-U55/U65,
+which have no bool tensors, comparisons or SELECT: int32 0/1 computed with SUB, MAXIMUM,
+MINIMUM and MUL, to the same results).  Filling with -inf
 does not produce a number: the result is the input QT with ``mask`` set (or, for a float
 ``zeros`` filled with -inf, an additive IntT), which only softmax consumes: it excludes the
 masked entries from its maximum and zeroes their exponentials, as -inf does in float.
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 from ...schema.definition import DType, Op
-from ..values import QT, IntT, Unsupported, f64, is_act
+from ..values import QT, IntT, Unsupported, f64, is_act, like
 from ._registry import lowers
 
 
@@ -36,6 +38,35 @@ COMPARISONS = {"aten.gt": (Op.GREATER, False, False), "aten.ge": (Op.GREATER_EQU
                "aten.eq": (Op.EQUAL, False, False), "aten.ne": (Op.EQUAL, False, True)}
 
 
+def _int_compare(em, op, x, y, shape):
+    """Ethos-U55/U65 (no comparisons): 0/1 in int32 from a difference clamped to [0, 1],
+    exact while the difference fits int32."""
+    one, zero = em.const_i32([1], len(shape)), em.const_i32([0], len(shape))
+    d = em.b.sub(x, y)
+    if op == Op.GREATER_EQUAL:
+        d = em.b.add(d, one)
+    elif op == Op.EQUAL:                       # 1 - min(|x - y|, 1)
+        d = em.b.sub(one, em.b.maximum(d, em.b.sub(zero, d)))
+    return em.b.minimum(em.b.maximum(d, zero), one)
+
+
+def mask_not(em, name):
+    """NOT of a mask tensor in the emitter's representation (bool, or int32 0/1)."""
+    if em.u55:
+        return em.b.sub(em.const_i32([1], len(em.b.shape(name))), name)
+    return em.b.op(Op.LOGICAL_NOT, [name], em.b.shape(name), DType.BOOL)
+
+
+def mask_or(em, a, b):
+    if em.u55:
+        return em.b.maximum(a, b)
+    return em.b.op(Op.LOGICAL_OR, [a, b], em.b._broadcast(a, b), DType.BOOL)
+
+
+def mask_dtype(em):
+    return DType.INT32 if em.u55 else DType.BOOL
+
+
 @lowers(*COMPARISONS)
 def compare(em, node, p):
     a, b = p["self"], p["other"]
@@ -46,26 +77,33 @@ def compare(em, node, p):
     x, y = int_operand(em, a, len(shape)), int_operand(em, b, len(shape))
     if swap:
         x, y = y, x
-    out = em.b.op(op, [x, y], shape, DType.BOOL)
+    if em.u55:
+        out = _int_compare(em, op, x, y, shape)
+    else:
+        out = em.b.op(op, [x, y], shape, DType.BOOL)
     if negate:
-        out = em.b.op(Op.LOGICAL_NOT, [out], shape, DType.BOOL)
-    return IntT(out, shape, DType.BOOL)
+        out = mask_not(em, out)
+    return IntT(out, shape, mask_dtype(em), boolean=True)
 
 
 @lowers("aten.logical_not", "aten.bitwise_not")
 def logical_not(em, node, p):
     x = p["self"]
-    if not isinstance(x, IntT) or x.dtype != DType.BOOL or x.additive:
+    if not _is_mask(em, x) or x.additive:
         raise Unsupported("logical_not of a non-boolean tensor")
-    return IntT(em.b.op(Op.LOGICAL_NOT, [x.name], x.shape, DType.BOOL), x.shape, DType.BOOL)
+    return like(x, mask_not(em, x.name), x.shape)
+
+
+def _is_mask(em, m):
+    return isinstance(m, IntT) and m.boolean
 
 
 def _bool_mask(em, m, rank, invert=False):
-    if not isinstance(m, IntT) or m.dtype != DType.BOOL:
+    if not _is_mask(em, m):
         raise Unsupported("a mask that is not a boolean tensor computed from the inputs")
     name = em.to_rank(m.name, rank)
     if invert:
-        name = em.b.op(Op.LOGICAL_NOT, [name], em.b.shape(name), DType.BOOL)
+        name = mask_not(em, name)
     return name
 
 
@@ -73,7 +111,7 @@ def masked(em, x: QT, mask_name):
     """``x`` with -inf where ``mask_name`` is True (combined with a mask ``x`` has already)."""
     m = em.to_rank(mask_name, x.rank)
     if x.mask is not None:
-        m = em.b.op(Op.LOGICAL_OR, [x.mask, m], em.b._broadcast(x.mask, m), DType.BOOL)
+        m = mask_or(em, x.mask, m)
     return QT(x.name, x.scale, x.shape, x.dtype, x.zp, mask=m)
 
 
@@ -98,7 +136,7 @@ def select(em, node, cond, a, b):
         name = _bool_mask(em, cond, rank, invert=_is_neg_inf(b))
         if tuple(em.b.shape(name)) != shape:
             name = em.b.tile(name, [s // c for s, c in zip(shape, em.b.shape(name))])
-        return IntT(name, shape, DType.BOOL, additive=True)
+        return IntT(name, shape, mask_dtype(em), additive=True, boolean=True)
     if _is_neg_inf(a) and isinstance(b, QT):
         return masked(em, b, _bool_mask(em, cond, rank))
     if _is_neg_inf(b) and isinstance(a, QT):
@@ -107,17 +145,23 @@ def select(em, node, cond, a, b):
     if not vals or len(vals) + sum(not is_act(v) for v in (a, b)) != 2:
         raise Unsupported("where/masked_fill of these operand kinds")
     scale = max(v.scale for v in vals)
+    dt = DType.INT32 if em.u55 else em.adt
     names = []
     for v in (a, b):
         if isinstance(v, QT):
-            names.append(em.to_rank(em.requant(v, scale).name, rank))
+            v = em.requant(v, scale)
+            names.append(em.to_rank(em.to_i32(v) if em.u55 else v.name, rank))
         else:
             c = f64(v).numpy()
             if not np.all(np.isfinite(c)):
                 raise Unsupported("where/masked_fill with an infinite value outside softmax")
             c = np.clip(np.round(c / scale), -em.qmax, em.qmax)
-            names.append(em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), em.adt))
+            names.append(em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), dt))
     cond_name = _bool_mask(em, cond, rank)
+    if em.u55:          # a * m + b * (1 - m), exact in int32
+        y = em.b.add(em.b.mul(names[0], cond_name), em.b.mul(names[1],
+                                                             mask_not(em, cond_name)))
+        return em.new(em.reshape(em.rescale(y, 1, em.adt), shape), scale, shape)
     return em.new(em.b.select(cond_name, names[0], names[1]), scale, shape)
 
 
@@ -135,7 +179,7 @@ def attention_mask(em, m, rank):
     """sdpa's ``attn_mask`` as a bool TOSA tensor of ``rank``, True where masked: an additive
     -inf mask, a boolean one (True = attend) or a constant."""
     if isinstance(m, IntT):
-        return _bool_mask(em, m, rank, invert=not m.additive) if m.dtype == DType.BOOL \
+        return _bool_mask(em, m, rank, invert=not m.additive) if _is_mask(em, m) \
             else _bad_mask()
     if isinstance(m, QT):
         _bad_mask()
@@ -146,7 +190,13 @@ def attention_mask(em, m, rank):
         c = torch.isneginf(t).numpy()
     else:
         _bad_mask()
-    return em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), DType.BOOL)
+    return mask_const(em, c.reshape((1,) * (rank - c.ndim) + c.shape))
+
+
+def mask_const(em, c):
+    """A constant mask (True = masked) in the emitter's representation."""
+    return em.b.const(np.asarray(c).astype(np.int64 if em.u55 else bool),
+                      mask_dtype(em))
 
 
 def _bad_mask():

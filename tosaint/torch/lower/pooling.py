@@ -229,9 +229,11 @@ def resize(em, node, p, mode, nd):
         sizes, outs = (1, x.shape[2]), (1, out[2])
     else:
         x4, sizes, outs = x.name, x.shape[2:], out[2:]
-    xn = em.nhwc(x4)
     py = _resize_params(sizes[0], outs[0], mode, align)
     px = _resize_params(sizes[1], outs[1], mode, align)
+    if mode == "linear" and em.u55:
+        return _resize_as_convs(em, node, x, x4, sizes, outs, (py, px))
+    xn = em.nhwc(x4)
     tosa_mode = ResizeMode.BILINEAR if mode == "linear" else ResizeMode.NEAREST
     y = em.b.resize(xn, (py[0], py[1], px[0], px[1]), (py[2], px[2]), (py[3], px[3]),
                     mode=tosa_mode)
@@ -260,3 +262,49 @@ def upsample_nearest_exact(em, node, p):
 @lowers("aten.upsample_linear1d", "aten.upsample_bilinear2d")
 def upsample_linear(em, node, p):
     return resize(em, node, p, "linear", 1 if "1d" in str(node.target) else 2)
+
+
+def _interp_weights(size, out, params):
+    """int8 [out, size] matrix of TOSA's bilinear weights along one axis (rows sum to n)."""
+    n, d, off, _ = params
+    w = np.zeros((out, size), np.int64)
+    for o in range(out):
+        y = o * d + off
+        i0 = y // n
+        dy = y - i0 * n
+        w[o, min(max(i0, 0), size - 1)] += n - dy
+        w[o, min(max(i0 + 1, 0), size - 1)] += dy
+    return w
+
+
+def _interp_last_axis(em, name, params, size, out, ratio, out_dtype):
+    """Linear interpolation along the last axis of ``name`` as a 1x1 CONV2D whose input
+    channels are that axis (integer weights n - dy, dy), then RESCALE by ``ratio / n``."""
+    shape = list(em.b.shape(name))
+    rows = int(np.prod(shape[:-1]))
+    w = _interp_weights(size, out, params)
+    if w.max() > 127:
+        raise Unsupported(f"linear resize from {size} to {out} on Ethos-U55/U65 (weights "
+                          "over 127)")
+    wc = em.b.const(w.reshape(out, 1, 1, size), DType.INT8)
+    bias = em.b.const(np.zeros(out, np.int64), em.acc)
+    acc = em.b.conv2d(em.reshape(name, (1, rows, 1, size)), wc, bias, acc_type=em.acc)
+    y = em.rescale(acc, ratio / params[0], out_dtype)
+    return em.reshape(y, shape[:-1] + [out])
+
+
+def _resize_as_convs(em, node, x, x4, sizes, outs, params):
+    """Ethos-U55/U65 (no BILINEAR RESIZE): interpolate the width, then the height, each as a
+    convolution with the bilinear weights (the height pass after a TRANSPOSE)."""
+    sy = em.out_scale(node)
+    out = tuple(node.meta["val"].shape)
+    two = sizes[0] != outs[0]
+    s_mid = x.scale if two else sy
+    y = _interp_last_axis(em, x4, params[1], sizes[1], outs[1],
+                          Q.ratio(x.scale, den=[s_mid]), em.adt)
+    if two:
+        y = em.b.transpose(y, (0, 1, 3, 2))
+        y = _interp_last_axis(em, y, params[0], sizes[0], outs[0], Q.ratio(s_mid, den=[sy]),
+                              em.adt)
+        y = em.b.transpose(y, (0, 1, 3, 2))
+    return em.new(em.reshape(y, out), sy, out, x.dtype)

@@ -106,7 +106,11 @@ def softmax_parts(em, x: QT, d, node_name):
     exponentials are zero."""
     rank = x.rank
     n = x.shape[d]
-    if x.mask is not None:
+    if x.mask is not None and em.u55:     # x - 2**16 * mask, saturated to int16
+        low = em.b.mul(x.mask, em.const_i32([-(1 << 16)], rank))
+        x16 = em.b.rescale(em.b.add(em.to_i32(x), low), 1 << 30, 30, x.dtype)
+        x = QT(x16, x.scale, x.shape, x.dtype, mask=x.mask)
+    elif x.mask is not None:
         low = em.b.const(np.array([-(1 << BITS[x.dtype])]).reshape((1,) * rank), x.dtype)
         x = QT(em.b.select(x.mask, low, x.name), x.scale, x.shape, x.dtype, mask=x.mask)
     xi = em.to_i32(x)
@@ -130,7 +134,9 @@ def softmax_parts(em, x: QT, d, node_name):
     fv = np.exp((vin - 32767) * s_v)
     tab = Q.table16(fv, 1.0 / 32767)
     e = em.b.table(v16, tab)                    # exp(x - max) * 32767 * 128
-    if x.mask is not None:
+    if x.mask is not None and em.u55:
+        e = em.b.mul(e, em.b.sub(em.const_i32([1], rank), x.mask))
+    elif x.mask is not None:
         e = em.b.select(x.mask, em.const_i32([0], rank), e)
     tmax = int(Q.lookup16(tab, [32767])[0])
     ssum = em.b.reduce_sum(e, d)                # in [tmax, n * tmax]
