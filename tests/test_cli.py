@@ -240,6 +240,8 @@ def test_model_paths_refuse_devices(tmp_path):
     assert cli_main(["diff", "/dev/zero", "--against", str(tmp_path)]) == 2
     assert cli_main(["run", "/dev/zero", "-o", str(tmp_path / "o")]) == 2
     assert cli_main(["check", "/dev/zero", "--target", "ethos-u55-128"]) == 2
+    assert cli_main(["compile", "/dev/zero", "--target", "ethos-u55-128", "-o",
+                     str(tmp_path / "v")]) == 2
     assert time.perf_counter() - t0 < 10
 
 

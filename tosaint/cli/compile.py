@@ -31,8 +31,10 @@ SHOWN = (("cycles_total", "cycles"), ("inference_time", "inference time (s)"),
 
 
 def main(args):
+    from ..inputs import model_bytes
     from ..vela import compile as vela_compile
-    res = vela_compile(args.model, args.target, system_config=args.system_config,
+    data, _ = model_bytes(args.model)     # the one model reader (refuses FIFOs, devices)
+    res = vela_compile(data, args.target, system_config=args.system_config,
                        memory_mode=args.memory_mode, extra_flags=tuple(args.vela_flag),
                        per_layer=args.per_layer)
     os.makedirs(args.output_dir, exist_ok=True)
