@@ -69,26 +69,69 @@ def _dw_tap(a, src, izp, wr, M, C):
 
 
 @jit
+def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl, acc32):
+    """The sums of output rows (n, oy) = row0 .. row1-1 (row = n*OH + oy) of a depthwise
+    convolution with M == 1 whose taps all fit an int32 partial sum (chunk >= KH*KW, always
+    for int16 x int8 up to 256 taps), written to ``acc32`` [(row1-row0)*OW, C].
+
+    The taps of one kernel row are taken three at a time: for the output pixels whose three
+    input pixels are all inside the input, one pass over the channels adds all three products
+    (a third of the accumulator loads and stores); the pixels near the edges, and the last
+    KW % 3 taps, are taken one by one with bounds checks.  The loops over the channels are
+    contiguous (vectorised)."""
+    N, IH, IW, C = x.shape
+    OW = acc32.shape[0] // (row1 - row0)
+    acc32[:] = 0
+    for row in range(row0, row1):
+        n = row // OH
+        oy = row % OH
+        acc = acc32[(row - row0) * OW:(row - row0 + 1) * OW]
+        for ky in range(KH):
+            y = oy * sy - pt + ky * dy
+            if y < 0 or y >= IH:
+                continue
+            src_row = x[n, y]
+            kx = 0
+            while kx < KW:
+                group = 3 if kx + 3 <= KW else 1
+                lo = hi = 0
+                if group == 3:
+                    # ox with all three taps inside: 0 <= ox*sx - pl + kx*dx and
+                    # ox*sx - pl + (kx+2)*dx <= IW-1
+                    lo = min(OW, max(0, -((kx * dx - pl) // sx)))
+                    hi = max(lo, min(OW, (IW - 1 + pl - (kx + 2) * dx) // sx + 1))
+                    t0 = ky * KW + kx
+                    _dw_taps3(acc, src_row, lo, hi, sx, kx * dx - pl, dx, izp, wq[t0],
+                              wq[t0 + 1], wq[t0 + 2])
+                for t in range(group):
+                    wr = wq[ky * KW + kx + t]
+                    for ox in range(OW):
+                        if ox >= lo and ox < hi:
+                            continue
+                        xx = ox * sx - pl + (kx + t) * dx
+                        if xx >= 0 and xx < IW:
+                            a = acc[ox]
+                            src = src_row[xx]
+                            for c in range(C):
+                                a[c] += (np.int32(src[c]) - izp) * wr[c]
+                kx += group
+
+
+@jit
 def _depthwise_rows(row0, row1, OH, x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, pl, chunk,
                     acc32, acc64):
-    """The sums of output rows (n, oy) = row0 .. row1-1 (row = n*OH + oy), written to
-    ``acc32`` [(row1-row0)*OW, C*M] as int32 partial sums, or, when the taps must be flushed
-    (``chunk`` < KH*KW), whole to ``acc64`` (same shape, int64).  The innermost loops run over
-    contiguous channels (vectorised).
+    """The sums of output rows (n, oy) = row0 .. row1-1 (row = n*OH + oy) of any depthwise
+    convolution, written to ``acc32`` [(row1-row0)*OW, C*M] as int32 partial sums, or, when
+    the taps must be flushed (``chunk`` < KH*KW), whole to ``acc64`` (same shape, int64).
 
     Headroom: partial sums are int32 for at most ``chunk`` taps (see _Depthwise), then flushed
-    to int64.  When every tap fits (chunk >= KH*KW, always for int16 x int8 up to 256 taps)
-    and M == 1, the taps of one kernel row are taken three at a time: for the output pixels
-    whose three input pixels are all inside the input, one pass over the channels adds all
-    three products (a third of the accumulator loads and stores); the pixels near the edges
-    take the taps one by one with bounds checks.  Otherwise taps go one by one, output x in
-    blocks of OXB pixels so that their partial sums stay in L1."""
+    to int64.  Taps go one by one, output x in blocks of OXB pixels so that their partial sums
+    stay in L1; the loops over the channels are contiguous (vectorised)."""
     N, IH, IW, C = x.shape
     CM = acc32.shape[1]
     OW = acc32.shape[0] // (row1 - row0)
     flush = chunk < KH * KW
-    grouped = M == 1 and not flush
-    OXB = OW if grouped else max(1, 4096 // max(CM, 1))
+    OXB = max(1, 4096 // max(CM, 1))
     acc32[:] = 0
     if flush:
         acc64[:] = 0
@@ -105,33 +148,12 @@ def _depthwise_rows(row0, row1, OH, x, izp, wq, M, KH, KW, sy, sx, dy, dx, pt, p
                 if y < 0 or y >= IH:
                     continue
                 src_row = x[n, y]
-                kx = 0
-                while kx < KW:
-                    if grouped and kx + 3 <= KW:
-                        # ox with all three taps inside: 0 <= ox*sx - pl + kx*dx and
-                        # ox*sx - pl + (kx+2)*dx <= IW-1
-                        lo = max(ox0, -((kx * dx - pl) // sx))
-                        hi = min(ox1, (IW - 1 + pl - (kx + 2) * dx) // sx + 1)
-                        hi = max(hi, lo)
-                        t0 = ky * KW + kx
-                        _dw_taps3(acc, src_row, lo, hi, sx, kx * dx - pl, dx, izp, wq[t0],
-                                  wq[t0 + 1], wq[t0 + 2])
-                        for t in range(3):
-                            wr = wq[ky * KW + kx + t]
-                            for ox in range(ox0, ox1):
-                                if ox >= lo and ox < hi:
-                                    continue
-                                xx = ox * sx - pl + (kx + t) * dx
-                                if xx >= 0 and xx < IW:
-                                    _dw_tap(acc[ox], src_row[xx], izp, wr, M, C)
-                        kx += 3
-                        continue
+                for kx in range(KW):
                     wr = wq[ky * KW + kx]
                     for ox in range(ox0, ox1):
                         xx = ox * sx - pl + kx * dx
                         if xx >= 0 and xx < IW:
                             _dw_tap(acc[ox], src_row[xx], izp, wr, M, C)
-                    kx += 1
                     used += 1
                     if flush and used == chunk:
                         for ox in range(ox0, ox1):
@@ -155,8 +177,12 @@ def _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48
     flush = weights.chunk < weights.kh * weights.kw
     out2 = out.reshape(rows * OW, CM)
     bias = bias64(bias, CM)
-    args = (OH, input, np.int32(input_zp), weights.wq, weights.m, weights.kh, weights.kw,
-            stride[0], stride[1], dilation[0], dilation[1], pad[0], pad[2], weights.chunk)
+    izp = np.int32(input_zp)
+    geometry = (weights.kh, weights.kw, stride[0], stride[1], dilation[0], dilation[1], pad[0],
+                pad[2])
+    grouped = weights.m == 1 and not flush
+    args3 = (OH, input, izp, weights.wq) + geometry
+    args = (OH, input, izp, weights.wq, weights.m) + geometry + (weights.chunk,)
 
     def work(tid, blocks):
         acc32 = np.empty((step * OW, CM), np.int32)
@@ -165,7 +191,10 @@ def _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48
         for b in blocks:
             r0, r1 = b * step, min(rows, (b + 1) * step)
             a32, a64 = acc32[:(r1 - r0) * OW], acc64[:(r1 - r0) * OW]
-            _depthwise_rows(r0, r1, *args, a32, a64)
+            if grouped:
+                _depthwise_rows3(r0, r1, *args3, a32)
+            else:
+                _depthwise_rows(r0, r1, *args, a32, a64)
             acc = a64 if flush else a32
             o = out2[r0 * OW:r1 * OW]
             count += (rescale_rows(acc, bias, o, out48, *rescale) if rescale else
