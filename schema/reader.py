@@ -1,10 +1,11 @@
 """A bounds-checked flatbuffer reader, specialised once per schema table.
 
 At import, one reader function per table of ``schema.definition`` (and per attribute table) is
-generated from the table's field list: it reads the table's vtable with one ``struct`` call and
-then each field at its fixed slot, with the bounds check of that field's width inlined.  There
-is no generic walk per field at load time, and nothing here knows a field by name except through
-``definition``.
+generated from the table's field list, with each field's conversion written out in line.  The
+first time a table of some kind is met under a given vtable, the vtable is checked (every present
+field inside its table) and compiled into one ``struct`` layout (``_Buf.layout``), so every table
+of that kind and vtable is then read with one ``unpack``.  There is no generic walk per field at
+load time, and nothing here knows a field by name except through ``definition``.
 
 Every offset, vector length and string is checked against the buffer before it is followed, so
 a truncated or hostile file gives a :class:`SchemaError` that says where (the path of fields
@@ -181,6 +182,7 @@ class _Buf:
         if vt_len < 4 or vt_len & 1 or vt + vt_len > n:
             _fail(where, None, "corrupt vtable")
         present = (vt_len - 4) >> 1
+        self.spend(1 + present, where)       # many distinct vtables must not cost for ever
         offs = struct.unpack_from(f"<{present}H", b, vt + 4)
         if present > k:
             # a newer schema's fields: tosaint cannot know their types, so they are reported
@@ -227,7 +229,6 @@ def _picker(index):
 
 #: table kind id -> (table name, slot names, struct code of each slot)
 _KINDS = []
-
 
 
 # ---- generation of one reader per table ------------------------------------------------------
