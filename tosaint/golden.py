@@ -455,7 +455,8 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
     list of such dicts (one case each).  ``random=True`` draws ``count`` input sets from
     ``seed`` (inputs given in ``inputs`` stay fixed).  ``verify=True`` re-runs every new case on
     the reference model and fails it unless the outputs are bit-identical (finished cases
-    are re-verified).  ``max_memory``/``max_while_iterations``: as for ``prepare``.
+    are re-verified).  ``max_memory``/``max_while_iterations``: as for ``prepare``.  An
+    invalid graph or one over a resource limit raises its TosaError before any case runs.
     Returns a GoldenReport (``.ok``, ``.counts``, ``.results``, ``.exit_code``).
     """
     t0 = time.perf_counter()
@@ -482,7 +483,9 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
             if dt not in RANGE or dt in (DType.SHAPE, DType.INT64):
                 raise InputError(f"graph input {n!r} has type {dt.name}: give it with inputs")
     from .conformance import limit_options
+    from .interpreter import prepare
     limits = limit_options(max_memory, max_while_iterations)
+    prepare(graph, impl=impl, **limits)   # an invalid graph or a resource limit: bad input
     results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph),
                         limits=limits) for c in cases]
     return GoldenReport(results, time.perf_counter() - t0, str(output_dir))
