@@ -78,8 +78,8 @@ def run_case(test_dir, *, impl="numba", level=None, max_memory=None,
     try:
         model = case_path(test_dir, desc["tosa_file"])
         graph = load(str(model))
-        plan = prepare(graph, impl=impl, level=level, **limit_options(max_memory,
-                                                                  max_while_iterations))
+        plan = prepare(graph, impl=impl, level=level, max_memory=max_memory,
+                       max_while_iterations=max_while_iterations)
         arrays = {n: load_npy(test_dir, f) for n, f in zip(desc["ifm_name"], desc["ifm_file"])}
         inputs = coerce(declared_inputs(graph), arrays, cast=True)
         result = plan.run(inputs)
@@ -113,16 +113,6 @@ def run_case(test_dir, *, impl="numba", level=None, max_memory=None,
         if msg:
             problems.append(msg)
     return CaseResult(test_dir, not problems, "; ".join(problems), dt)
-
-
-def limit_options(max_memory=None, max_while_iterations=None):
-    """The resource-limit keywords of ``prepare`` that were given."""
-    kw = {}
-    if max_memory is not None:
-        kw["max_memory"] = max_memory
-    if max_while_iterations is not None:
-        kw["max_while_iterations"] = max_while_iterations
-    return kw
 
 
 def run_suite(root, *, impl="numba", level=None, progress=None, filter=None, max_memory=None,

@@ -452,7 +452,6 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
     or ``oracle=True`` to run the reference model CLI (``save_oracle=DIR`` keeps its tensors).
     ``max_memory``/``max_while_iterations``: as for ``prepare``.
     """
-    from .conformance import limit_options
     from .golden import coerce_inputs
     from .inputs import model_bytes
     from .interpreter import prepare
@@ -460,7 +459,8 @@ def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle
     inputs = coerce_inputs(graph, dict(inputs or {}))
     if against is None and not oracle:
         raise InputError("give a reference (against=DIR/file) or oracle=True")
-    plan = prepare(graph, impl=impl, **limit_options(max_memory, max_while_iterations))
+    plan = prepare(graph, impl=impl, max_memory=max_memory,
+                   max_while_iterations=max_while_iterations)
     if oracle:
         ref = MapSource(oracle_tensors(graph, inputs, save_dir=save_oracle))
         source = "the reference model (tosa_reference_model CLI)"

@@ -482,9 +482,8 @@ def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, imp
             dt = DType(graph.main.tensors[n].dtype)
             if dt not in RANGE or dt in (DType.SHAPE, DType.INT64):
                 raise InputError(f"graph input {n!r} has type {dt.name}: give it with inputs")
-    from .conformance import limit_options
     from .interpreter import prepare
-    limits = limit_options(max_memory, max_while_iterations)
+    limits = {"max_memory": max_memory, "max_while_iterations": max_while_iterations}
     prepare(graph, impl=impl, **limits)   # an invalid graph or a resource limit: bad input
     results = [run_case(c, output_dir, impl=impl, verify=verify, model=(data, graph),
                         limits=limits) for c in cases]

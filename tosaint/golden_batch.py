@@ -296,8 +296,7 @@ def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None
     checks every case, finished ones too, on the reference model; ``max_memory`` and
     ``max_while_iterations`` are passed to ``prepare``.
     """
-    from .conformance import limit_options
-    limits = limit_options(max_memory, max_while_iterations)
+    limits = {"max_memory": max_memory, "max_while_iterations": max_while_iterations}
     t0 = time.perf_counter()
     require_oracle(verify)
     if cases is None:

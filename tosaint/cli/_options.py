@@ -38,9 +38,8 @@ def add_limits(p):
 
 
 def limits(args):
-    """The ``prepare`` keywords the user set."""
-    from ..conformance import limit_options
-    return limit_options(args.max_memory, args.max_while_iterations)
+    """The resource-limit keywords of ``prepare`` (None: tosaint's defaults)."""
+    return {"max_memory": args.max_memory, "max_while_iterations": args.max_while_iterations}
 
 
 def add_inputs(p):

@@ -3,7 +3,7 @@ tosaint golden --batch SPEC -o DIR [--jobs N | --scheduler ADDRESS] [--json]"""
 import json
 import sys
 
-from ._options import add_inputs, add_limits
+from ._options import add_inputs, add_limits, limits
 
 EPILOG = """\
 output: one folder per input set in the TOSA conformance layout (desc.json, model.tosa, input
@@ -102,7 +102,7 @@ def main(args):
         report = golden_batch(args.batch, output_dir=args.output_dir, jobs=args.jobs,
                               scheduler=args.scheduler, seed=args.seed, count=args.count,
                               impl=args.impl, verify=args.verify,
-                              progress=False if args.no_progress else None, **_kw(args))
+                              progress=False if args.no_progress else None, **limits(args))
     else:
         if not args.model:
             print("tosaint golden: give a MODEL.tosa or --batch SPEC", file=sys.stderr)
@@ -115,10 +115,6 @@ def main(args):
             return 2
         report = golden(args.model, _input_paths(args), random=args.random,
                         seed=args.seed, count=args.count, output_dir=args.output_dir,
-                        impl=args.impl, verify=args.verify, **_kw(args))
+                        impl=args.impl, verify=args.verify, **limits(args))
     _print(report, args.json, bool(args.batch))
     return report.exit_code
-
-
-def _kw(args):
-    return {"max_memory": args.max_memory, "max_while_iterations": args.max_while_iterations}
