@@ -45,6 +45,9 @@ from .registry import NOT_IMPLEMENTED, REGISTRY, format_signature
 from .schema.definition import DType, Op
 
 UNPREDICTABLE_MODES = ("reference", "raise")
+#: CONST / CONST_SHAPE -> the output types of their signature tables
+_CONST_TYPES = {op: {sig[0] for sig in REGISTRY[op].signatures}
+                for op in (Op.CONST, Op.CONST_SHAPE)}
 #: types an integer signature may hold (a signature of only these that is not in the
 #: registry is outside the spec's supported-types table: the graph is invalid)
 _INTEGER_SIGNATURE_TYPES = INTEGER | {DType.BOOL, DType.SHAPE}
@@ -118,13 +121,27 @@ class BlockPlan:
         for name, t in block.tensors.items():
             if t.data is not None and not t.variable and name not in self.inputs:
                 self.consts[name] = t.data
-        #: outputs of CONST / CONST_SHAPE operators: validated once, never re-run
+        #: outputs of CONST / CONST_SHAPE operators: checked here, never run
         self.const_outputs = []
         self.steps = []
         self.fused = []
         self.validated = self.prepared = False
-        self.nodes = [self._node(block.operators[i]) for i in self._order()]
+        self.nodes = []
+        for i in self._order():
+            o = block.operators[i]
+            if self._plain_const(o):
+                self.const_outputs.extend(o.outputs)
+            else:
+                self.nodes.append(self._node(o))
         self._check_produced()
+
+    def _plain_const(self, o):
+        """A CONST / CONST_SHAPE operator with no inputs whose outputs are constant tensors of
+        a type of its signature table: nothing to build (every other one goes through its
+        build function, which names what is wrong)."""
+        types = _CONST_TYPES.get(o.op)
+        return types is not None and not o.inputs and all(
+            n in self.consts and self.block.tensors[n].dtype in types for n in o.outputs)
 
     def const_value(self, name):
         if name in self.consts:
@@ -236,10 +253,6 @@ class BlockPlan:
                 node.validating = False
                 fn = self.plan.build(node)
             o = node.operator
-            if node.op in (Op.CONST, Op.CONST_SHAPE) and all(n in self.consts
-                                                             for n in o.outputs):
-                self.const_outputs.extend(o.outputs)
-                continue
             self.steps.append(_Step(node, fn, list(o.inputs), list(o.outputs)))
         # only the constants a step reads or the block returns go into a run's environment
         used = {n for s in self.steps for n in s.ins} | set(self.outputs) | \

@@ -87,6 +87,7 @@ class Node:
         #: bytes of scratch memory the kernel allocates beyond its outputs (memory budget)
         self.scratch = 0
         self.signature = None
+        self._once = {}
 
     # ---- options ---------------------------------------------------------------------
     @property
@@ -149,6 +150,13 @@ class Node:
 
     def is_const(self, i):
         return self.block_plan.const_value(self.inputs[i].name) is not None
+
+    def once(self, check):
+        """``check(self)``, evaluated on the first pass only: an op that builds twice
+        (validate, then prepare) does not repeat its checks."""
+        if check not in self._once:
+            self._once[check] = check(self)
+        return self._once[check]
 
     def derive(self, key, fn, *args):
         """``fn(*args)``, computed once per plan for ``key`` and shared by every op that asks

@@ -68,9 +68,8 @@ def _rescale_signatures():
     return sigs
 
 
-@register(Op.RESCALE, _rescale_signatures(),
-          operands=("input", "multiplier", "shift", "input_zp", "output_zp"))
-def rescale(node):
+def _check_rescale(node):
+    """The ERROR_IFs of RESCALE (run once per node); returns what the preparation needs."""
     x, mt, st, izt, ozt = node.inputs
     out = node.outputs[0]
     in_t, out_t = x.dtype, out.dtype
@@ -125,6 +124,14 @@ def rescale(node):
       f"input_zp {in_zp} of a u16 input is not 0 or 32768")
     e(out_t == T.INT16 and out_u and out_zp not in (0, 32768),
       f"output_zp {out_zp} of a u16 output is not 0 or 32768")
+    return x, out, in_t, out_t, scale32, per_channel, in_u, out_u, rounding, rank, in_zp, out_zp
+
+
+@register(Op.RESCALE, _rescale_signatures(),
+          operands=("input", "multiplier", "shift", "input_zp", "output_zp"))
+def rescale(node):
+    (x, out, in_t, out_t, scale32, per_channel, in_u, out_u, rounding, rank, in_zp,
+     out_zp) = node.once(_check_rescale)
     if node.validating:
         return None
 
