@@ -258,3 +258,18 @@ def test_compare_tensor_edges():
     st, f = compare_tensor(np.array([1, 2], np.int16), np.array([1, 2], np.int32))
     assert st == "equal" and "dtype" in f["note"]
     assert compare_tensor(np.array([1, 2], np.int16), np.array([[1, 2]], np.int16))[0] == "shape"
+
+
+def test_diff_reaches_into_sub_blocks(tmp_path):
+    """The one run loop captures what a COND_IF branch computes: a corrupted branch tensor is
+    the first divergence, named with its block."""
+    from tests.test_control_flow import cond_if_graph
+    g = cond_if_graph()
+    inputs = {"c": np.array(True), "x": np.arange(6, dtype=np.int16).reshape(2, 3)}
+    ref = dict(tosaint.run_tosa(g, inputs, capture=True))
+    inner = [n for n in ref if n not in ("c", "x", "y")]
+    assert inner, "the captured run holds the branch's tensors"
+    ref[inner[0]] = ref[inner[0]] + 1
+    rep = diff(g, inputs, ref)
+    assert rep.first.tensor == inner[0] and "block THEN" in rep.first.location
+    assert diff(g, inputs, dict(tosaint.run_tosa(g, inputs, capture=True))).first is None

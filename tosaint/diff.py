@@ -405,7 +405,7 @@ class DiffReport:
             if first.op_inputs:
                 status = {e.tensor: e.status for e in self.entries}
                 lines.append("  its inputs: " + ", ".join(
-                    f"{n} ({status.get(n, 'constant')})" for n in first.op_inputs))
+                    f"{n} ({status.get(n, 'not compared')})" for n in first.op_inputs))
             later = [e for e in self.entries if e.diverges and e is not first]
             if later:
                 lines.append(f"  then {len(later)} more tensor(s) differ, e.g. "
