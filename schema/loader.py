@@ -2,7 +2,9 @@
 
 Accepts files written by the tosa-tools 2026.x serializers (1.0.x and 1.1.0 draft; shape values
 in ``block.shapes`` or as SHAPE tensors) and by the ExecuTorch Arm backend (1.0.0).  Constant
-data is decoded per dtype; every size is checked before anything is allocated.
+data becomes read-only arrays: views of the file's bytes where the storage dtype is the file's
+encoding, decoded (vectorised) otherwise; every size is checked before anything is allocated.
+``read_model_file`` is the one place a model file is opened.
 """
 import os
 import stat
