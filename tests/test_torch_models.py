@@ -260,17 +260,18 @@ def _lengths(b, t, g):
     return torch.randint(t // 2, t + 1, (b,), generator=g)
 
 
-#: name -> (factory, input maker(generator), SNR floors a16w8 / a8w8 in dB)
+#: name -> (factory, input maker(generator), SNR floors a16w8 / a8w8 in dB: about 6 dB under
+#: what was measured, calibrated on the test input too)
 MODELS = {
-    "resnet": (TinyResNet, lambda g: (torch.randn(1, 3, 24, 24, generator=g),), 30, 20),
-    "mobilenet": (TinyMobileNet, lambda g: (torch.randn(1, 3, 20, 20, generator=g),), 30, 18),
+    "resnet": (TinyResNet, lambda g: (torch.randn(1, 3, 24, 24, generator=g),), 42, 39),
+    "mobilenet": (TinyMobileNet, lambda g: (torch.randn(1, 3, 20, 20, generator=g),), 56, 46),
     "efficientnet": (TinyEfficientNet, lambda g: (torch.randn(1, 3, 16, 16, generator=g),),
-                     30, 18),
-    "vit": (TinyViT, lambda g: (torch.randn(1, 3, 12, 12, generator=g),), 30, 18),
+                     47, 36),
+    "vit": (TinyViT, lambda g: (torch.randn(1, 3, 12, 12, generator=g),), 41, 19),
     "conformer": (TinyConformer, lambda g: (torch.randn(2, 10, 16, generator=g),
-                                            _lengths(2, 10, g)), 25, 15),
-    "tcn": (TinyTCN, lambda g: (torch.randn(1, 6, 40, generator=g),), 30, 18),
-    "unet": (TinyUNet, lambda g: (torch.randn(1, 3, 15, 10, generator=g),), 30, 18),
+                                            _lengths(2, 10, g)), 48, 27),
+    "tcn": (TinyTCN, lambda g: (torch.randn(1, 6, 40, generator=g),), 40, 34),
+    "unet": (TinyUNet, lambda g: (torch.randn(1, 3, 15, 10, generator=g),), 45, 35),
 }
 
 
@@ -280,10 +281,16 @@ def _data(name, seed):
     return [make_inputs(g) for _ in range(4)], make_inputs(g)
 
 
-def _lower(name, quantization, target=None, seed=1234):
+def _lower(name, quantization, target=None, seed=1234, calibrate_on_test=False):
+    """The model, its lowering and a test input.  ``calibrate_on_test``: the test input joins
+    the calibration set, so that an SNR measures the integer arithmetic rather than how well
+    four random inputs cover the range of a fifth (softmax outputs of the conformer: 21 dB
+    without, 54 dB with)."""
     torch.manual_seed(seed)
     model = _randomise(MODELS[name][0](), seed)
     calib, test = _data(name, seed + 1)
+    if calibrate_on_test:
+        calib = calib + [test]
     lm = tt.lower(model, test, quantization=quantization, calibration=calib, target=target)
     return model, lm, test
 
@@ -304,7 +311,7 @@ def _check_bit_exact(lm, test):
 @pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_style_model_lowers_unmodified_and_is_bit_exact(name, quantization):
-    model, lm, test = _lower(name, quantization)
+    model, lm, test = _lower(name, quantization, calibrate_on_test=True)
     res = _check_bit_exact(lm, test)
     with torch.no_grad():
         want = model(*test)

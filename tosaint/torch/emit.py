@@ -57,6 +57,7 @@ class Emitter:
         self.bias_bits, self.headroom = s["bias_bits"], s["headroom"]
         self.b = GraphBuilder()
         self.env = {}
+        self.nodes = {}           # fx node name -> node
         self.records = {}
         self.folded = {}          # node name -> value, for nodes fused into an earlier one
         self.nhwc_of = {}         # NCHW tensor -> its NHWC twin (or transpose)
@@ -194,6 +195,7 @@ class Emitter:
     # ---- main loop ------------------------------------------------------------------------
     def emit(self):
         graph = self.ep.graph_module.graph
+        self.nodes = {n.name: n for n in graph.nodes}
         consts = constants(self.ep)
         users = user_inputs(self.ep)
         check_supported(graph, set(users), self.caller)
@@ -264,7 +266,7 @@ class Emitter:
             o.location = f"{node.name}: {where}"
         rec_name = self.record_as or node.name
         if self.record_as:
-            op = f"{op}+{aten_name(_node_by_name(self.ep, rec_name))}"
+            op = f"{op}+{aten_name(self.nodes[rec_name])}"
         self.records[rec_name] = dict(node=rec_name, aten=op, source=where, out=out,
                                       op_objs=list(ops))
 
@@ -333,13 +335,6 @@ def check_supported(graph, inputs, caller=None):
         if len(nodes) > 3:
             lines.append(f"    ... and {len(nodes) - 3} more")
     raise UnsupportedOp("\n".join(lines))
-
-
-def _node_by_name(ep, name):
-    for n in ep.graph_module.graph.nodes:
-        if n.name == name:
-            return n
-    raise KeyError(name)
 
 
 def _target_hooks(target):

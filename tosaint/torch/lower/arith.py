@@ -31,7 +31,7 @@ def add_scaled(em, node, a, b, coef_b):
     for (v, c), s in zip(vals, ss):
         if isinstance(v, QT):
             nm = em.to_rank(em.rescale(v.name, Q.ratio(v.scale, abs(c), den=[sc]),
-                                           DType.INT32), rank)
+                                       DType.INT32), rank)
             (neg if c < 0 else pos).append(nm)
         else:
             pos.append(em.const_i32(np.round((f64(v) * c).numpy() / sc), rank))
@@ -79,7 +79,7 @@ def scalar_mul(em, node, x: QT, c):
     if c < 0:
         z = em.b.zero_point(0, x.dtype)
         name = em.b.op(Op.NEGATE, [x.name, z, em.b.zero_point(0, x.dtype)], x.shape,
-                         x.dtype)
+                       x.dtype)
     shape = tuple(node.meta["val"].shape)
     return em.new(em.reshape(name, shape), x.scale * abs(c), shape, x.dtype)
 

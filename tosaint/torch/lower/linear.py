@@ -38,11 +38,11 @@ def conv_core(em, xn, sx, w, bias, pad, stride, dil, depthwise):
         wt = q.reshape(c, mult, q.shape[2], q.shape[3]).transpose(2, 3, 0, 1)
         wc = em.b.const(np.ascontiguousarray(wt), DType.INT8)
         acc = em.b.depthwise_conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
-                                      acc_type=em.acc)
+                                    acc_type=em.acc)
     else:
         wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
         acc = em.b.conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
-                            acc_type=em.acc)
+                          acc_type=em.acc)
     return acc, sx * sw
 
 
@@ -179,7 +179,7 @@ def conv_nd(em, node, p, nd):
             acc, sacc = conv_core(em, xs, x.scale, w[g * og:(g + 1) * og], bg, pad4,
                                         stride, dil, False)
             parts.append(em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
-                                      em.adt, output_zp=zp))
+                                    em.adt, output_zp=zp))
         y = em.b.concat(parts, 3)
     return conv_output(em, node, out_node, y, sy, zp, nd)
 

@@ -35,7 +35,7 @@ def layer_norm(em, node, p):
     if acts_name is None:
         acts_name = f"__flat_{node.name}"
         em.obs.acts[acts_name] = [t.reshape(t.shape[:-nd] + (dflat,))
-                                    for t in em.acts(node.args[0].name)]
+                                  for t in em.acts(node.args[0].name)]
     xc16, s_c, dcount, v, u_v, eps_i = var_parts(em, x, dims, acts_name, eps)
     norm, e, h = norm_exp(em, v, even=True)
     r, sr = mantissa_table(em, norm, True, lambda m: 1.0 / np.sqrt(m))

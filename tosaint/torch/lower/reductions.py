@@ -64,7 +64,7 @@ def norm_exp(em, v, even):
         return norm, e, None
     t = em.b.sub(lz, em.const_i32([2], rank))
     h = em.b.binary(Op.ARITHMETIC_RIGHT_SHIFT, t, em.const_i32([1], rank),
-                      attrs=dict(round=True))
+                    attrs=dict(round=True))
     e = em.b.add(h, h)
     norm = em.b.binary(Op.LOGICAL_LEFT_SHIFT, v, e)
     return norm, e, h
@@ -126,7 +126,7 @@ def softmax_parts(em, x: QT, d, node_name):
     r_dom = min(spread, 2 * x.scale * em.qmax, 24.0)
     s_v = r_dom / 65534
     v = em.rescale(dlt, Q.ratio(x.scale, den=[s_v]), DType.INT32,
-                     bound_bits=BITS[em.adt] + 2)
+                   bound_bits=BITS[em.adt] + 2)
     v = em.b.maximum(v, em.const_i32([-65534], rank))
     v = em.b.add(v, em.const_i32([32767], rank))
     v16 = em.b.rescale(v, 1 << 30, 30, DType.INT16)
@@ -179,7 +179,7 @@ def log_softmax(em, node, p):
     # ln(sum_f) with sum_f = sum / K16 = m * 2**(30 - a) / K16
     s_l = max(x.scale / (1 << 12), 64.0 / (1 << 30))
     d32 = em.rescale(dlt, Q.ratio(x.scale, den=[s_l]), DType.INT32,
-                       bound_bits=BITS[DType.INT16] + 2)
+                     bound_bits=BITS[DType.INT16] + 2)
     lnm = em.rescale(r, Q.ratio(sr, den=[s_l]), DType.INT32, bound_bits=23)
     c_ln2 = int(round(math.log(2) / s_l))
     k = em.b.sub(em.const_i32([30], rank), a)
@@ -206,7 +206,7 @@ def centered(em, x: QT, dims, name_for_acts):
     dev = dev if dev > 0 else x.scale
     s_c = dev / 32767
     xc16 = em.rescale(xc, Q.ratio(x.scale, den=[dcount, s_c]), DType.INT16,
-                        bound_bits=BITS[x.dtype] + 1 + int(dcount).bit_length())
+                      bound_bits=BITS[x.dtype] + 1 + int(dcount).bit_length())
     return xc16, s_c, dcount
 
 
@@ -246,7 +246,7 @@ def var_std(em, node, p, std):
     sy = em.out_scale(node)
     if not std:
         y = em.rescale(v, Q.ratio(u_v * dcount / (dcount - corr), den=[sy]), em.adt,
-                         bound_bits=30)
+                       bound_bits=30)
         return finish_reduce(em, node, y, sy)
     # sqrt by normalisation: sqrt(v) = sqrt(m4) * 2**(14.5 - h)
     v1 = em.b.maximum(v, em.const_i32([1], keep_rank))

@@ -85,7 +85,7 @@ def cat(em, node, p):
         else:
             a = f64(v).numpy()
             qs.append(em.b.const(np.clip(np.round(a / scale), -em.qmax, em.qmax),
-                                   em.adt))
+                                 em.adt))
     return em.new(em.b.concat(qs, d), scale, node.meta["val"].shape)
 
 
