@@ -77,12 +77,12 @@ def rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
 
 
 def bias64(bias, n=None):
-    """The bias as a fresh C-contiguous int64 array (broadcast to ``n`` values when given):
-    one array type for every kernel call, so a kernel is compiled once for it."""
-    b = np.asarray(bias, np.int64)
-    if n is not None:
-        b = np.broadcast_to(b, (n,))
-    return np.array(b, np.int64, order="C")
+    """The bias as a fresh C-contiguous int64 array (one value repeated to ``n`` values when
+    given): one array type for every kernel call, so a kernel is compiled once for it."""
+    b = np.array(bias, np.int64, ndmin=1)
+    if n is not None and b.shape[0] != n:
+        b = np.full(n, b[0], np.int64)
+    return b
 
 
 def epilogue_args(rescale):

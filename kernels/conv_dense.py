@@ -143,11 +143,11 @@ def conv_weights(weight, weight_zp, op, x_absmax):
 
 def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, rescale=None,
            out_dtype=None):
+    """The blocked im2col GEMM; ``bias``: from bias64."""
     N, OD, OH, OW, OC = out5
     M = N * OD * OH * OW
     K = prep.k
     out = np.empty((M, OC), out_dtype if rescale else np.int64 if out48 else np.int32)
-    bias = bias64(bias)
     rows = max(1, min(M, _threads.BLOCK_ELEMS // max(K, 1)))
     nblocks = -(-M // rows)
     izp = np.int32(input_zp)
@@ -269,13 +269,14 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp,
 
 
 def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dtype=None):
+    """CONV2D 3x3 stride 1 by Winograd F(2x2,3x3) (see _Dense.winograd); ``bias``: from
+    bias64."""
     N, OH, OW, OC = out_shape
     C = x.shape[3]
     TY, TX = -(-OH // 2), -(-OW // 2)
     T = N * TY * TX
     out = np.empty(out_shape, out_dtype if rescale else np.int64 if out48 else np.int32)
     rs = (True,) + tuple(rescale) if rescale else (False,) + NO_RESCALE
-    bias = bias64(bias)
     # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: a quarter block
     # each (256 KiB per worker thread; halving it again made no measurable difference in time)
     rows = max(1, min(T, _threads.BLOCK_ELEMS // (64 * max(C, OC, 1))))
@@ -312,8 +313,9 @@ def _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, ou
         return _spec.conv2d(input, weights.spec, bias, input_zp, pad, stride, dilation,
                             out_shape, out48)
     N, OH, OW, OC = out_shape
-    if rescale:       # the epilogue wants one bias per channel and the RESCALE's parameters
-        bias = bias64(bias, OC)
+    # the fused epilogue wants one bias per channel and the RESCALE's parameters
+    bias = bias64(bias, OC if rescale else None)
+    if rescale:
         rescale = epilogue_args(rescale)
     if (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and weights.ftype is not np.float32
             and OH * OW >= 16):
@@ -349,7 +351,7 @@ def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out
     if weights.ftype is None:
         return _spec.conv3d(input, weights.spec, bias, input_zp, pad, stride, dilation,
                             out_shape, out48)
-    return _dense(input, weights, bias, input_zp, tuple(out_shape), tuple(stride),
+    return _dense(input, weights, bias64(bias), input_zp, tuple(out_shape), tuple(stride),
                   tuple(dilation), (pad[0], pad[2], pad[4]), out48)
 
 
