@@ -402,6 +402,7 @@ class Plan:
         #: False for a validate-only plan (``tosaint.validate``), which cannot run
         self.prepared = not validate_only
         self.main = self.block_plan(graph.main.name, 0, validating=True, block=graph.main)
+        self._declared = [self.main.tensor(n) for n in self.main.inputs]
         if self.prepared:
             self.block_plan(graph.main.name, 0, validating=False, block=graph.main)
             self._const_roots = {id(_root(v)) for b in self._blocks.values()
@@ -509,7 +510,7 @@ class Plan:
         if not self.prepared:
             raise TosaError("this plan was only validated (tosaint.validate); prepare it to "
                             "run it")
-        values = coerce([self.main.tensor(n) for n in self.main.inputs], inputs)
+        values = coerce(self._declared, inputs)
         if keep_variables and self._kept_variables is not None:
             variables = self._kept_variables
         else:
@@ -534,15 +535,14 @@ class Plan:
     def _owned(self, arrays, inputs, variables):
         """``arrays`` with every array that shares memory with an input, a constant, a
         variable or another returned array replaced by a read-only view."""
-        protected = set(self._const_roots)
-        protected.update(id(_root(v)) for v in inputs)
-        protected.update(id(_root(v)) for v in variables.values())
-        seen = {}
-        for name, a in arrays.items():
-            r = id(_root(a))
-            seen[r] = seen.get(r, 0) + 1
-        return {name: _read_only(a) if (id(_root(a)) in protected or seen[id(_root(a))] > 1)
-                else a for name, a in arrays.items()}
+        given = {id(_root(v)) for v in inputs}
+        given.update(id(_root(v)) for v in variables.values())
+        roots = [id(_root(a)) for a in arrays.values()]
+        shared = {r for r in roots if roots.count(r) > 1} if len(set(roots)) < len(roots) \
+            else ()
+        consts = self._const_roots
+        return {name: _read_only(a) if (r in consts or r in given or r in shared) else a
+                for (name, a), r in zip(arrays.items(), roots)}
 
 
 def _plan_key(impl, level, max_memory, max_while_iterations):
