@@ -313,6 +313,25 @@ def observer_study(names, args):
     return out
 
 
+def resnet18_lowering(args, size=64, repeat=3):
+    """Lowering time of the ResNet-18-sized CNN (11.2 M weights), 8 calibration inputs."""
+    import tosaint.torch as tt
+    model = zoo.resnet18()
+    calib = zoo.inputs("resnet", args.calib_seed, N_CALIB, args.dist,
+                       shapes=[(1, 3, size, size)])
+    tt.lower(nn.Linear(4, 4), (torch.randn(2, 4),))
+    walls, cpus = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        tt.lower(model, calib[0], calibration=calib)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    print(f"resnet18 (1x3x{size}x{size}, {N_CALIB} calibration inputs) lowering: wall "
+          f"median {np.median(walls):.2f} s (min {min(walls):.2f}), CPU median "
+          f"{np.median(cpus):.2f} s; load average {os.getloadavg()[0]:.1f}")
+    return dict(wall_s=walls, cpu_s=cpus)
+
+
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -328,6 +347,8 @@ def main(argv=None):
     ap.add_argument("--observers", default=None, help="observer study: kinds to compare")
     ap.add_argument("--seeds", default="1,2", help="observer study: calibration seeds")
     ap.add_argument("--dists", default="randn,heavy", help="observer study: distributions")
+    ap.add_argument("--resnet18", action="store_true",
+                    help="only the lowering time of a ResNet-18-sized CNN")
     ap.add_argument("--workdir", default=None,
                     help="keep ExecuTorch's outputs here (reused for the same seeds)")
     ap.add_argument("--json", default=None)
@@ -339,6 +360,11 @@ def main(argv=None):
     unknown = [n for n in names if n not in CASES]
     if unknown:
         ap.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    if a.resnet18:
+        out = resnet18_lowering(a)
+        if a.json:
+            Path(a.json).write_text(json.dumps(out, indent=1))
+        return 0
     if a.observers:
         out = observer_study(names, a)
         if a.json:

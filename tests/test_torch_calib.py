@@ -104,7 +104,7 @@ def test_observer_ranges():
     amax = max(float(x.abs().max()) for x in xs)
     assert amax == 40.0
     # min/max keeps the outlier in int16; int8 clips by least squared error of the values
-    assert calib.act_amax(observed(xs, "minmax"), "x", 32767, False) == amax
+    assert calib.act_amax(observed(xs, "minmax"), "x", 32767, False) == amax * calib.HEADROOM16
     assert calib.act_amax(observed(xs, "minmax"), "x", 127, True) < amax
     # histogram: one outlier costs more clipped than the int8 rounding noise of the others
     assert calib.act_amax(observed(xs, "histogram"), "x", 127, True) > 0.9 * amax
@@ -113,16 +113,19 @@ def test_observer_ranges():
     ga = max(float(x.abs().max()) for x in gs)
     h8 = calib.act_amax(observed(gs, "histogram"), "x", 127, True)
     assert calib.MIN_CLIP * ga <= h8 < ga
-    assert h8 < calib.act_amax(observed(gs, "histogram"), "x", 32767, False) <= ga
+    assert h8 < calib.act_amax(observed(gs, "histogram"), "x", 32767, False) <= \
+        ga * calib.HEADROOM16
     # percentile: 99.99 % of |x|, but never below MIN_CLIP of the maximum
     p = calib.act_amax(observed(gs, "percentile"), "x", 32767, False)
-    assert p == pytest.approx(float(torch.quantile(torch.cat(gs).abs().double(), 0.9999)))
-    assert p < ga
-    assert calib.act_amax(observed(xs, "percentile"), "x", 32767, False) == calib.MIN_CLIP * 40
+    assert p == pytest.approx(float(torch.quantile(torch.cat(gs).abs().double(), 0.9999)) *
+                              calib.HEADROOM16)
+    assert p < ga * calib.HEADROOM16
+    assert calib.act_amax(observed(xs, "percentile"), "x", 127, True) == calib.MIN_CLIP * 40
     # a bounded distribution: the histogram keeps (nearly) all of it in int16
     u = [torch.rand(4000, generator=g) * 2 - 1 for _ in range(2)]
     a = max(float(x.abs().max()) for x in u)
-    assert calib.act_amax(observed(u, "histogram"), "x", 32767, False) >= 0.999 * a
+    assert calib.act_amax(observed(u, "histogram"), "x", 32767, False) >= \
+        0.999 * a * calib.HEADROOM16
     assert calib.act_amax(observed([torch.zeros(5)], "histogram"), "x", 127, True) == 0.0
 
 
