@@ -151,6 +151,13 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, resc
     rows = max(1, min(M, _threads.BLOCK_ELEMS // max(K, 1)))
     nblocks = -(-M // rows)
     izp = np.int32(input_zp)
+    # a 1x1x1 kernel with stride 1 and no padding reads every input pixel once, in order: its
+    # im2col matrix is the input itself minus the zero point (one vectorised NumPy pass; no
+    # kernel to compile for the linear layers of transformers)
+    pixels = None
+    if ((prep.kd, prep.kh, prep.kw) == (1, 1, 1) and tuple(stride) == (1, 1, 1)
+            and tuple(pad_lo) == (0, 0, 0) and tuple(out5[1:4]) == x5.shape[1:4]):
+        pixels = x5.reshape(M, prep.ic)
 
     def work(tid, blocks):
         col = np.empty((rows, K), prep.ftype)
@@ -161,9 +168,12 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, resc
             r1 = min(M, r0 + rows)
             c = col[:r1 - r0]
             a = acc[:r1 - r0]
-            _im2col(x5, izp, r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
-                    stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
-                    pad_lo[0], pad_lo[1], pad_lo[2])
+            if pixels is not None:
+                np.subtract(pixels[r0:r1], izp, out=c, casting="unsafe")    # exact integers
+            else:
+                _im2col(x5, izp, r0, c, OD, OH, OW, prep.kd, prep.kh, prep.kw,
+                        stride[0], stride[1], stride[2], dilation[0], dilation[1], dilation[2],
+                        pad_lo[0], pad_lo[1], pad_lo[2])
             np.matmul(c, prep.wt, out=a)                     # exact: see module docstring
             if rescale:
                 count += rescale_rows(a, bias, out[r0:r1], out48, *rescale)

@@ -180,3 +180,22 @@ def test_warmup_compiles_every_kernel(tmp_path):
     assert info["graphs"] > 20 and info["kernels"] >= 20 and info["signatures"] >= info["kernels"]
     from tosaint.warmup import warmup
     assert warmup("spec")["kernels"] == 0
+
+
+@pytest.mark.parametrize("x_dt,izp,pad", [(np.int8, -7, (0, 0, 0, 0)), (np.int16, 0, (0, 0, 0, 0)),
+                                          (np.int8, 5, (0, 1, 0, 2))])
+def test_pointwise_conv_without_im2col_equals_twin(x_dt, izp, pad):
+    """A 1x1 stride-1 CONV2D without padding takes its im2col matrix straight from the input;
+    with padding it takes the general path.  Both equal the twin."""
+    rng = np.random.default_rng(10)
+    info = np.iinfo(x_dt)
+    x = rng.integers(info.min, info.max, (2, 3, 4, 6), endpoint=True).astype(x_dt)
+    w = rng.integers(-128, 128, (5, 1, 1, 6)).astype(np.int8)
+    xa = max(abs(info.min - izp), abs(info.max - izp))
+    out_shape = (2, 3 + pad[1], 4 + pad[3], 5)
+    out48 = x_dt == np.int16
+    args = (rng.integers(-99, 99, (5,)), izp, pad, (1, 1), (1, 1), out_shape, out48)
+    got = K.conv2d(x, K.conv_weights(w, 3, "conv2d", xa), *args)
+    want = S.conv2d(x, S.conv_weights(w, 3, "conv2d", xa), *args)
+    check(got[0], want[0])
+    assert got[1] == want[1]
