@@ -1,4 +1,5 @@
-"""NumPy twins of ``tosaint.kernels.tensor_ops``: CONV2D, CONV3D, DEPTHWISE_CONV2D,
+"""NumPy twins of ``tosaint.kernels.conv_dense``, ``conv_depthwise``, ``matmul`` and
+``_epilogue.finalize`` (spec chapter "Tensor Operators"): CONV2D, CONV3D, DEPTHWISE_CONV2D,
 TRANSPOSE_CONV2D and MATMUL transcribed from the spec pseudocode (``pseudocode/operators/
 <OP>.tosac``), accumulating exactly in int64.
 
