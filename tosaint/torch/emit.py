@@ -252,6 +252,10 @@ class Emitter:
         i0 = len(self.b.block.operators)
         self.record_as = None
         try:
+            if not low.ints and any(isinstance(v, IntT) for v in flat):
+                raise Unsupported("an integer or boolean tensor computed from the inputs as "
+                                  "an operand (only shape ops, comparisons, masks and "
+                                  "where/masked_fill take one)")
             if key not in MASK_CONSUMERS and any(isinstance(v, QT) and v.mask for v in flat):
                 raise Unsupported("a -inf fill (masked_fill/where) must go straight into "
                                   "softmax")

@@ -12,19 +12,20 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Lowering:
-    fn: Callable          # fn(emitter, node, params) -> QT | list | tuple
+    fn: Callable          # fn(emitter, node, params) -> QT | IntT | list | tuple
     nhwc: bool            # elementwise: replayed on the NHWC twins of conv/pool outputs
+    ints: bool            # accepts integer/boolean activations (IntT) too
 
 
 LOWERINGS: dict = {}
 
 
-def lowers(*names, nhwc=False):
+def lowers(*names, nhwc=False, ints=False):
     """Register the decorated function as the lowering of every ATen op in ``names``."""
     def register(fn):
         for n in names:
             if n in LOWERINGS:
                 raise RuntimeError(f"two lowerings for {n}")
-            LOWERINGS[n] = Lowering(fn, nhwc)
+            LOWERINGS[n] = Lowering(fn, nhwc, ints)
         return fn
     return register

@@ -47,7 +47,7 @@ def add_scaled(em, node, a, b, coef_b):
     return em.new(em.reshape(y, shape), sy, shape)
 
 
-@lowers("aten.add", nhwc=True)
+@lowers("aten.add", nhwc=True, ints=True)
 def add(em, node, p):
     a, b = p["self"], p["other"]
     if isinstance(a, IntT) and a.additive or isinstance(b, IntT) and b.additive:

@@ -13,7 +13,7 @@ from .masks import attention_mask, mask_const, mask_or, masked
 from .reductions import softmax
 
 
-@lowers("aten.scaled_dot_product_attention")
+@lowers("aten.scaled_dot_product_attention", ints=True)
 def scaled_dot_product_attention(em, node, p):
     q, k, v = p["query"], p["key"], p["value"]
     if not all(isinstance(t, QT) for t in (q, k, v)):

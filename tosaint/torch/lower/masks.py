@@ -67,7 +67,7 @@ def mask_dtype(em):
     return DType.INT32 if em.u55 else DType.BOOL
 
 
-@lowers(*COMPARISONS)
+@lowers(*COMPARISONS, ints=True)
 def compare(em, node, p):
     a, b = p["self"], p["other"]
     if isinstance(a, QT) or isinstance(b, QT):
@@ -86,7 +86,7 @@ def compare(em, node, p):
     return IntT(out, shape, mask_dtype(em), boolean=True)
 
 
-@lowers("aten.logical_not", "aten.bitwise_not")
+@lowers("aten.logical_not", "aten.bitwise_not", ints=True)
 def logical_not(em, node, p):
     x = p["self"]
     if not _is_mask(em, x) or x.additive:
@@ -165,12 +165,12 @@ def select(em, node, cond, a, b):
     return em.new(em.b.select(cond_name, names[0], names[1]), scale, shape)
 
 
-@lowers("aten.masked_fill")
+@lowers("aten.masked_fill", ints=True)
 def masked_fill(em, node, p):
     return select(em, node, p["mask"], p["value"], p["self"])
 
 
-@lowers("aten.where")
+@lowers("aten.where", ints=True)
 def where(em, node, p):
     return select(em, node, p["condition"], p["self"], p["other"])
 

@@ -15,7 +15,7 @@ def same_scale(em, node, x: QT, name):
 
 
 @lowers("aten.view", "aten.reshape", "aten._unsafe_view", "aten.flatten", "aten.unsqueeze",
-        "aten.squeeze", "aten.unflatten")
+        "aten.squeeze", "aten.unflatten", ints=True)
 def reshape_like(em, node, p):
     x = next(v for v in p.values() if is_act(v))
     shape = tuple(node.meta["val"].shape)
@@ -23,19 +23,20 @@ def reshape_like(em, node, p):
 
 
 @lowers("aten.contiguous", "aten.clone", "aten.alias", "aten.detach", "aten.dropout",
-        "aten.lift_fresh_copy", "aten._to_copy", "aten.to", "aten.feature_dropout", nhwc=True)
+        "aten.lift_fresh_copy", "aten._to_copy", "aten.to", "aten.feature_dropout",
+        nhwc=True, ints=True)
 def identity(em, node, p):
     return next(v for v in p.values() if is_act(v))
 
 
-@lowers("aten.permute")
+@lowers("aten.permute", ints=True)
 def permute(em, node, p):
     x = p["self"]
     perm = [d % x.rank for d in p["dims"]]
     return same_scale(em, node, x, em.b.transpose(x.name, perm))
 
 
-@lowers("aten.transpose")
+@lowers("aten.transpose", ints=True)
 def transpose(em, node, p):
     x = p["self"]
     perm = list(range(x.rank))
@@ -44,7 +45,7 @@ def transpose(em, node, p):
     return same_scale(em, node, x, em.b.transpose(x.name, perm))
 
 
-@lowers("aten.t")
+@lowers("aten.t", ints=True)
 def t_(em, node, p):
     x = p["self"]
     if x.rank < 2:
@@ -52,7 +53,7 @@ def t_(em, node, p):
     return same_scale(em, node, x, em.b.transpose(x.name, [1, 0]))
 
 
-@lowers("aten.expand")
+@lowers("aten.expand", ints=True)
 def expand(em, node, p):
     x = p["self"]
     shape = tuple(node.meta["val"].shape)
@@ -64,7 +65,7 @@ def expand(em, node, p):
     return same_scale(em, node, x, em.b.tile(xr, mult))
 
 
-@lowers("aten.repeat")
+@lowers("aten.repeat", ints=True)
 def repeat(em, node, p):
     x = p["self"]
     reps = list(p["repeats"])
@@ -146,14 +147,14 @@ def slice_dim(em, x: QT, d, start, end, step=1):
     return like(x, em.reshape(name, out), out)
 
 
-@lowers("aten.slice")
+@lowers("aten.slice", ints=True)
 def slice_(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
     return slice_dim(em, x, d, p["start"], p["end"], int(p["step"] or 1))
 
 
-@lowers("aten.select")
+@lowers("aten.select", ints=True)
 def select(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
@@ -163,7 +164,7 @@ def select(em, node, p):
     return like(x, em.reshape(s.name, shape), shape)
 
 
-@lowers("aten.narrow")
+@lowers("aten.narrow", ints=True)
 def narrow(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
@@ -171,7 +172,7 @@ def narrow(em, node, p):
     return slice_dim(em, x, d, st, st + int(p["length"]))
 
 
-@lowers("aten.split", "aten.split_with_sizes")
+@lowers("aten.split", "aten.split_with_sizes", ints=True)
 def split(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
@@ -188,7 +189,7 @@ def split(em, node, p):
     return out
 
 
-@lowers("aten.chunk")
+@lowers("aten.chunk", ints=True)
 def chunk(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
@@ -197,7 +198,7 @@ def chunk(em, node, p):
     return split(em, node, dict(self=x, dim=d, split_size=ss))
 
 
-@lowers("aten.unbind")
+@lowers("aten.unbind", ints=True)
 def unbind(em, node, p):
     x = p["self"]
     d = int(p["dim"]) % x.rank
