@@ -519,3 +519,19 @@ def test_vela_message_quotes_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ethosu.vela", None)
     with pytest.raises(BackendError, match=r'pip install "tosaint\[vela\]"'):
         vela.run_vela(b.build(), U85)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["conformer", "tcn"])
+def test_u55_lowering_computes_the_same_integers(name):
+    """For Ethos-U55 the masks are int32 0/1 instead of bool + SELECT, the 1-D linear resize a
+    convolution with the bilinear weights and the transposed convolution zero insertion +
+    CONV2D: the reference model gives the same integers as for the plain lowering."""
+    for quantization in ("a16w8", "a8w8"):
+        _, plain, test = _lower(name, quantization)
+        _, for55, _ = _lower(name, quantization, target=U55)
+        ops = {o.op.name for o in for55.graph.main.operators}
+        assert not ops & {"SELECT", "GREATER_EQUAL", "RESIZE", "TRANSPOSE_CONV2D"}
+        a, b = plain.run_reference(*test), for55.run_reference(*test)
+        for (na, va), (nb, vb) in zip(a.items(), b.items()):
+            assert va.dtype == vb.dtype and np.array_equal(va, vb), (na, nb)
