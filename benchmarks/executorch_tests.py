@@ -20,8 +20,10 @@ Needs only the standard library; it drives two virtual environments under ``ET_D
 The tests are the INT TOSA-pipeline op tests that the executorch wheel ships
 (``executorch/backends/arm/test/ops``, ``-k tosa_INT``: a8w8, a16w8/16a8w and a8w4 variants).
 There are about 2,300 at 3-10 s each; the selection is every ``--every``-th node id of the
-sorted collection, starting with the first (``--all``: every test).  The list is written to
-``ET_DIR/selection.txt`` and every run uses the same list, ``pytest -n 2 --timeout 600``,
+sorted collection, starting at index ``--offset`` (default 0, the first; ``--all``: every
+test).  The list is written to ``ET_DIR/selection.txt`` (``selection-TAG.txt`` and
+``results-TAG/`` with ``--tag TAG``, for a second selection such as ``-k "tosa_INT and
+(16a8w or a16w8)"``) and every run uses the same list, ``pytest -n 2 --timeout 600``,
 ``TEST_SEED=0`` (ExecuTorch's default seed) and the venv's ``bin`` first on PATH (for flatc).
 
 Runs:
@@ -67,13 +69,14 @@ def test_dir(venv):
 
 
 class Layout:
-    def __init__(self, root):
+    def __init__(self, root, tag=""):
         self.root = Path(root).resolve()
         self.venv_et = self.root / "venv-et"
         self.venv_ts = self.root / "venv-ts"
         self.binding = self.root / "binding"
-        self.selection = self.root / "selection.txt"
-        self.results = self.root / "results"
+        suffix = f"-{tag}" if tag else ""
+        self.selection = self.root / f"selection{suffix}.txt"
+        self.results = self.root / f"results{suffix}"
 
     def junit(self, which):
         return self.results / f"{which}.xml"
@@ -120,7 +123,7 @@ def setup(lay, tosaint_src):
 
 
 # ---- selection --------------------------------------------------------------------------------
-def collect(lay, every, keyword):
+def collect(lay, every, keyword, offset=0):
     cmd = [lay.venv_et / "bin" / "python", "-m", "pytest", "--collect-only", "-q",
            "-p", "no:cacheprovider", "ops", "-k", keyword]
     p = subprocess.run([str(c) for c in cmd], cwd=test_dir(lay.venv_et), env=_env(lay.venv_et),
@@ -128,12 +131,12 @@ def collect(lay, every, keyword):
     ids = sorted(ln.strip() for ln in p.stdout.splitlines() if "::" in ln)
     if not ids:
         raise SystemExit("collection found no tests:\n" + p.stdout[-2000:] + p.stderr[-2000:])
-    chosen = ids[::every]
+    chosen = ids[offset::every]
     lay.root.mkdir(parents=True, exist_ok=True)
     lay.selection.write_text("\n".join(chosen) + "\n")
     a16 = sum(("16a8w" in i) or ("a16w8" in i) for i in chosen)
     files = len({i.split("::")[0] for i in chosen})
-    print(f"{len(ids)} tests collected ({keyword!r}); selected every {every}th from the first: "
+    print(f"{len(ids)} tests collected ({keyword!r}); selected every {every}th from #{offset}: "
           f"{len(chosen)} tests in {files} files, {a16} of them a16w8/16a8w -> {lay.selection}")
     return chosen
 
@@ -249,20 +252,24 @@ def main(argv=None):
     p.add_argument("--tosaint", default=str(Path(__file__).resolve().parent.parent),
                    help="tosaint source tree to install into venv-ts")
     p.add_argument("--every", type=int, default=8, help="select every N-th test id")
+    p.add_argument("--offset", type=int, default=0,
+                   help="start the selection at this index of the sorted ids (default 0)")
+    p.add_argument("--tag", default="", help="name a second selection: selection-TAG.txt, "
+                                             "results-TAG/")
     p.add_argument("--all", action="store_true", help="select every test (same as --every 1)")
     p.add_argument("-k", dest="keyword", default="tosa_INT")
     p.add_argument("--which", choices=RUNS, action="append")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=int, default=600)
     a = p.parse_args(argv)
-    if a.every < 1:
-        p.error("--every must be >= 1")
-    lay = Layout(a.root)
+    if a.every < 1 or a.offset < 0:
+        p.error("--every must be >= 1 and --offset >= 0")
+    lay = Layout(a.root, a.tag)
     every = 1 if a.all else a.every
     if a.step in ("setup", "all"):
         setup(lay, a.tosaint)
     if a.step in ("collect", "all"):
-        collect(lay, every, a.keyword)
+        collect(lay, every, a.keyword, a.offset)
     if a.step in ("run", "all"):
         for w in a.which or RUNS:
             run(lay, w, a.workers, a.timeout)
