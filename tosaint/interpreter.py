@@ -240,7 +240,7 @@ class BlockPlan:
                 raise ResourceLimitError(
                     f"{node.name}: running it needs {live + new + node.scratch} bytes of "
                     f"tensors and scratch{what}, over the memory budget of {limit} bytes "
-                    "(raise it with max_memory=)")
+                    "(raise it with max_memory= or --max-memory)")
             live += new
             for n in free:
                 live -= size.get(n, 0)

@@ -124,7 +124,8 @@ def while_loop(node):
             if i >= limit:
                 raise ResourceLimitError(f"{node.name}: still looping after "
                                          f"max_while_iterations = {limit} iterations (raise "
-                                         "the limit with max_while_iterations=)")
+                                         "the limit with max_while_iterations= or "
+                                         "--max-while-iterations)")
             values = body_plan.run(values, ctx)
             i += 1
         return tuple(values)
