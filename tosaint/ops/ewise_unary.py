@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..dtypes import RANGE
+from ..kernels._int import I32_MAX, I32_MIN
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op
@@ -19,7 +20,7 @@ def abs_(node):
     shape = check_same_shape(node)
 
     def run(a):
-        bad = int(np.count_nonzero(a == np.int32(-2 ** 31))) if a.size else 0
+        bad = int(np.count_nonzero(a == np.int32(I32_MIN))) if a.size else 0
         node.require(bad == 0, "|-2^31| is outside int32 (apply_sub_s)", count=bad)
         return finish(np.abs(a), I32, shape)
     return run
@@ -71,7 +72,7 @@ def negate(node):
 
     def run(a, _izp, _ozp):
         v = -(a.astype(np.int64) - in_zp)                 # apply_sub_s<acc_t> twice
-        bad = int(np.count_nonzero((v < -2 ** 31) | (v >= 2 ** 31))) if v.size else 0
+        bad = int(np.count_nonzero((v < I32_MIN) | (v > I32_MAX))) if v.size else 0
         node.require(bad == 0, "negated value outside int32", count=bad)
         v = np.clip(v + out_zp, lo, hi)                  # apply_add_s, apply_clip_s
         return finish(v, dtype, shape)

@@ -6,12 +6,12 @@ limits; run calls one kernel (``tosaint.kernels.pooling`` or its spec twin).
 import numpy as np
 
 from ..dtypes import RANGE, STORAGE
+from ..kernels._int import I32_MAX
 from ..levels import MAX_KERNEL, MAX_RANK, MAX_STRIDE
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import NanPropagationMode, Op
 
-_I32_MAX = (1 << 31) - 1
 
 
 def _pool_params(node):
@@ -90,7 +90,7 @@ def avg_pool2d(node):
     _, ih, iw, _ = node.inputs[0].shape
     # the accumulator can only leave int32 when (taps) * max|value - zp| does
     taps = min(ky, ih) * min(kx, iw)
-    check_acc = taps * (hi - lo) > _I32_MAX
+    check_acc = taps * (hi - lo) > I32_MAX
     k = node.k
 
     def run(x, input_zp, output_zp):

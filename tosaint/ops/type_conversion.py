@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..dtypes import STORAGE, short
+from ..kernels._int import DOUBLE32, I32_MAX, I32_MIN, INEXACT16, INEXACT32, SCALE16, SINGLE32
 from ..registry import register
 from ..schema.definition import DType as T
 from ..schema.definition import Op, RoundingMode
@@ -39,7 +40,7 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     v*m + rnd_neg >= slo << shift.  If scaled(0) is invalid the interval is left empty (lo >
     hi: every value is reported, which only costs speed).  Python integers: no overflow."""
     vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
-    slo, shi = max(-(1 << 31), -(1 << 31) - out_zp), min((1 << 31) - 1, (1 << 31) - 1 - out_zp)
+    slo, shi = max(I32_MIN, I32_MIN - out_zp), min(I32_MAX, I32_MAX - out_zp)
     lo, hi = [], []
     for m, s, rp, rn, h in zip(*(map(int, a) for a in (mult, shift, rnd_pos, rnd_neg, half))):
         a, b = max(vmin, -h), min(vmax, h - 1)
@@ -55,7 +56,6 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     return np.array(lo, np.int64), np.array(hi, np.int64)
 
 
-SCALE16, SINGLE32, DOUBLE32, INEXACT32, INEXACT16 = 0, 1, 2, 3, 4
 _BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
 
 
