@@ -300,3 +300,36 @@ def test_kernel_output_mismatch_is_an_internal_error():
                                                     r"\[3, 2\] int8 .*\(a tosaint bug"):
         plan.run(np.zeros((2, 3), np.int8))
     assert not issubclass(tosaint.InternalError, tosaint.ErrorIfViolation)
+
+
+def test_validate_does_no_preparation(monkeypatch):
+    """tosaint.validate checks everything but prepares nothing: no weight layout, no lookup
+    table, no Numba import."""
+    from tosaint import kernels
+
+    def forbidden(*args):
+        raise AssertionError("validate prepared something")
+    spec = kernels.namespace("spec")
+    for name in ("conv_weights", "depthwise_weights", "table16_lut"):
+        monkeypatch.setattr(spec, name, forbidden)
+    b = GraphBuilder()
+    x = b.input((1, 4, 4, 2), DType.INT16, name="x")
+    acc = b.conv2d(x, b.const(np.ones((2, 3, 3, 2)), DType.INT8),
+                   b.const(np.zeros(2), DType.INT48), pad=1)
+    y = b.rescale(acc, [1 << 30], [31], DType.INT16)
+    b.output(b.table(y, np.arange(513) * 16 - 4096, name="t"))
+    g = b.build()
+    tosaint.validate(g)
+    with pytest.raises(AssertionError, match="validate prepared something"):
+        tosaint.prepare(g, impl="spec")
+
+
+def test_validate_imports_no_numba():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, tosaint\n"
+            "from tosaint.builder import GraphBuilder\n"
+            "b = GraphBuilder(); x = b.input((4,), tosaint.DType.INT32, name='x')\n"
+            "b.output(b.add(x, x)); tosaint.validate(b.build())\n"
+            "assert 'numba' not in sys.modules, 'validate imported numba'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
