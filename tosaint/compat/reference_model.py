@@ -21,6 +21,8 @@ output dtypes, as the tosa-tools 2026.x binding (``tosa_reference_model.run``) h
   running gives ``TOSA_ERROR``; a REQUIRE where the reference model reports UNPREDICTABLE
   gives ``TOSA_UNPREDICTABLE``.  With a status other than TOSA_VALID the outputs are arrays of
   the declared shape holding zeros (the binding's values there are unspecified).
+* What is not the graph's fault raises as such: ``UnsupportedOp`` for an operator or type
+  tosaint does not run (floating-point graphs), ``ResourceLimitError`` past tosaint's limits.
 * Outputs come back in graph-output order as new, writable arrays of the storage dtype
   (bool, int8, int16, int32).  int48 outputs are int64 here; the binding returns an empty
   float64 array for them (and for int4 and shape outputs, which are int8 / int64 here).
