@@ -1,6 +1,7 @@
 """Hostile graphs and hostile use: dangling tensors, resource bombs, self-containing and deeply
 nested control flow, aliasing between what a caller passes in / gets back and the graph, and
 per-call state under threads.  Every bomb must end fast with a clear TosaError."""
+import sys
 import threading
 import time
 
@@ -249,10 +250,15 @@ def _threads_keep_their_own_diagnostics_and_mode(runs):
             errors.append((tid, e))
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)          # switch threads often: interleave the runs
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert not errors, errors[:3]
 
 
