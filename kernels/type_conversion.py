@@ -16,7 +16,7 @@ __all__ = ["rescale", "rescale_exact"]
 
 #: tensors up to this many elements are widened to int64 (and the fast path's output written
 #: through an int64 buffer) before the kernel call: one compiled specialisation serves every
-#: small RESCALE whatever its types (each costs ~1 s to compile on a fresh machine), for a
+#: small RESCALE whatever its types (each costs 0.6-1 s to compile on a fresh cache), for a
 #: copy of a few microseconds; larger tensors run on their own types
 SMALL = 1 << 14
 
