@@ -2,7 +2,8 @@
 compiled for the kernels.
 
 Integer kernels never use fastmath; every kernel is cached on disk so a warm process starts
-fast.  There is one decorator, ``jit`` (serial): kernels that use both cores split their work
+fast.  ``jit`` compiles a serial kernel, ``inline`` a one-line helper that is inlined into its
+callers; nothing uses ``parallel=True``: kernels that use both cores split their work
 over ``_threads.run_parallel`` (they release the GIL), which compiles far faster than Numba's
 ``parallel=True``: the prange depthwise kernel took 15.6 s (wall, at load 4.5 on 2 cores) to
 compile, its serial row kernel takes about 1.2 s of CPU.
