@@ -1,4 +1,6 @@
-"""Capture a torch module with torch.export and run its ATen graph in float with observers."""
+"""Capture: a torch module through torch.export (its errors made one readable line), in-place
+ATen nodes made functional, the graph's constants and user inputs, each node's source line,
+and the float runs of the ATen graph that calibration observes."""
 from __future__ import annotations
 
 import operator
