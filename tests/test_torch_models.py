@@ -535,3 +535,28 @@ def test_u55_lowering_computes_the_same_integers(name):
         a, b = plain.run_reference(*test), for55.run_reference(*test)
         for (na, va), (nb, vb) in zip(a.items(), b.items()):
             assert va.dtype == vb.dtype and np.array_equal(va, vb), (na, nb)
+
+
+class Thresholds(nn.Module):
+    def forward(self, x):
+        a = torch.where(x > 0.3, x, 0.1 * x)
+        b = torch.where(0.5 >= x, a, -x)
+        return torch.where(x <= -0.25, b, a) + torch.where(x == 1.0, x, 0.0)
+
+
+def test_comparisons_of_activations_with_constants_decide_on_the_integer_codes():
+    """x > c is decided on x's integer code q against a threshold made exact for integers, so
+    the lowered graph agrees with torch run on the dequantized input."""
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(3, 40, generator=g)
+    cal = [(torch.randn(3, 40, generator=g),) for _ in range(3)] + [(x,)]
+    for target in (None, U55):
+        lm = tt.lower(Thresholds(), (x,), calibration=cal, target=target)
+        res = _check_bit_exact(lm, (x,))
+        q = lm.inputs[0]
+        xq = torch.from_numpy(lm.quantize_inputs(x)[q["name"]].astype(np.float64) * q["scale"])
+        want = Thresholds()(xq.float())
+        assert snr_db(want.double().numpy(), lm.dequantize_outputs(res).double().numpy()) > 75
+        if target == U55:
+            from tosaint import vela
+            assert vela.check(lm.graph, U55) == []

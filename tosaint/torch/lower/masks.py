@@ -67,12 +67,36 @@ def mask_dtype(em):
     return DType.INT32 if em.u55 else DType.BOOL
 
 
+#: x OP c  ->  q OP' k  on the integer codes q of x (c / scale rounded so that it is exact)
+_MIRROR = {"aten.gt": "aten.lt", "aten.lt": "aten.gt", "aten.ge": "aten.le",
+           "aten.le": "aten.ge", "aten.eq": "aten.eq", "aten.ne": "aten.ne"}
+
+
+def _code_threshold(key, t):
+    """The integer k with (q OP t) == (q OP k) for every integer q, or None (never equal)."""
+    if key in ("aten.gt", "aten.le"):
+        return math.floor(t)
+    if key in ("aten.ge", "aten.lt"):
+        return math.ceil(t)
+    return int(t) if float(t).is_integer() else None
+
+
 @lowers(*COMPARISONS, ints=True)
 def compare(em, node, p):
     a, b = p["self"], p["other"]
-    if isinstance(a, QT) or isinstance(b, QT):
-        raise Unsupported("comparison of a quantized (float) activation")
-    op, swap, negate = COMPARISONS[".".join(str(node.target).split(".")[:2])]
+    key = ".".join(str(node.target).split(".")[:2])
+    if isinstance(b, QT) and not is_act(a):
+        a, b, key = b, a, _MIRROR[key]
+    if isinstance(a, QT):          # a quantized activation against a constant scalar
+        if is_act(b) or torch.as_tensor(b).numel() != 1 or a.zp:
+            raise Unsupported("comparison of a quantized activation with anything but a "
+                              "constant scalar")
+        k = _code_threshold(key, float(torch.as_tensor(b)) / a.scale)
+        if k is None:            # x == c can never hold: compare against an impossible code
+            k = 1 << 20
+        a = IntT(em.to_i32(a), a.shape, DType.INT32)
+        b = int(np.clip(k, -(1 << 30), 1 << 30))
+    op, swap, negate = COMPARISONS[key]
     shape = tuple(int(d) for d in node.meta["val"].shape)
     x, y = int_operand(em, a, len(shape)), int_operand(em, b, len(shape))
     if swap:
