@@ -111,9 +111,10 @@ class _Dense:
             self.k = self.kd * self.kh * self.kw * self.ic
             wq = w.reshape(self.oc, self.k).T
         self.ftype = exact_float_type(self.k * int(x_absmax) * w_absmax)
-        self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
         if self.ftype is not None:
             self.wt = np.ascontiguousarray(wq.astype(self.ftype))
+        else:           # beyond float64's exact range: the int64 spec twin runs instead
+            self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
         self.x_absmax, self.w_absmax = int(x_absmax), w_absmax
         self._w = w if (op == "conv2d" and self.kh == 3 and self.kw == 3) else None
         self._wino = None

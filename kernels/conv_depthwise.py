@@ -13,7 +13,6 @@ from ._epilogue import bias64, epilogue_args, finalize_rows, rescale_rows
 from ._int import I32_MAX
 from ._jit import jit
 from ._threads import run_parallel
-from .spec import tensor_ops as _spec
 
 __all__ = ["depthwise_weights", "depthwise_conv2d", "depthwise_conv2d_rescale"]
 
@@ -35,7 +34,6 @@ class _Depthwise:
         p = max(1, int(x_absmax) * w_absmax)
         self.chunk = max(1, min(KH * KW, I32_MAX // p))
         self.wq = np.ascontiguousarray(wq.astype(np.int32))
-        self.spec = _spec.depthwise_weights(weight, weight_zp, x_absmax)
 
 
 def depthwise_weights(weight, weight_zp, x_absmax):
