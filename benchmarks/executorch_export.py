@@ -258,12 +258,11 @@ def snr_db(ref, got):
 
 def export_one(name, out_dir, seed, refmodels):
     if name in zoo.ZOO:             # zoo models: their own seeded weights and inputs
-        cls = zoo.ZOO[name][0]
+        if len(zoo.ZOO[name][2]) != 1 or name == "conformer":
+            raise RuntimeError(f"{name}: only one-input models are exported")
         model = zoo.build(name, seed)
         *calibration, (x,) = zoo.inputs(name, seed + 1, 9)
         calibration.append((x,))
-        if len(zoo.ZOO[name][2]) != 1 or name == "conformer":
-            raise RuntimeError(f"{name}: only one-input models are exported")
     else:
         cls, shape = MODELS[name]
         torch.manual_seed(seed)
@@ -274,7 +273,14 @@ def export_one(name, out_dir, seed, refmodels):
         calibration.append((x,))    # the test input is in the calibration set: no clipping
     t0 = time.perf_counter()
     tosa_bytes, gmod = export(model, (x,), calibration)
-    t_export = time.perf_counter() - t0
+    return write_export(name, model, x, tosa_bytes, gmod, time.perf_counter() - t0, out_dir,
+                        refmodels, {"seed": seed})
+
+
+def write_export(name, model, x, tosa_bytes, gmod, t_export, out_dir, refmodels, data):
+    """Write ``out_dir``/``name``/ (model.tosa, input/expected .npy, meta.json) for a lowered
+    a16w8 delegate; ``data`` (seeds) goes into meta.json."""
+    cls = zoo.ZOO[name][0] if name in zoo.ZOO else MODELS[name][0]
     qin, qout = boundary_qparams(gmod)
     inputs, outputs = graph_io(tosa_bytes)
     if len(inputs) != len(qin) or len(outputs) != len(qout):
@@ -298,7 +304,7 @@ def export_one(name, out_dir, seed, refmodels):
     d.mkdir(parents=True, exist_ok=True)
     (d / "model.tosa").write_bytes(tosa_bytes)
     meta = {"model": name, "description": " ".join((cls.__doc__ or cls.__name__).split()),
-            "seed": seed, "flow": "ExecuTorch Arm TOSA backend, TOSA-1.0+INT+int16, "
+            **data, "flow": "ExecuTorch Arm TOSA backend, TOSA-1.0+INT+int16, "
             "get_symmetric_a16w8_quantization_config(is_per_channel=True, epsilon=2**-16)",
             "versions": tool_versions(refmodels[0]), "export_seconds": round(t_export, 1),
             "inputs": [], "outputs": [], "refmodel_cross_check": agree}
@@ -319,7 +325,7 @@ def export_one(name, out_dir, seed, refmodels):
 def tool_versions(refmodel):
     from importlib.metadata import version
     v = {p: version(p) for p in ("torch", "executorch", "tosa-tools", "torchao")}
-    v["refmodel_binary"] = str(refmodel)
+    v["refmodel_binary"] = "/".join(Path(refmodel).parts[-2:])     # bin/tosa_reference_model
     return v
 
 

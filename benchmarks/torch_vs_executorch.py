@@ -183,7 +183,8 @@ def snr(ref, got):
 
 # ---- ExecuTorch side (runs in the executorch environment) ------------------------------------
 def et_lower(model, calib, sample, quantization):
-    """(TOSA delegate blobs, input and output (scale, zero point)s) of ExecuTorch's lowering."""
+    """(TOSA delegate blobs, input and output (scale, zero point)s, edge graph module) of
+    ExecuTorch's lowering."""
     from executorch_export import lower_to_edge
     gmod = lower_to_edge(model, sample, calib, quantization)
     blobs, qin, qout = [], [], []
@@ -198,7 +199,24 @@ def et_lower(model, calib, sample, quantization):
             if "dequantize_per_tensor" in t and getattr(n.args[0], "target", None) is not None \
                     and "getitem" in str(n.args[0].target):
                 qout.append((float(n.args[1]), int(n.args[2])))
-    return blobs, qin, qout
+    return blobs, qin, qout, gmod
+
+
+def export_zoo(name, model, x, blobs, gmod, seconds, job):
+    """Keep ExecuTorch's a16w8 export of a zoo model (as benchmarks/executorch_export.py
+    writes it); problems are printed, not raised (the comparison goes on)."""
+    import executorch_export as ee
+    try:
+        if len(blobs) != 1:
+            raise RuntimeError(f"{len(blobs)} delegates")
+        meta = ee.write_export(name, model, x, blobs[0], gmod, seconds,
+                               Path(job["export_dir"]), [ee.default_refmodel()],
+                               {"seed": 0, "calibration": f"zoo.inputs(seed={job['calib_seed']}"
+                                f", n={N_CALIB}, dist={job['dist']!r})", "input": "the first of "
+                                f"zoo.inputs(seed={job['eval_seed']}, n={N_EVAL})"})
+        print(f"exported {name}: {meta['outputs'][0]['snr_db_vs_float']} dB", flush=True)
+    except Exception as e:  # noqa: BLE001
+        print(f"export of {name} failed: {type(e).__name__}: {e}", flush=True)
 
 
 def et_worker(directory):
@@ -214,8 +232,10 @@ def et_worker(directory):
                                            job["dist"])
         try:
             t0 = time.perf_counter()
-            blobs, qin, qout = et_lower(model, calib, evals[0], q)
+            blobs, qin, qout, gmod = et_lower(model, calib, evals[0], q)
             dt = time.perf_counter() - t0
+            if job.get("export_dir") and q == "a16w8" and name in zoo.ZOO:
+                export_zoo(name, model, evals[0][0], blobs, gmod, dt, job)
             if len(blobs) != 1:
                 raise RuntimeError(f"{len(blobs)} delegated partitions (expected 1)")
             if len(qin) != 1 or len(qout) < 1:
@@ -245,14 +265,15 @@ def run_et(names, args, tmp):
         return None
     job = dict(calib_seed=args.calib_seed, eval_seed=args.eval_seed, dist=args.dist)
     done = {}
+    export = dict(export_dir=str(Path(args.export_dir).resolve())) if args.export_dir else {}
     if (tmp / "job.json").exists() and (tmp / "et.json").exists():
         old = json.loads((tmp / "job.json").read_text())
         if all(old.get(k) == v for k, v in job.items()):
             done = json.loads((tmp / "et.json").read_text())
-    todo = [n for n in names if n not in done]
+    todo = [n for n in names if n not in done or (export and n in zoo.ZOO)]
     if not todo:
         return done
-    (tmp / "job.json").write_text(json.dumps(dict(job, cases=todo)))
+    (tmp / "job.json").write_text(json.dumps(dict(job, cases=todo, **export)))
     with open(tmp / "et.log", "a") as log:
         subprocess.run([args.et_python, str(Path(__file__).resolve()), "--et-worker", str(tmp)],
                        stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -347,8 +368,12 @@ def main(argv=None):
     ap.add_argument("--observers", default=None, help="observer study: kinds to compare")
     ap.add_argument("--seeds", default="1,2", help="observer study: calibration seeds")
     ap.add_argument("--dists", default="randn,heavy", help="observer study: distributions")
+    ap.add_argument("--et-only", action="store_true", help="run the ExecuTorch side only")
     ap.add_argument("--resnet18", action="store_true",
                     help="only the lowering time of a ResNet-18-sized CNN")
+    ap.add_argument("--export-dir", default=None,
+                    help="also keep ExecuTorch's a16w8 zoo exports here (benchmarks/data/"
+                         "executorch)")
     ap.add_argument("--workdir", default=None,
                     help="keep ExecuTorch's outputs here (reused for the same seeds)")
     ap.add_argument("--json", default=None)
@@ -374,6 +399,8 @@ def main(argv=None):
     tmp = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="tosaint_vs_et_"))
     tmp.mkdir(parents=True, exist_ok=True)
     et = run_et(names, a, tmp)
+    if a.et_only:
+        return 0
     import tosaint.torch as tt
     tt.lower(nn.Linear(4, 4), (torch.randn(2, 4),))        # warm-up (torch.export init)
     head = (f"{'case':<20} {'quant':<6} {'tosaint SNR':>11} {'ET SNR':>7} {'tosaint s':>9} "
