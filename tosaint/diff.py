@@ -37,6 +37,7 @@ import numpy as np
 from .dtypes import STORAGE
 from .errors import BackendError, InputError, TosaError
 from .schema.definition import DType, Op
+from .schema.loader import read_model_file
 
 
 def _legacy_names(name):
@@ -213,7 +214,10 @@ def open_reference(against, names=()):
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             return MapSource({k: z[k] for k in z.files})
-    data = p.read_bytes()
+    try:
+        data = read_model_file(p)
+    except TosaError as e:
+        raise InputError(f"--against {against}: {e}") from None
     tensors = parse_text_dump(data)
     if not tensors:
         raise InputError(f"--against {against}: neither a directory of .npy files, a .npz, nor "

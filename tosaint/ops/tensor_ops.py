@@ -4,8 +4,8 @@ TRANSPOSE_CONV2D, MATMUL.
 Build checks every ERROR_IF of the operators' pseudocode (``pseudocode/operators/<OP>.tosac``)
 plus the shape/rank/attribute-length checks the reference model makes and reads the zero points
 (compile-time constants); then, unless it only validates, it prepares the weight layout once
-when the weights are constant.  Run calls one kernel (``tosaint.kernels.tensor_ops`` or its
-spec twin), picked from ``_KERNELS``.
+when the weights are constant.  Run calls one kernel (``tosaint.kernels.conv_dense``, ``conv_depthwise``
+or ``matmul``, or its spec twin), picked from ``_KERNELS``.
 
 Where the spec says "unpredictable" but the reference model returns values (tosa-facts.md 2.4),
 tosaint returns the same values and records a diagnostic: int48 outputs saturate to

@@ -158,14 +158,13 @@ def _graph_bytes(graph, required=True):
     tosaint cannot read gives (bytes, None), so that Vela still sees it."""
     from ..errors import TosaError
     from ..graph import Graph
-    from ..schema.loader import load
+    from ..schema.loader import load, read_model_file
     if isinstance(graph, Graph):
         return graph.to_bytes(), graph
     if isinstance(graph, (bytes, bytearray, memoryview)):
         data = bytes(graph)
     else:
-        with open(os.fspath(graph), "rb") as f:
-            data = f.read()
+        data = read_model_file(graph)
     try:
         return data, load(data)
     except TosaError:

@@ -371,11 +371,9 @@ def check(graph, target="ethos-u85-256"):
     """
     from ..graph import Graph
     if not isinstance(graph, Graph):
-        from ..schema.loader import load
+        from ..schema.loader import load, read_model_file
         if not isinstance(graph, (bytes, bytearray, memoryview)):
-            import os
-            with open(os.fspath(graph), "rb") as f:
-                graph = f.read()
+            graph = read_model_file(graph)
         graph = load(bytes(graph))
     family = _family(target)
     findings = []
