@@ -261,9 +261,14 @@ def et_worker(directory):
 def run_et(names, args, tmp):
     """ExecuTorch's results per case (None when its environment is missing).  Cases already in
     ``tmp``/et.json for the same seeds and distribution are not lowered again."""
-    if not (args.et_python and os.path.exists(args.et_python)):
-        return None
     job = dict(calib_seed=args.calib_seed, eval_seed=args.eval_seed, dist=args.dist)
+    if not (args.et_python and os.path.exists(args.et_python)):
+        # no ExecuTorch environment: what an earlier run left in the work directory, if any
+        if (tmp / "job.json").exists() and (tmp / "et.json").exists():
+            old = json.loads((tmp / "job.json").read_text())
+            if all(old.get(k) == v for k, v in job.items()):
+                return json.loads((tmp / "et.json").read_text())
+        return None
     done = {}
     export = dict(export_dir=str(Path(args.export_dir).resolve())) if args.export_dir else {}
     if (tmp / "job.json").exists() and (tmp / "et.json").exists():
