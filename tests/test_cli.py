@@ -269,6 +269,7 @@ def test_resource_limits_on_the_command_line(tmp_path, capsys):
 
 
 # ---- the reference model -------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.oracle
 def test_golden_verify_says_what_the_reference_model_checked(tmp_path):
     pytest.importorskip("tosa_reference_model")

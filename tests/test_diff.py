@@ -184,6 +184,7 @@ def mixed_graph():
     return b.build()
 
 
+@pytest.mark.slow
 @pytest.mark.oracle
 def test_oracle_dump_and_corruption(tmp_path):
     pytest.importorskip("tosa_reference_model")

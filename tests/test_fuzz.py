@@ -39,6 +39,7 @@ def _run_worker(mode):
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_fuzz_mutations_only_raise_tosa_errors():
     stats = _run_worker("fuzz")
     print(stats)
@@ -51,6 +52,7 @@ def test_fuzz_mutations_only_raise_tosa_errors():
     assert sum(c["loaded"] for c in kinds.values()) > 20
 
 
+@pytest.mark.slow
 def test_crafted_pathological_buffers():
     stats = _run_worker("crafted")
     print(stats)

@@ -120,6 +120,7 @@ def test_progress_only_on_a_terminal(tmp_path, models, capsys):
 
 
 # ---- local pool vs Dask ------------------------------------------------------------------
+@pytest.mark.slow
 def test_batch_local_pool_and_dask_cluster_agree(tmp_path, models, capsys):
     spec = [{"model": str(m), "random": {"seed": 7, "count": 40}} for m in models]
     (tmp_path / "s.json").write_text(json.dumps(spec))
@@ -154,6 +155,7 @@ def test_batch_local_pool_and_dask_cluster_agree(tmp_path, models, capsys):
 
 
 # ---- kill half-way, re-run ---------------------------------------------------------------
+@pytest.mark.slow
 def test_killed_batch_is_completed_by_a_rerun(tmp_path, models):
     spec = [{"model": str(m), "random": {"seed": 1, "count": 300}} for m in models[1:4]]
     (tmp_path / "s.json").write_text(json.dumps(spec))
@@ -205,6 +207,7 @@ def _parallel_sum(a):
     return s
 
 
+@pytest.mark.slow
 def test_pool_starts_after_parallel_numba_ran_in_this_process(tmp_path, models):
     """Forking a process whose OpenMP threads are running aborts the child ("fork() called
     from a process already using GNU OpenMP"); the pool must not fork this process."""

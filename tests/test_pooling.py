@@ -311,6 +311,7 @@ np.savez(sys.argv[1], *[r[n] for n in g.outputs])
 """
 
 
+@pytest.mark.slow
 def test_pools_identical_with_one_and_two_threads(tmp_path):
     import os
     import subprocess
