@@ -177,6 +177,16 @@ def hot_functions(data, inputs, calls=20, top=10):
 
 
 # ---- the whole conformance suite ---------------------------------------------------------------
+def _shown(path):
+    """``path`` relative to the working directory when it lies below it (results files then
+    say where the suite is without naming the machine's folders)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def bench_suite(root, ref, limit=None):
     """Every binding-passable positive test below ``root``, one call each on both sides (the
     order alternates from test to test); total seconds, and every output compared."""
@@ -184,7 +194,7 @@ def bench_suite(root, ref, limit=None):
     from tosaint.conformance import find_tests
 
     tests = find_tests(root)[:limit]
-    row = dict(case="conformance suite", kind="suite", root=str(root), tests=len(tests))
+    row = dict(case="conformance suite", kind="suite", root=_shown(root), tests=len(tests))
     cases = []
     for t in tests:                                     # untimed: which tests the binding takes
         desc = json.loads(Path(t, "desc.json").read_text())
@@ -367,7 +377,7 @@ def suite_section(report, root, limit, ref):
     report["suite"] = r = bench_suite(root, ref, limit)
     r["target"] = TARGETS["suite"]
     print(f"\nwhole suite, one call each ({r['passable']} binding-passable positive tests of "
-          f"{r['tests']} in {root}): tosaint {r['tosaint_s']:.2f} s, reference "
+          f"{r['tests']} in {_shown(root)}): tosaint {r['tosaint_s']:.2f} s, reference "
           f"{r['reference_s']:.2f} s, ref/tosaint {r['ratio']:.2f} (target "
           f"{r['target']:.0f}): {r['status']}")
     for m in r["first_mismatches"]:
