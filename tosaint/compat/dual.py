@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import TosaError
 from ..schema.definition import DType
-from . import reference_model as rm
+from . import engine as rm
 
 NAME = "tosa_reference_model"
 PRIVATE_NAME = "_tosaint_real_tosa_reference_model"
