@@ -116,12 +116,31 @@ class _Buf:
 
     def strings_vector(self, vec, where, field):
         """The strings of the vector at ``vec``."""
-        start, count = self.vector(vec, 4, where, field)
         b, n = self.b, self.n
+        count = _U32(b, vec)[0] if vec + 4 <= n else n
+        start = vec + 4
+        if 4 * count > n - start:
+            self.vector(vec, 4, where, field)       # says what is wrong
         if count == 1:
-            rels = _U32(b, start)
-        else:
-            rels = struct.unpack_from(f"<{count}I", b, start)
+            target = start + _U32(b, start)[0]
+            end = target + 4 + _U32(b, target)[0] if target + 4 <= n else n
+            try:
+                if end >= n or b[end]:
+                    raise ValueError
+                out = [b[target + 4:end].decode()]
+            except ValueError:  # (UnicodeDecodeError too) the careful path says what is wrong
+                self.string(target, (where, field, 0), None)
+                raise           # (not reached: the careful path raises)
+            self.budget -= 2 + ((end - target - 4) >> 3)
+            if self.budget < 0:
+                self.exhausted(where, field)
+            return out
+        self.budget -= 1 + count + (count >> 1)
+        if self.budget < 0:
+            self.exhausted(where, field)
+        # the strings may all be one long string: stop as soon as they exceed the budget
+        room = self.budget << 3
+        rels = struct.unpack_from(f"<{count}I", b, start)
         out = []
         spent = 0
         vec = start
@@ -137,8 +156,10 @@ class _Buf:
                 self.string(target, (where, field, (vec - start) >> 2), None)
                 raise           # (not reached: the careful path raises)
             spent += length
+            if spent > room:
+                self.exhausted(where, field)
             vec += 4
-        self.budget -= count + (spent >> 3)
+        self.budget -= spent >> 3
         if self.budget < 0:
             self.exhausted(where, field)
         return out
@@ -218,6 +239,13 @@ class _Buf:
         return lay
 
 
+def _i32s(b, start, count):
+    """``count`` little-endian int32 at ``start`` (bounds already checked)."""
+    if count == 1:
+        return _I32(b, start)
+    return struct.unpack_from(f"<{count}i", b, start)
+
+
 def _picker(index):
     if not index:
         return lambda values: ()
@@ -271,7 +299,41 @@ def _field_lines(table, name, ftype, env):
                 f"    else:",
                 f"        {v} = None"]
     if ftype == "string":
-        return [f"    {v} = buf.string({target}, where, {q}) if {o} else None"]
+        # in line: the common case (in bounds, terminated, UTF-8); anything else takes
+        # ``buf.string``, which says what is wrong
+        return [f"    if {o}:",
+                f"        s = {target}",
+                f"        e = s + 4 + _U32(b, s)[0] if s + 4 <= n else n",
+                f"        if e < n and not b[e]:",
+                f"            try:",
+                f"                {v} = b[s + 4:e].decode()",
+                f"            except UnicodeDecodeError:",
+                f"                {v} = buf.string(s, where, {q})",
+                f"            buf.budget -= 1 + ((e - s - 4) >> 3)",
+                f"            if buf.budget < 0: buf.exhausted(where, {q})",
+                f"        else:",
+                f"            {v} = buf.string(s, where, {q})",
+                f"    else:",
+                f"        {v} = None"]
+    if ftype in ("[int32]", "[ubyte]"):
+        # in line: the common case (the vector lies in the buffer); else ``buf.vector`` fails
+        size = 4 if ftype == "[int32]" else 1
+        if ftype == "[int32]":
+            env["_I32S"] = _i32s
+            value, absent = "_I32S(b, s + 4, c)", "()"
+        elif (table, name) in _ZERO_COPY:
+            value, absent = "buf.mv[s + 4:s + 4 + c]", "None"
+        else:
+            value, absent = "b[s + 4:s + 4 + c]", "None"
+        return [f"    if {o}:",
+                f"        s = {target}",
+                f"        c = _U32(b, s)[0] if s + 4 <= n else n",
+                f"        if {size} * c > n - s - 4: buf.vector(s, {size}, where, {q})",
+                f"        buf.budget -= 1 + {size} * c // 8",
+                f"        if buf.budget < 0: buf.exhausted(where, {q})",
+                f"        {v} = {value}",
+                f"    else:",
+                f"        {v} = {absent}"]
     if ftype in TABLES:
         return [f"    if {o}:",
                 f"        t = {target}",
@@ -335,7 +397,7 @@ _UNION = {}
 
 
 def _generate():
-    env = {"_fail": _fail, "_I32": _I32}
+    env = {"_fail": _fail, "_I32": _I32, "_U32": _U32}
     tables = dict(TABLES)
     for op, (tname, fields) in ATTRIBUTES.items():
         tables[tname] = fields
