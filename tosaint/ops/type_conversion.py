@@ -197,26 +197,41 @@ def rescale(node):
 
 def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, in_bits):
     """The per-channel arrays a RESCALE runs with, from its multiplier and shift constants:
-    (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, (lo, hi) or None)."""
-    mult = np.asarray(mult, np.int64).reshape(-1)
-    shift = np.asarray(shift, np.int64).reshape(-1)
+    (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, (lo, hi) or None).
+
+    Computed in Python integers on the constants' own values (one for a per-tensor RESCALE),
+    and only then made arrays for the ``cols`` channels."""
+    mult = np.asarray(mult, np.int64).reshape(-1).tolist()
+    shift = np.asarray(shift, np.int64).reshape(-1).tolist()
     if not per_channel:
-        mult, shift = np.repeat(mult[:1], cols), np.repeat(shift[:1], cols)
-    mult, shift = np.ascontiguousarray(mult), np.ascontiguousarray(shift)
+        mult, shift = mult[:1], shift[:1]
     with np.errstate(over="ignore"):
-        pow2 = np.array([2.0 ** -int(s) for s in shift], np.float64).astype(np.float32)
-    bad_params = [c for c in range(len(mult)) if not (mult[c] >= 0 and 2 <= shift[c] <= 62)]
+        pow2 = np.array([2.0 ** -s for s in shift], np.float64).astype(np.float32)
+    bad_params = [c for c, (m, s) in enumerate(zip(mult, shift))
+                  if not (m >= 0 and 2 <= s <= 62)]
     # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
     # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
     # does the general kernel run again for the exact handling of the failures.
     fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
     rnd_pos = rnd_neg = half = lo_hi = None
     if fast:
-        base = np.array([1 << (int(s) - 1) for s in shift], np.int64)     # 2**(shift-1)
-        extra = np.where(shift > 31, 1 << 30, 0) if mode == DOUBLE32 else 0
-        rnd_pos, rnd_neg = base + extra, base - extra
+        base = [1 << (s - 1) for s in shift]                                 # 2**(shift-1)
+        extra = [1 << 30 if mode == DOUBLE32 and s > 31 else 0 for s in shift]
+        rnd_pos = [b + x for b, x in zip(base, extra)]
+        rnd_neg = [b - x for b, x in zip(base, extra)]
         # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
-        half = np.full(cols, 1 << 62, np.int64) if mode == SCALE16 else base
+        half = [1 << 62] * len(shift) if mode == SCALE16 else base
         if in_zp == 0:
             lo_hi = no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
-    return mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, lo_hi
+
+    def channels(values, dtype=np.int64):
+        """``values`` for each of the ``cols`` channels, a contiguous array (None stays None)."""
+        if values is None:
+            return None
+        if len(values) == 1:
+            return np.full(cols, values[0], dtype)
+        return np.array(values, dtype)
+    if lo_hi is not None:
+        lo_hi = (channels(lo_hi[0]), channels(lo_hi[1]))
+    return (channels(mult), channels(shift), channels(pow2, np.float32), bad_params, fast,
+            channels(rnd_pos), channels(rnd_neg), channels(half), lo_hi)
