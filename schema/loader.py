@@ -25,8 +25,9 @@ MAX_FILE_BYTES = 1 << 32
 _BYTES = {DType.BOOL: 1, DType.INT8: 1, DType.INT16: 2, DType.INT32: 4, DType.INT48: 6,
           DType.SHAPE: 8, DType.INT64: 8, DType.FP32: 4, DType.FP16: 2, DType.BF16: 2,
           DType.FP8E4M3: 1, DType.FP8E5M2: 1}
-_NATIVE = {DType.INT8: "<i1", DType.INT16: "<i2", DType.INT32: "<i4", DType.SHAPE: "<i8",
-           DType.INT64: "<i8", DType.FP32: "<f4", DType.FP16: "<f2"}
+_NATIVE = {d: np.dtype(code) for d, code in (
+    (DType.INT8, "<i1"), (DType.INT16, "<i2"), (DType.INT32, "<i4"), (DType.SHAPE, "<i8"),
+    (DType.INT64, "<i8"), (DType.FP32, "<f4"), (DType.FP16, "<f2"))}
 
 
 def encoded_size(dtype, count):
@@ -41,6 +42,15 @@ def _readonly(arr):
     return arr
 
 
+def _native(raw, dtype, count, shape):
+    arr = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+    flags = arr.flags
+    if flags.writeable or not flags.aligned:
+        # a mutable source must not alias; an unaligned one is copied (one array layout)
+        arr = _readonly(arr.copy())
+    return arr
+
+
 def decode_data(raw, dtype, shape, where="tensor"):
     """Decode little-endian constant bytes into the dtype's storage array of ``shape``.
 
@@ -51,6 +61,9 @@ def decode_data(raw, dtype, shape, where="tensor"):
     count = 1
     for d in shape:
         count *= int(d)
+    native = _NATIVE.get(dtype)
+    if native is not None and len(raw) >= count * native.itemsize:    # the common case
+        return _native(raw, native, count, shape)
     if dtype.__class__ is not DType:
         dtype = DType(dtype)
     if dtype == DType.UNKNOWN:
@@ -62,12 +75,7 @@ def decode_data(raw, dtype, shape, where="tensor"):
         raise SchemaError(f"{where}: data has {len(raw)} bytes, but shape {list(shape)} of "
                           f"{dtype.name} needs {need}")
     if dtype in _NATIVE:
-        arr = np.frombuffer(raw, dtype=_NATIVE[dtype], count=count).reshape(shape)
-        flags = arr.flags
-        if flags.writeable or not flags.aligned:
-            # a mutable source must not alias; an unaligned one is copied (one array layout)
-            arr = _readonly(arr.copy())
-        return arr
+        return _native(raw, _NATIVE[dtype], count, shape)
     buf = np.frombuffer(raw, dtype=np.uint8, count=need)
     if dtype == DType.BOOL:
         arr = buf != 0
