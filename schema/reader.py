@@ -60,8 +60,8 @@ class _Buf:
         #: fields present in the file beyond the schema tosaint knows (a newer writer's):
         #: "where: slot i", at most 100 of them
         self.unknown = []
-        #: (table kind, vtable position) -> compiled layout (see ``layout``)
-        self.layouts = {}
+        #: per table kind: vtable position -> compiled layout (see ``layout``)
+        self.layouts = [{} for _ in _KINDS]
 
     def spend(self, count, where, field=None):
         self.budget -= count
@@ -229,13 +229,13 @@ class _Buf:
             index = [len(order)] * k             # absent slots pick the appended 0
             for j, i in enumerate(order):
                 index[i] = j
-            lay = self.layouts[tid, vt] = (obj_len, offs, unpack, _picker(index))
+            lay = self.layouts[tid][vt] = (obj_len, offs, unpack, _picker(index))
             return lay
         singles = [(off, struct.Struct("<" + codes[i]).unpack_from) for i, off in enumerate(offs)]
 
         def unpack_each(b, pos):
             return tuple(u(b, pos + off)[0] if off else 0 for off, u in singles)
-        lay = self.layouts[tid, vt] = (obj_len, offs, unpack_each, _picker(list(range(k))))
+        lay = self.layouts[tid][vt] = (obj_len, offs, unpack_each, _picker(list(range(k))))
         return lay
 
 
@@ -372,7 +372,7 @@ def _table_source(table, fields, env):
              "    n = buf.n",
              f"    if depth > {_MAX_DEPTH} or pos + 4 > n: buf.bad_table(pos, where, depth)",
              "    vt = pos - _I32(b, pos)[0]",
-             f"    lay = buf.layouts.get(({tid}, vt))",
+             f"    lay = buf.layouts[{tid}].get(vt)",
              f"    if lay is None: lay = buf.layout({tid}, vt, where)",
              "    obj_len, offs, unpack, pick = lay",
              "    if pos + obj_len > n: _fail(where, None, 'corrupt vtable (table runs past the "
