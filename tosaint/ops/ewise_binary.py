@@ -5,6 +5,8 @@ type, checked against the spec's REQUIREs, then narrowed exactly as the spec (an
 model) does.  Broadcasting follows broadcast_shape/apply_broadcast: equal ranks, each dimension
 equal or 1, and the output shape must be the broadcast shape (ERROR_IF otherwise).
 """
+import math
+
 import numpy as np
 
 from ..dtypes import RANGE, STORAGE, short
@@ -207,6 +209,12 @@ def intdiv(node):
 
 
 # ---- TABLE ---------------------------------------------------------------------------------
+#: an int16 TABLE with a constant table gathers from a lookup array of all 65536 inputs when
+#: its input has at least this many elements; a smaller input (e.g. the 16 values of a
+#: per-token rsqrt) is cheaper to evaluate directly than the array is to build
+_LUT_MIN_ELEMENTS = 1 << 12
+
+
 @register(Op.TABLE, {(I8, I8, I8): "PRO-INT", (I16, I16, I32): "EXT-INT16"},
           operands=("input1", "table"))
 def table(node):
@@ -232,7 +240,7 @@ def table(node):
         node.require(bad == 0, "TABLE slope (table[index+1] - table[index]) outside int16",
                      count=int(bad))
 
-    if node.is_const(1):
+    if node.is_const(1) and math.prod(shape) >= _LUT_MIN_ELEMENTS:
         # constant table: evaluate apply_lookup_s once for all 65536 inputs, then gather
         # derived once per constant table, shared by every TABLE that uses it
         table_const = node.const(1)
