@@ -195,8 +195,7 @@ class _Buf:
         (0: absent), and ``pick(unpack(b, pos) + (0,))``, the raw value of every slot of the
         table at ``pos`` read with one ``struct`` call (a scalar, or a uoffset; 0 when absent).
         """
-        table, names, codes = _KINDS[tid]
-        b, n, k = self.b, self.n, len(names)
+        b, n, k = self.b, self.n, len(_KINDS[tid][1])
         if vt < 0 or vt + 4 > n:
             _fail(where, None, "corrupt vtable (offset outside the buffer)")
         vt_len, obj_len = _VT_HEAD(b, vt)
@@ -204,39 +203,53 @@ class _Buf:
             _fail(where, None, "corrupt vtable")
         present = (vt_len - 4) >> 1
         self.spend(1 + present, where)       # many distinct vtables must not cost for ever
-        offs = struct.unpack_from(f"<{present}H", b, vt + 4)
-        if present > k:
-            # a newer schema's fields: tosaint cannot know their types, so they are reported
-            # (``Graph.dropped_fields``, once per vtable) and not written back
-            for i, off in enumerate(offs[k:]):
-                if off and len(self.unknown) < 100:
-                    self.unknown.append(f"{_where(where)}: slot {k + i}")
-            offs = offs[:k]
-        offs = offs + (0,) * (k - len(offs))
-        fields = sorted((off, i) for i, off in enumerate(offs) if off)
-        end, fmt, order = 0, "<", []
-        for off, i in fields:
-            width = struct.calcsize("<" + codes[i])
-            if off + width > obj_len:
-                _fail(where, names[i], "field outside its table")
-            if off < end:
-                break                # overlapping fields (a hostile file): read them one by one
-            fmt += (f"{off - end}x" if off > end else "") + codes[i]
-            end = off + width
-            order.append(i)
-        else:
-            unpack = struct.Struct(fmt).unpack_from
-            index = [len(order)] * k             # absent slots pick the appended 0
-            for j, i in enumerate(order):
-                index[i] = j
-            lay = self.layouts[tid][vt] = (obj_len, offs, unpack, _picker(index))
-            return lay
-        singles = [(off, struct.Struct("<" + codes[i]).unpack_from) for i, off in enumerate(offs)]
-
-        def unpack_each(b, pos):
-            return tuple(u(b, pos + off)[0] if off else 0 for off, u in singles)
-        lay = self.layouts[tid][vt] = (obj_len, offs, unpack_each, _picker(list(range(k))))
+        # a layout depends only on the vtable's bytes: ones compiled by earlier loads are reused
+        # (not those with a newer schema's fields, which are reported per file)
+        key = b[vt:vt + vt_len] if present <= k else None
+        compiled = _COMPILED[tid]
+        lay = compiled.get(key)
+        if lay is None:
+            offs = struct.unpack_from(f"<{present}H", b, vt + 4)
+            if present > k:
+                # a newer schema's fields: tosaint cannot know their types, so they are reported
+                # (``Graph.dropped_fields``, once per vtable) and not written back
+                for i, off in enumerate(offs[k:]):
+                    if off and len(self.unknown) < 100:
+                        self.unknown.append(f"{_where(where)}: slot {k + i}")
+                offs = offs[:k]
+            lay = _compile(tid, offs + (0,) * (k - len(offs)), obj_len, where)
+            if key is not None and len(compiled) < _MAX_COMPILED:
+                compiled[key] = lay
+        self.layouts[tid][vt] = lay
         return lay
+
+
+def _compile(tid, offs, obj_len, where):
+    """The layout of table kind ``tid`` whose slots are at ``offs`` (see ``_Buf.layout``)."""
+    _, names, codes = _KINDS[tid]
+    k = len(names)
+    fields = sorted((off, i) for i, off in enumerate(offs) if off)
+    end, fmt, order = 0, "<", []
+    for off, i in fields:
+        width = struct.calcsize("<" + codes[i])
+        if off + width > obj_len:
+            _fail(where, names[i], "field outside its table")
+        if off < end:
+            break                # overlapping fields (a hostile file): read them one by one
+        fmt += (f"{off - end}x" if off > end else "") + codes[i]
+        end = off + width
+        order.append(i)
+    else:
+        unpack = struct.Struct(fmt).unpack_from
+        index = [len(order)] * k             # absent slots pick the appended 0
+        for j, i in enumerate(order):
+            index[i] = j
+        return obj_len, offs, unpack, _picker(index)
+    singles = [(off, struct.Struct("<" + codes[i]).unpack_from) for i, off in enumerate(offs)]
+
+    def unpack_each(b, pos):
+        return tuple(u(b, pos + off)[0] if off else 0 for off, u in singles)
+    return obj_len, offs, unpack_each, _picker(list(range(k)))
 
 
 def _i32s(b, start, count):
@@ -257,6 +270,9 @@ def _picker(index):
 
 #: table kind id -> (table name, slot names, struct code of each slot)
 _KINDS = []
+#: table kind id -> {vtable bytes: layout}, shared by all loads (at most ``_MAX_COMPILED`` each)
+_COMPILED = []
+_MAX_COMPILED = 64
 
 
 # ---- generation of one reader per table ------------------------------------------------------
@@ -367,6 +383,7 @@ def _table_source(table, fields, env):
         codes.append(_slot_code(ftype))
     tid = len(_KINDS)
     _KINDS.append((table, tuple(names), tuple(codes)))
+    _COMPILED.append({})
     lines = [f"def {_reader_name(table)}(buf, pos, where, depth):",
              "    b = buf.b",
              "    n = buf.n",
