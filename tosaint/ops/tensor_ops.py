@@ -197,8 +197,9 @@ _HW = (("height", "IH", "KH", ("pad_top", "pad_bottom")),
 _DHW = (("depth", "ID", "KD", ("pad_d0", "pad_d1")),) + _HW
 
 
-def _dense_conv(node, kind, dims):
-    """CONV2D / CONV3D: input [N, (D,) H, W, IC], weight [OC, (KD,) KH, KW, IC]."""
+def _check_dense(node, dims):
+    """The ERROR_IFs of CONV2D / CONV3D (input [N, (D,) H, W, IC], weight [OC, (KD,) KH, KW,
+    IC]); returns what the preparation needs."""
     rank = len(dims) + 2
     x, w, bias, out, input_zp, weight_zp = _common(node, rank)
     c = rank - 1                                     # the channel axis of all three
@@ -208,6 +209,20 @@ def _dense_conv(node, kind, dims):
                   f"weight OC {w.shape[0]} != output channels {out.shape[c]}")
     _check_bias(node, bias, out.shape[c])
     pad, stride, dilation = _spatial(node, x, w, out, dims, 1)
+    return x, out, input_zp, weight_zp, pad, stride, dilation
+
+
+def _check_conv2d(node):
+    return _check_dense(node, _HW)
+
+
+def _check_conv3d(node):
+    return _check_dense(node, _DHW)
+
+
+def _dense_conv(node, kind, check):
+    """CONV2D / CONV3D: checked once (``check``, on the validating pass), then prepared."""
+    x, out, input_zp, weight_zp, pad, stride, dilation = node.once(check)
     return _make_run(node, kind, _x_absmax(x.dtype, input_zp),
                      dict(weight_zp=weight_zp, input_zp=input_zp, prep_args=(kind,),
                           args=(pad, stride, dilation, tuple(out.shape))),
@@ -216,16 +231,17 @@ def _dense_conv(node, kind, dims):
 
 @register(Op.CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv2d(node):
-    return _dense_conv(node, "conv2d", _HW)
+    return _dense_conv(node, "conv2d", _check_conv2d)
 
 
 @register(Op.CONV3D, _CONV_SIGS, operands=_CONV_OPERANDS)
 def conv3d(node):
-    return _dense_conv(node, "conv3d", _DHW)
+    return _dense_conv(node, "conv3d", _check_conv3d)
 
 
-@register(Op.DEPTHWISE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
-def depthwise_conv2d(node):
+def _check_depthwise(node):
+    """The ERROR_IFs of DEPTHWISE_CONV2D (weight [KH, KW, C, M]); returns what the
+    preparation needs."""
     x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     kh, kw, c, m = w.shape
     node.error_if(c != x.shape[3], f"weight C {c} != input channels {x.shape[3]}")
@@ -233,6 +249,12 @@ def depthwise_conv2d(node):
                   f"output channels {out.shape[3]} != C*M = {c}*{m} = {c * m}")
     _check_bias(node, bias, c * m, "C*M")
     pad, stride, dilation = _spatial(node, x, w, out, _HW, 0)
+    return x, out, input_zp, weight_zp, pad, stride, dilation
+
+
+@register(Op.DEPTHWISE_CONV2D, _CONV_SIGS, operands=_CONV_OPERANDS)
+def depthwise_conv2d(node):
+    x, out, input_zp, weight_zp, pad, stride, dilation = node.once(_check_depthwise)
     out48 = out.dtype == T.INT48
     x_absmax = _x_absmax(x.dtype, input_zp)
     args = (pad, stride, dilation, tuple(out.shape))
