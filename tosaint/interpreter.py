@@ -171,6 +171,10 @@ class BlockPlan:
             for n in o.outputs:
                 if n not in self.var_names:
                     producer[n] = i
+        if all(producer.get(n, -1) < i for i, o in enumerate(ops) for n in o.inputs):
+            # every operator comes after the producers of its inputs (as serialized graphs
+            # usually are): the smallest-index-first order below is the given order
+            return list(range(len(ops)))
         indeg = [0] * len(ops)
         users = [[] for _ in ops]
         for i, o in enumerate(ops):
