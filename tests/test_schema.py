@@ -626,3 +626,24 @@ def test_python_serializer_file_loads():
                    "const-2": [True, False, True], "const-3": [2, 2]}
     assert g.tensors["const-3"].extra == {"shape_table": True}
     assert load(g.to_bytes()) == g
+
+
+def test_a_string_named_over_and_over_is_refused_before_it_is_decoded():
+    """Regression: a vector naming one long string thousands of times (the writer shares it)
+    used to decode every copy before the decoding budget was checked (here 4 GB of text from a
+    300 KB file); it must fail with a SchemaError at once."""
+    import time
+
+    from tosaint.graph import Operator
+    from tosaint.schema.writer import write_graph
+    name = "x" * 200_000
+    b = GraphBuilder()
+    b.input((1,), DType.INT8, name=name)
+    g = b.build()
+    g.main.operators.append(Operator(Op.CONCAT, [name] * 20_000, [name], {"axis": 0}))
+    data = write_graph(g)
+    assert len(data) < 400_000
+    t0 = time.process_time()
+    with pytest.raises(SchemaError, match="over and over"):
+        load(data)
+    assert time.process_time() - t0 < 0.5
