@@ -48,6 +48,16 @@ def _graphs():
                     y = b.rescale(y, [1 << 14] * 4, [20] * 4, dt, per_channel=True)
                 b.output(y)
                 yield f"{kind}{'+rescale' if fused else ''} {tag}", b.build(), [x4]
+        # channel multiplier 2: the general depthwise path (one tap at a time)
+        for fused in (False, True):
+            b = GraphBuilder()
+            x = b.input(x4.shape, dt, name="x")
+            y = b.depthwise_conv2d(x, b.const(_rng_array(rng, (3, 3, 4, 2), np.int8), DType.INT8),
+                                   b.const(np.zeros(8, np.int64), acc), pad=1)
+            if fused:
+                y = b.rescale(y, [1 << 14] * 8, [20] * 8, dt, per_channel=True)
+            b.output(y)
+            yield f"depthwise_conv2d m2{'+rescale' if fused else ''} {tag}", b.build(), [x4]
         b = GraphBuilder()
         x = b.input(x4.shape, dt, name="x")
         b.output(b.transpose_conv2d(x, b.const(w, DType.INT8), b.const(bias, acc), stride=2))
