@@ -23,3 +23,18 @@ def reference(g, inputs):
     from tosaint.oracle import reference_run
     status, outs = reference_run(g, list(inputs))
     return [outs[n] for n in g.outputs] if outs else [], status
+
+
+def identity_variable_graph():
+    """The EXT-VARIABLE form the reference model runs: a variable tensor "state" with initial
+    data 0..5, read by one IDENTITY (output "r") and written from input "x" by another."""
+    from tosaint import DType, Op, Operator
+    from tosaint.builder import GraphBuilder
+    b = GraphBuilder()
+    x = b.input((2, 3), DType.INT8, name="x")
+    b._add_tensor("state", (2, 3), DType.INT8, np.arange(6, dtype=np.int8).reshape(2, 3))
+    b.block.tensors["state"].variable = True
+    r = b.identity("state", name="r")
+    b.block.operators.append(Operator(Op.IDENTITY, [x], ["state"], {}))
+    b.output(r)
+    return b.build()

@@ -17,9 +17,10 @@ from tosaint.compat import dual, dump
 from tosaint.compat import reference_model
 from tosaint.diff import diff
 from tosaint.errors import TosaError
-from tosaint.graph import Operator
 from tosaint.schema.definition import DType, Op
 from tosaint.testcase import read_desc
+
+from .helpers import identity_variable_graph
 
 DATA = Path(__file__).parent / "data" / "executorch"
 ET_GRAPHS = sorted(p.name for p in DATA.iterdir() if (p / "model.tosa").exists())
@@ -92,14 +93,7 @@ def int48_graph():
 
 def variable_graph():
     """A variable with initial data 0..5, read by one IDENTITY and written by another."""
-    b = GraphBuilder()
-    x = b.input((2, 3), DType.INT8, name="x")
-    b._add_tensor("state", (2, 3), DType.INT8, np.arange(6, dtype=np.int8).reshape(2, 3))
-    b.block.tensors["state"].variable = True
-    r = b.identity("state", name="r")
-    b.block.operators.append(Operator(Op.IDENTITY, [x], ["state"], {}))
-    b.output(r)
-    return b.build().to_bytes()
+    return identity_variable_graph().to_bytes()
 
 
 def identity_graph():

@@ -298,14 +298,9 @@ def test_identity_written_variable_against_reference_model():
     as tosaint's default does)."""
     pytest.importorskip("tosa_reference_model")
     from tosaint.oracle import reference_run
-    b = GraphBuilder()
-    x = b.input((2, 3), DType.INT8, name="x")
-    b._add_tensor("state", (2, 3), DType.INT8, np.arange(6, dtype=np.int8).reshape(2, 3))
-    b.block.tensors["state"].variable = True
-    r = b.identity("state", name="r")
-    b.block.operators.append(Operator(Op.IDENTITY, [x], ["state"], {}))
-    b.output(r)
-    g = b.build()
+
+    from .helpers import identity_variable_graph
+    g = identity_variable_graph()
     xv = np.full((2, 3), 7, np.int8)
     status, want = reference_run(g, [xv])
     assert status == "TOSA_VALID"
