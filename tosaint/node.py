@@ -48,6 +48,9 @@ class RunContext:
         self.max_while_iterations = max_while_iterations
 
 
+#: Op -> its name (an Enum's ``.name`` is a property, looked up for every node)
+_OP_NAMES = {op: op.name for op in Op}
+
 _CURRENT: ContextVar = ContextVar("tosaint_run_context", default=None)
 
 
@@ -75,13 +78,14 @@ class Node:
         self.plan = plan
         self.block_plan = block_plan
         self.operator = operator
-        self.op = Op(operator.op)
+        op = operator.op
+        self.op = op = op if type(op) is Op else Op(op)
         self.attrs = operator.attrs
         self.inputs = inputs      # list[Tensor]
         self.outputs = outputs    # list[Tensor]
         self.depth = depth        # control-flow nesting depth
         self.output = operator.outputs[0] if operator.outputs else "?"
-        self.name = f"{self.op.name} {self.output}"
+        self.name = f"{_OP_NAMES[op]} {self.output}"
         #: True while the build function only validates (no heavy preparation wanted)
         self.validating = True
         #: bytes of scratch memory the kernel allocates beyond its outputs (memory budget)
@@ -108,6 +112,11 @@ class Node:
         """ERROR_IF: raise ErrorIfViolation naming this operator when ``cond`` holds."""
         if cond:
             raise ErrorIfViolation(f"{self.name}: {message}")
+
+    def error(self, message):
+        """An ERROR_IF that holds (``if cond: node.error(f"...")``: the checks that run for
+        every operator of a graph format their message only when they fail)."""
+        raise ErrorIfViolation(f"{self.name}: {message}")
 
     def level_check(self, ok, message):
         """LEVEL_CHECK: only when the plan was prepared for a level (e.g. "8K")."""

@@ -1,4 +1,6 @@
 """Type conversion operators: CAST and RESCALE (spec chapter "Type Conversion")."""
+import math
+
 import numpy as np
 
 from ..dtypes import STORAGE, short
@@ -38,7 +40,8 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     >= 0 are [0, hi] and the valid v < 0 are [lo, -1] whenever scaled(0) itself is valid, and
     then the bounds are where scaled leaves [slo, shi]: v*m + rnd_pos < (shi+1) << shift and
     v*m + rnd_neg >= slo << shift.  If scaled(0) is invalid the interval is left empty (lo >
-    hi: every value is reported, which only costs speed).  Python integers: no overflow."""
+    hi: every value is reported, which only costs speed).  Python integers: no overflow.
+    Returns the lists (lo, hi)."""
     vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     slo, shi = max(I32_MIN, I32_MIN - out_zp), min(I32_MAX, I32_MAX - out_zp)
     lo, hi = [], []
@@ -53,7 +56,7 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
             a = max(a, 0)
         lo.append(a)
         hi.append(b)
-    return np.array(lo, np.int64), np.array(hi, np.int64)
+    return lo, hi
 
 
 _BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
@@ -68,27 +71,36 @@ def _rescale_signatures():
     return sigs
 
 
+_ROUNDING = {int(m): m for m in (RoundingMode.SINGLE_ROUND, RoundingMode.DOUBLE_ROUND,
+                                  RoundingMode.INEXACT_ROUND)}
+
+
+def _extend(v, t, unsigned):
+    """A zero point's value: zero_extend for an unsigned type (storage is sign-extended)."""
+    v = int(v)
+    return v & ((1 << _BITS[t]) - 1) if unsigned else v
+
+
 def _check_rescale(node):
-    """The ERROR_IFs of RESCALE (run once per node); returns what the preparation needs."""
+    """The ERROR_IFs of RESCALE (run once per node); returns what the preparation needs.
+    (The messages are formatted only for the check that fails: this runs for every RESCALE
+    of a graph.)"""
     x, mt, st, izt, ozt = node.inputs
     out = node.outputs[0]
     in_t, out_t = x.dtype, out.dtype
     at = node.attrs
     scale32, per_channel = bool(at["scale32"]), bool(at["per_channel"])
     in_u, out_u = bool(at["input_unsigned"]), bool(at["output_unsigned"])
-    try:
-        rounding = RoundingMode(int(at["rounding_mode"]))
-    except ValueError:
-        rounding = None
+    rounding = _ROUNDING.get(int(at["rounding_mode"]))
     e = node.error_if
-    e(rounding not in (RoundingMode.SINGLE_ROUND, RoundingMode.DOUBLE_ROUND,
-                       RoundingMode.INEXACT_ROUND),
-      f"rounding_mode {at['rounding_mode']} is not SINGLE_ROUND, INEXACT_ROUND or DOUBLE_ROUND")
-    e(tuple(x.shape) != tuple(out.shape),
-      f"input shape {list(x.shape)} != output shape {list(out.shape)}")
-    e(mt.dtype != (T.INT32 if scale32 else T.INT16),
-      f"multiplier is {short(mt.dtype)} but scale32={scale32} needs "
-      f"{'i32' if scale32 else 'i16'}")
+    if rounding is None:
+        node.error(f"rounding_mode {at['rounding_mode']} is not SINGLE_ROUND, INEXACT_ROUND or "
+                   "DOUBLE_ROUND")
+    if tuple(x.shape) != tuple(out.shape):
+        node.error(f"input shape {list(x.shape)} != output shape {list(out.shape)}")
+    if mt.dtype != (T.INT32 if scale32 else T.INT16):
+        node.error(f"multiplier is {short(mt.dtype)} but scale32={scale32} needs "
+                   f"{'i32' if scale32 else 'i16'}")
     e(scale32 and in_t == T.INT48, "scale32 with an i48 input")
     e(not scale32 and rounding == RoundingMode.DOUBLE_ROUND, "DOUBLE_ROUND without scale32")
     e(in_u and out_u, "input_unsigned and output_unsigned are both set")
@@ -100,30 +112,26 @@ def _check_rescale(node):
     e(out_t == T.INT32 and out_u, "output_unsigned with an i32 output (no u32)")
     rank = len(x.shape)
     e(per_channel and rank < 1, "per_channel with a rank 0 input")
+    nc = x.shape[-1] if per_channel else 1
     for t, what in ((mt, "multiplier"), (st, "shift")):
-        e(len(t.shape) != 1, f"{what} has rank {len(t.shape)}, expected 1")
-        nc = x.shape[-1] if per_channel else 1
-        e(t.shape[0] != nc, f"{what} has {t.shape[0]} values, expected "
-          f"{'the last input dimension ' if per_channel else ''}{nc}")
+        if len(t.shape) != 1:
+            node.error(f"{what} has rank {len(t.shape)}, expected 1")
+        if t.shape[0] != nc:
+            node.error(f"{what} has {t.shape[0]} values, expected "
+                       f"{'the last input dimension ' if per_channel else ''}{nc}")
     for t, what in ((izt, "input_zp"), (ozt, "output_zp")):
-        e(tuple(t.shape) != (1,), f"{what} has shape {list(t.shape)}, expected [1]")
-
-    def extend(v, t, unsigned):
-        v = int(v)
-        if unsigned:
-            return v & ((1 << _BITS[t]) - 1)      # zero_extend
-        return v                                   # storage is already sign-extended
-
-    in_zp = extend(node.const(3)[0], in_t, in_u)
-    out_zp = extend(node.const(4)[0], out_t, out_u)
-    e(in_t != T.INT8 and not (in_t == T.INT16 and in_u) and in_zp != 0,
-      f"input_zp {in_zp} != 0 for a {'u' if in_u else 'i'}{_BITS[in_t]} input")
-    e(out_t != T.INT8 and not (out_t == T.INT16 and out_u) and out_zp != 0,
-      f"output_zp {out_zp} != 0 for a {'u' if out_u else 'i'}{_BITS[out_t]} output")
-    e(in_t == T.INT16 and in_u and in_zp not in (0, 32768),
-      f"input_zp {in_zp} of a u16 input is not 0 or 32768")
-    e(out_t == T.INT16 and out_u and out_zp not in (0, 32768),
-      f"output_zp {out_zp} of a u16 output is not 0 or 32768")
+        if tuple(t.shape) != (1,):
+            node.error(f"{what} has shape {list(t.shape)}, expected [1]")
+    in_zp = _extend(node.const(3)[0], in_t, in_u)
+    out_zp = _extend(node.const(4)[0], out_t, out_u)
+    if in_t != T.INT8 and not (in_t == T.INT16 and in_u) and in_zp != 0:
+        node.error(f"input_zp {in_zp} != 0 for a {'u' if in_u else 'i'}{_BITS[in_t]} input")
+    if out_t != T.INT8 and not (out_t == T.INT16 and out_u) and out_zp != 0:
+        node.error(f"output_zp {out_zp} != 0 for a {'u' if out_u else 'i'}{_BITS[out_t]} output")
+    if in_t == T.INT16 and in_u and in_zp not in (0, 32768):
+        node.error(f"input_zp {in_zp} of a u16 input is not 0 or 32768")
+    if out_t == T.INT16 and out_u and out_zp not in (0, 32768):
+        node.error(f"output_zp {out_zp} of a u16 output is not 0 or 32768")
     return x, out, in_t, out_t, scale32, per_channel, in_u, out_u, rounding, rank, in_zp, out_zp
 
 
@@ -200,20 +208,20 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
     (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, (lo, hi) or None).
 
     Computed in Python integers on the constants' own values (one for a per-tensor RESCALE),
-    and only then made arrays for the ``cols`` channels."""
+    and only then made arrays for the ``cols`` channels: the rows of one int64 array."""
     mult = np.asarray(mult, np.int64).reshape(-1).tolist()
     shift = np.asarray(shift, np.int64).reshape(-1).tolist()
     if not per_channel:
         mult, shift = mult[:1], shift[:1]
-    with np.errstate(over="ignore"):
-        pow2 = np.array([2.0 ** -s for s in shift], np.float64).astype(np.float32)
+    # 2**-shift in float32: exact for shifts down to -127 (2**127), inf beyond its range
+    pow2 = [2.0 ** -s if s >= -127 else math.inf for s in shift]
     bad_params = [c for c, (m, s) in enumerate(zip(mult, shift))
                   if not (m >= 0 and 2 <= s <= 62)]
     # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
     # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
     # does the general kernel run again for the exact handling of the failures.
     fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
-    rnd_pos = rnd_neg = half = lo_hi = None
+    rows = [mult, shift]
     if fast:
         base = [1 << (s - 1) for s in shift]                                 # 2**(shift-1)
         extra = [1 << 30 if mode == DOUBLE32 and s > 31 else 0 for s in shift]
@@ -221,17 +229,19 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
         rnd_neg = [b - x for b, x in zip(base, extra)]
         # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
         half = [1 << 62] * len(shift) if mode == SCALE16 else base
+        rows += [rnd_pos, rnd_neg, half]
         if in_zp == 0:
-            lo_hi = no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
-
-    def channels(values, dtype=np.int64):
-        """``values`` for each of the ``cols`` channels, a contiguous array (None stays None)."""
-        if values is None:
-            return None
-        if len(values) == 1:
-            return np.full(cols, values[0], dtype)
-        return np.array(values, dtype)
-    if lo_hi is not None:
-        lo_hi = (channels(lo_hi[0]), channels(lo_hi[1]))
-    return (channels(mult), channels(shift), channels(pow2, np.float32), bad_params, fast,
-            channels(rnd_pos), channels(rnd_neg), channels(half), lo_hi)
+            rows += no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
+    # every row for each of the ``cols`` channels (a value given once is repeated); the rows
+    # of a C-ordered array are contiguous
+    ints = np.empty((len(rows), cols), np.int64)
+    if all(len(r) == 1 for r in rows):
+        ints[...] = np.array(rows, np.int64)
+    else:
+        for i, r in enumerate(rows):
+            ints[i] = r
+    ints = list(ints)
+    pow2 = np.full(cols, pow2[0], np.float32) if len(pow2) == 1 else np.array(pow2, np.float32)
+    rnd_pos, rnd_neg, half = ints[2:5] if fast else (None, None, None)
+    lo_hi = (ints[5], ints[6]) if len(ints) == 7 else None
+    return ints[0], ints[1], pow2, bad_params, fast, rnd_pos, rnd_neg, half, lo_hi
