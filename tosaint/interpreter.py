@@ -81,11 +81,15 @@ class _Step:
                        for t in node.outputs]
 
 
+_ITEMSIZE = {t: s.itemsize for t, s in STORAGE.items()}
+
+
 def _nbytes(t):
     """Bytes a tensor takes in storage (Python ints: no overflow for absurd shapes)."""
-    n = STORAGE[t.dtype].itemsize if t.dtype in STORAGE else 8
+    n = _ITEMSIZE.get(t.dtype, 8)
     for d in t.shape:
-        n *= max(int(d), 0)
+        d = int(d)
+        n *= d if d > 0 else 0
     return n
 
 
@@ -114,34 +118,34 @@ class BlockPlan:
         self.depth = depth
         self.inputs = list(block.inputs)
         self.outputs = list(block.outputs)
+        tensors = block.tensors
         #: EXT-VARIABLE tensors (``TosaTensor.variable``): read from and written to the run's
         #: variables, which persist across runs only with ``keep_variables=True``
-        self.var_names = {n for n, t in block.tensors.items() if t.variable}
-        self.consts = {}
-        for name, t in block.tensors.items():
-            if t.data is not None and not t.variable and name not in self.inputs:
-                self.consts[name] = t.data
+        self.var_names = {n for n, t in tensors.items() if t.variable}
+        inputs = set(self.inputs)
+        self.consts = consts = {n: t.data for n, t in tensors.items()
+                                if t.data is not None and not t.variable and n not in inputs}
         #: outputs of CONST / CONST_SHAPE operators: checked here, never run
         self.const_outputs = []
         self.steps = []
         self.fused = []
         self.validated = self.prepared = False
         self.nodes = []
+        #: per node, the names dead after it (``_frees``; set by ``validate``)
+        self.frees = None
+        ops = block.operators
         for i in self._order():
-            o = block.operators[i]
-            if self._plain_const(o):
+            o = ops[i]
+            # a CONST / CONST_SHAPE operator with no inputs whose outputs are constant tensors
+            # of a type of its signature table: nothing to build (every other one goes through
+            # its build function, which names what is wrong)
+            types = _CONST_TYPES.get(o.op)
+            if types is not None and not o.inputs and all(
+                    n in consts and tensors[n].dtype in types for n in o.outputs):
                 self.const_outputs.extend(o.outputs)
             else:
                 self.nodes.append(self._node(o))
         self._check_produced()
-
-    def _plain_const(self, o):
-        """A CONST / CONST_SHAPE operator with no inputs whose outputs are constant tensors of
-        a type of its signature table: nothing to build (every other one goes through its
-        build function, which names what is wrong)."""
-        types = _CONST_TYPES.get(o.op)
-        return types is not None and not o.inputs and all(
-            n in self.consts and self.block.tensors[n].dtype in types for n in o.outputs)
 
     def const_value(self, name):
         if name in self.consts:
@@ -160,21 +164,31 @@ class BlockPlan:
         return t
 
     def _node(self, o):
-        ins = [self.tensor(n) for n in o.inputs]
-        outs = [self.tensor(n) for n in o.outputs]
+        get = self.block.tensors.get
+        ins = [get(n) or self.tensor(n) for n in o.inputs]
+        outs = [get(n) or self.tensor(n) for n in o.outputs]
         return Node(self.plan, self, o, ins, outs, self.depth)
 
     def _order(self):
         ops = self.block.operators
         producer = {}
+        var_names = self.var_names
         for i, o in enumerate(ops):
             for n in o.outputs:
-                if n not in self.var_names:
+                if n not in var_names:
                     producer[n] = i
-        if all(producer.get(n, -1) < i for i, o in enumerate(ops) for n in o.inputs):
+        get = producer.get
+        for i, o in enumerate(ops):
+            for n in o.inputs:
+                if get(n, -1) >= i:
+                    break
+            else:
+                continue
+            break
+        else:
             # every operator comes after the producers of its inputs (as serialized graphs
             # usually are): the smallest-index-first order below is the given order
-            return list(range(len(ops)))
+            return range(len(ops))
         indeg = [0] * len(ops)
         users = [[] for _ in ops]
         for i, o in enumerate(ops):
@@ -200,10 +214,11 @@ class BlockPlan:
         constant, a variable or the output of an operator (else the run could not find it)."""
         available = set(self.inputs) | self.var_names | set(self.consts)
         for node in self.nodes:
-            for name in node.operator.inputs:
+            o = node.operator
+            for name in o.inputs:
                 if name not in available:
                     self._const_from_elsewhere(name, f"{node.name}: input tensor")
-            available.update(node.operator.outputs)
+            available.update(o.outputs)
         for name in self.outputs:
             if name not in available:
                 self._const_from_elsewhere(name, f"block {self.block.name!r}: output tensor")
@@ -217,10 +232,16 @@ class BlockPlan:
 
     # ---- phase 1: validate ---------------------------------------------------------------
     def validate(self):
-        self.fns = []
+        build = self.plan.build
+        fns = []
         for node in self.nodes:
             node.validating = True
-            self.fns.append(self.plan.build(node))
+            fns.append(build(node))
+        self.fns = fns
+        # the frees of the run (a block's outputs and constants are never freed), also what
+        # the memory check follows
+        self.frees = _frees([(node.operator.inputs, node.operator.outputs)
+                             for node in self.nodes], set(self.outputs) | set(self.consts))
         self._check_memory()
         self.validated = True
 
@@ -228,16 +249,17 @@ class BlockPlan:
         """The peak bytes a run of this block allocates, along the schedule, against the
         plan's budget: live intermediate tensors, the step's outputs and its kernel scratch."""
         limit = self.plan.max_memory
-        io = [(node.operator.inputs, node.operator.outputs) for node in self.nodes]
-        frees = _frees(io, set(self.outputs) | set(self.consts) | set(self.inputs))
+        consts = self.consts
         size = {}
         live = 0
-        for node, free in zip(self.nodes, frees):
-            outs = [t for t in node.outputs if t.name not in self.consts]
-            for t in outs:
-                size[t.name] = _nbytes(t)
-            new = sum(size[t.name] for t in outs)
+        for node, free in zip(self.nodes, self.frees):
+            new = 0
+            for t in node.outputs:
+                if t.name not in consts:
+                    size[t.name] = b = _nbytes(t)
+                    new += b
             if live + new + node.scratch > limit:
+                outs = [t for t in node.outputs if t.name not in consts]
                 big = max(outs, key=_nbytes, default=None)
                 what = f" (output {big.name!r} {short(big.dtype)}{list(big.shape)} alone " \
                     f"takes {_nbytes(big)} bytes)" if big is not None else ""
@@ -251,22 +273,24 @@ class BlockPlan:
 
     # ---- phase 2: prepare ----------------------------------------------------------------
     def prepare(self):
-        for node, fn in zip(self.nodes, self.fns):
+        build = self.plan.build
+        steps = self.steps
+        used = set(self.outputs)
+        used.update(self.const_outputs)
+        for node, fn, free in zip(self.nodes, self.fns, self.frees):
             if fn is None:
                 # the op stopped before its preparation while validating: build it again
                 node.validating = False
-                fn = self.plan.build(node)
+                fn = build(node)
             o = node.operator
-            self.steps.append(_Step(node, fn, list(o.inputs), list(o.outputs)))
+            s = _Step(node, fn, list(o.inputs), list(o.outputs))
+            s.frees = free
+            steps.append(s)
+            used.update(o.inputs)
+        self.fns = None
         # only the constants a step reads or the block returns go into a run's environment
-        used = {n for s in self.steps for n in s.ins} | set(self.outputs) | \
-            set(self.const_outputs)
         self.consts = {n: v for n, v in self.consts.items() if n in used}
         self.fused = self._fuse()
-        keep = set(self.outputs) | set(self.consts)
-        for steps in (self.steps, self.fused):
-            for s, f in zip(steps, _frees([(s.ins, s.outs) for s in steps], keep)):
-                s.frees = f
         self.prepared = True
 
     def _fuse(self):
@@ -275,7 +299,10 @@ class BlockPlan:
         output, a RESCALE that offers ``fn.epilogue``, become one step that never stores the
         accumulator tensor.  The fused function returns None whenever either op would flag
         anything; then both run unfused, so values and diagnostics are exactly those of the
-        two steps."""
+        two steps.  The fused step frees what either step freed (the accumulator, which it
+        never stores, and the RESCALE's unread outputs among them)."""
+        if not any(getattr(s.fn, "fuse", None) for s in self.steps):
+            return list(self.steps)
         readers = {}
         for i, s in enumerate(self.steps):
             for n in s.ins:
@@ -292,8 +319,9 @@ class BlockPlan:
                 rs = self.steps[r[0]]
                 epilogue = getattr(rs.fn, "epilogue", None)
                 if rs.node.op == Op.RESCALE and rs.ins[0] == t and epilogue is not None:
-                    steps.append(_Step(rs.node, _fused(fuse(epilogue), s.fn, rs.fn), s.ins,
-                                       rs.outs))
+                    f = _Step(rs.node, _fused(fuse(epilogue), s.fn, rs.fn), s.ins, rs.outs)
+                    f.frees = s.frees + rs.frees
+                    steps.append(f)
                     absorbed.add(r[0])
                     continue
             steps.append(s)
@@ -394,10 +422,7 @@ class Plan:
         self._active = []            # names of the blocks being validated/prepared (cycles)
         self._derived = {}
         self._read_by = {}
-        self._tensors = {}
-        for b in graph.blocks():
-            for n, t in b.tensors.items():
-                self._tensors.setdefault(n, t)
+        self._tensors = None         # every block's tensors by name (find_tensor)
         #: EXT-VARIABLE initial values by tensor name, and the values the last run left
         self._initial_variables = {n: t.data for b in graph.blocks()
                                    for n, t in b.tensors.items()
@@ -414,6 +439,13 @@ class Plan:
             self._const_roots.update(id(_root(v)) for v in self._initial_variables.values())
 
     def find_tensor(self, name):
+        """A tensor of any block by name (the first block declaring it)."""
+        if self._tensors is None:
+            tensors = {}
+            for b in self.graph.blocks():
+                for n, t in b.tensors.items():
+                    tensors.setdefault(n, t)
+            self._tensors = tensors
         return self._tensors.get(name)
 
     def reset_variables(self):
