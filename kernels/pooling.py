@@ -1,4 +1,5 @@
-"""Pooling and ARGMAX kernels (spec chapter "Tensor Operators": AVG_POOL2D, MAX_POOL2D, ARGMAX).
+"""Pooling kernels (spec chapter "Tensor Operators": AVG_POOL2D, MAX_POOL2D; ARGMAX is in
+``reduction``).
 
 The window loops keep the channel axis innermost (NHWC), so every tap is a contiguous run of C
 values.  The kernels are serial on purpose: pooling does a few adds per loaded value and is
@@ -12,7 +13,7 @@ from ._int import I32_MAX, I32_MIN
 from ._jit import inline, jit, wrap32
 from .scale import apply_scale_32, reciprocal_scale
 
-__all__ = ["avg_pool2d", "max_pool2d", "argmax"]
+__all__ = ["avg_pool2d", "max_pool2d"]
 
 
 @jit
@@ -110,10 +111,3 @@ def _max_pool_row(x, out, n, oy, ky_, kx_, sy, sx, pad_top, pad_left):
                     if v > out[n, oy, ox, c]:
                         out[n, oy, ox, c] = v
 
-
-def argmax(x3, out2):
-    """ARGMAX of ``x3`` viewed as [left, axis, right] into int32 ``out2`` [left, right]: the
-    first index holding the maximum (the spec's strict ``result != max_value`` update), which
-    is what ``np.argmax`` returns: vectorised, nothing to compile."""
-    out2[...] = x3.argmax(axis=1)
-    return 0

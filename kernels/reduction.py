@@ -1,6 +1,6 @@
-"""Reduction kernels (spec chapter "Reduction Operators"), vectorised NumPy: NumPy's own
-reductions are exact for these integer types and as fast as a compiled loop, with nothing to
-compile.
+"""Reduction kernels (spec chapter "Reduction Operators", and ARGMAX, the one reduction of
+"Tensor Operators"), vectorised NumPy: NumPy's own reductions are exact for these integer types
+and as fast as a compiled loop, with nothing to compile.
 
 Every kernel works on the input viewed as [left, axis, right] and writes [left, right].
 """
@@ -8,7 +8,7 @@ import numpy as np
 
 from ._int import I32_MAX, I32_MIN, wrap32
 
-__all__ = ["reduce_sum", "reduce_minmax", "reduce_bool"]
+__all__ = ["reduce_sum", "reduce_minmax", "reduce_bool", "argmax"]
 
 
 def reduce_sum(x3, out2):
@@ -40,4 +40,12 @@ def reduce_minmax(x3, out2, is_max):
 def reduce_bool(x3, out2, is_all):
     """REDUCE_ALL (``is_all``) or REDUCE_ANY of bool values."""
     out2[...] = x3.all(axis=1) if is_all else x3.any(axis=1)
+    return 0
+
+
+def argmax(x3, out2):
+    """ARGMAX of ``x3`` viewed as [left, axis, right] into int32 ``out2`` [left, right]: the
+    first index holding the maximum (the spec's strict ``result != max_value`` update), which
+    is what ``np.argmax`` returns: vectorised, nothing to compile."""
+    out2[...] = x3.argmax(axis=1)
     return 0

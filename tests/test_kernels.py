@@ -1,5 +1,6 @@
-"""The kernel layer as a whole: both sides export the same names with the same arguments, the
-threaded kernels give the same bits for any thread count and block size, the small-tensor
+"""The kernel layer as a whole: the three namespaces export the same names with the same
+arguments, ``impl="auto"`` takes the NumPy forms for light calls (and never imports Numba for
+them) and the Numba kernels once promoted, the threaded kernels give the same bits for any thread count and block size, the small-tensor
 paths equal the large ones, and warmup compiles every kernel."""
 import inspect
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from tosaint.kernels import _threads, namespace
-from tosaint.kernels import fast as K
+from tosaint.kernels import compiled as K
+from tosaint.kernels import fast as F
 from tosaint.kernels import spec as S
 
 from .helpers import check
@@ -18,17 +20,19 @@ def _python(f):
     return getattr(f, "py_func", f)
 
 
-def test_both_sides_export_the_same_names_and_signatures():
-    assert sorted(K.__all__) == sorted(S.__all__)
+def test_all_sides_export_the_same_names_and_signatures():
+    assert sorted(K.__all__) == sorted(S.__all__) == sorted(F.__all__)
     assert len(set(K.__all__)) == len(K.__all__)
     for name in K.__all__:
-        fast, spec = getattr(K, name), getattr(S, name)
-        assert callable(fast) and callable(spec), name
-        assert inspect.signature(_python(fast)) == inspect.signature(_python(spec)), name
+        compiled, spec, auto = getattr(K, name), getattr(S, name), getattr(F, name)
+        assert callable(compiled) and callable(spec) and callable(auto), name
+        assert inspect.signature(_python(compiled)) == inspect.signature(_python(spec)) == \
+            inspect.signature(auto), name
 
 
 def test_namespace():
-    assert namespace("numba") is K and namespace() is K
+    assert namespace("numba") is K
+    assert namespace("auto") is F and namespace() is F
     assert namespace("spec") is S
     with pytest.raises(ValueError, match="impl must be one of"):
         namespace("fortran")
@@ -199,3 +203,58 @@ def test_pointwise_conv_without_im2col_equals_twin(x_dt, izp, pad):
     want = S.conv2d(x, S.conv_weights(w, 3, "conv2d", xa), *args)
     check(got[0], want[0])
     assert got[1] == want[1]
+
+
+def test_auto_runs_a_small_graph_once_without_numba(tmp_path):
+    """A fresh process that runs a small real export once never imports Numba (the NumPy
+    forms are light), and its outputs are the Numba kernels' bits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    model = Path(__file__).parent / "data" / "executorch" / "conformer" / "model.tosa"
+    code = f"""
+import sys, numpy as np, tosaint
+from tosaint.inputs import random_inputs
+g = tosaint.load({str(model)!r})
+x = random_inputs(g, 3, 0)
+auto = tosaint.run_tosa(g, x)
+assert "numba" not in sys.modules, "numba was imported"
+jit = tosaint.run_tosa(g, x, impl="numba")
+for k in jit:
+    assert auto[k].dtype == jit[k].dtype and auto[k].shape == jit[k].shape, k
+    assert np.array_equal(auto[k], jit[k]), k
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout + p.stderr
+
+
+def test_auto_takes_numba_for_heavy_calls_and_once_promoted(monkeypatch):
+    """The cost model: a heavy call goes to Numba, a light one to the spec twin until the
+    process is promoted (by a second run of a plan, or by the light calls adding up)."""
+    from tosaint.kernels import fast
+    calls = []
+    monkeypatch.setattr(fast, "_state", {"promoted": False, "spent": 0})
+    monkeypatch.setattr(fast, "compiled", lambda: calls.append("numba") or K)
+    rng = np.random.default_rng(0)
+    small = rng.integers(-128, 128, (1, 4, 4, 8)).astype(np.int8)
+    w = rng.integers(-128, 128, (8, 1, 1, 8)).astype(np.int8)
+    args = (np.zeros(8, np.int64), 0, (0, 0, 0, 0), (1, 1), (1, 1), (1, 4, 4, 8), False)
+    out_light = fast.conv2d(small, fast.conv_weights(w, 0, "conv2d", 128), *args)
+    assert not calls
+    big = rng.integers(-128, 128, (1, 256, 256, 64)).astype(np.int8)
+    wb = rng.integers(-128, 128, (64, 3, 3, 64)).astype(np.int8)
+    fast.conv2d(big, fast.conv_weights(wb, 0, "conv2d", 128), np.zeros(64, np.int64), 0,
+                (1, 1, 1, 1), (1, 1), (1, 1), (1, 256, 256, 64), False)
+    assert calls                      # the kernel and its weights' layout
+    n = len(calls)
+    fast.promote()
+    out_jit = fast.conv2d(small, fast.conv_weights(w, 0, "conv2d", 128), *args)
+    assert len(calls) > n
+    check(out_light[0], out_jit[0])
+    assert out_light[1] == out_jit[1]
+    # the light calls of a process are bounded: past PROCESS_NS it is promoted
+    monkeypatch.setattr(fast, "_state", {"promoted": False, "spent": fast.PROCESS_NS})
+    fast.matmul(small.reshape(1, 16, 8), small.reshape(1, 8, 16), 0, 0, False)
+    assert fast.promoted()

@@ -263,7 +263,7 @@ def test_weights_as_graph_input_and_int4(impl):
 
 def test_blocked_im2col_matches_twin(monkeypatch):
     """Many small im2col blocks (block edges inside rows and batches) give the same result."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     from tosaint.kernels.spec import tensor_ops as S
     rng = np.random.default_rng(9)
     x = rand((2, 5, 7, 3), T.INT16, rng)
@@ -279,7 +279,7 @@ def test_blocked_im2col_matches_twin(monkeypatch):
 
 def test_float_type_choice_is_exact():
     """The float32 path (int8) and the float64 path (large zero points) are both exact."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     from tosaint.kernels.spec import tensor_ops as S
     rng = np.random.default_rng(4)
     x = np.full((1, 4, 4, 64), 127, np.int8)
@@ -298,7 +298,7 @@ def test_float_type_choice_is_exact():
 
 def test_depthwise_chunked_int32_partial_sums():
     """More taps than an int32 partial sum can hold: the kernel flushes into int64."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     from tosaint.kernels.spec import tensor_ops as S
     x = np.full((1, 25, 25, 2), -32768, np.int16)
     w = np.full((25, 25, 2, 1), -128, np.int8)           # 625 taps of 2**22 > 2**31
@@ -480,7 +480,7 @@ def test_level_checks():
 
 def test_thread_count_does_not_change_results(monkeypatch):
     """1 or 2 worker threads (NUMBA_NUM_THREADS=1 vs 2) give identical outputs."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     rng = np.random.default_rng(12)
     x = rand((2, 9, 8, 5), T.INT16, rng)
     w = rand((6, 3, 3, 5), T.INT8, rng)
@@ -524,7 +524,7 @@ def test_int32_accumulator_wrap_in_conv_matches_reference_model(impl):
        st.integers(0, 2**32 - 1))
 def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
     """3x3 stride-1 CONV2D on the float64 path uses exact integer-scaled Winograd F(2x2,3x3)."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     from tosaint.kernels.spec import tensor_ops as S
     oh, ow = ih + pads[0] + pads[1] - 2, iw + pads[2] + pads[3] - 2
     if oh < 1 or ow < 1 or oh * ow < 16:
@@ -549,7 +549,7 @@ def test_winograd_3x3_matches_spec_twin(n, ih, iw, c, oc, pads, i16, bc1, seed):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_winograd_int8_large_zero_points(impl):
     """int8 with zero points -128/127 and 40 channels needs float64, so Winograd runs."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     rng = np.random.default_rng(21)
     x = rand((1, 6, 7, 40), T.INT8, rng)
     w = rand((3, 3, 3, 40), T.INT8, rng)
@@ -596,7 +596,7 @@ def test_winograd_saturates_both_sides(impl):
 def test_depthwise_chunked_saturation_counted_once():
     """Flushed int64 sums beyond int48 saturate, and each saturated value is counted once,
     as in the spec twin."""
-    from tosaint.kernels import fast as K
+    from tosaint.kernels import compiled as K
     from tosaint.kernels.spec import tensor_ops as S
     x = np.full((1, 25, 25, 2), -32768, np.int16)
     w = np.full((25, 25, 2, 1), -128, np.int8)

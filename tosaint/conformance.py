@@ -64,7 +64,7 @@ def compare(name, got, want):
     return ""
 
 
-def run_case(test_dir, *, impl="numba", level=None, max_memory=None,
+def run_case(test_dir, *, impl="auto", level=None, max_memory=None,
              max_while_iterations=None) -> CaseResult:
     """Run one test folder.  A malformed folder (desc.json, a file it names) is this test's
     error ("bad-test"), never an exception: a suite run goes on."""
@@ -115,7 +115,7 @@ def run_case(test_dir, *, impl="numba", level=None, max_memory=None,
     return CaseResult(test_dir, not problems, "; ".join(problems), dt)
 
 
-def run_suite(root, *, impl="numba", level=None, progress=None, filter=None, max_memory=None,
+def run_suite(root, *, impl="auto", level=None, progress=None, filter=None, max_memory=None,
               max_while_iterations=None):
     """Run every test folder below ``root``; raises InputError when ``root`` is not a
     directory or holds no test folders (nothing was checked)."""

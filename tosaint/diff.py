@@ -447,7 +447,7 @@ def _producers(graph):
     return out
 
 
-def diff(model, inputs, against=None, *, oracle=False, impl="numba", save_oracle=None,
+def diff(model, inputs, against=None, *, oracle=False, impl="auto", save_oracle=None,
          include_consts=False, max_memory=None, max_while_iterations=None) -> DiffReport:
     """Compare every tensor tosaint computes for ``inputs`` with a reference.
 

@@ -330,7 +330,7 @@ def _cached_model(path):
     return cache[key]
 
 
-def run_case(case: Case, output_dir, *, impl="numba", verify=False, model=None,
+def run_case(case: Case, output_dir, *, impl="auto", verify=False, model=None,
              limits=None) -> CaseResult:
     """Generate one case (skipping it when its folder is complete already).  ``verify``
     checks the case on the reference model, a finished one too; ``limits``: resource-limit
@@ -389,7 +389,7 @@ def _run_case(case, output_dir, *, impl, model, limits):
                       str(path))
 
 
-def run_cases(cases, output_dir, *, impl="numba", verify=False, numba_threads=None,
+def run_cases(cases, output_dir, *, impl="auto", verify=False, numba_threads=None,
               limits=None):
     """Run a list of cases in this process (the unit of work of the batch executors).
 
@@ -447,7 +447,7 @@ def plan_cases(model_path, model_data, *, inputs=None, random=False, seed=0, cou
     return cases
 
 
-def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, impl="numba",
+def golden(model, inputs=None, *, random=False, seed=0, count=1, output_dir, impl="auto",
            verify=False, max_memory=None, max_while_iterations=None) -> GoldenReport:
     """Write conformance-layout golden test folders for ``model`` into ``output_dir``.
 

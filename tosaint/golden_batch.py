@@ -285,7 +285,7 @@ def _run_dask(chunks, output_dir, scheduler, impl, verify, limits, on_done):
 
 
 def golden_batch(spec=None, *, output_dir, cases=None, jobs=None, scheduler=None, seed=0,
-                 count=1, impl="numba", verify=False, progress=None, max_memory=None,
+                 count=1, impl="auto", verify=False, progress=None, max_memory=None,
                  max_while_iterations=None) -> GoldenReport:
     """Generate every case of ``spec`` (or the given ``cases``) into ``output_dir``.
 

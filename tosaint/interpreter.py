@@ -33,7 +33,7 @@ import heapq
 import numpy as np
 
 from . import ops  # noqa: F401  (fills the registry: the one import of the op modules)
-from . import levels
+from . import kernels, levels
 from .dtypes import INTEGER, STORAGE, short
 from .errors import (ErrorIfViolation, InternalError, LevelLimitError, ResourceLimitError,
                      SchemaError, TosaError, UnpredictableError, UnsupportedOp,
@@ -409,10 +409,13 @@ def _read_only(a):
 class Plan:
     """A graph, validated and prepared once; run it as often as needed (from any thread)."""
 
-    def __init__(self, graph: Graph, *, impl="numba", level=None, max_memory=None,
+    def __init__(self, graph: Graph, *, impl="auto", level=None, max_memory=None,
                  max_while_iterations=None, validate_only=False):
         self.graph = graph
+        if impl not in kernels.IMPLS:
+            raise ValueError(f"impl must be one of {kernels.IMPLS}, not {impl!r}")
         self.impl = impl
+        self._runs = 0               # runs started (a second one promotes impl="auto")
         self.level = levels.level_name(level)
         self.max_memory = levels.DEFAULT_MAX_MEMORY if max_memory is None else int(max_memory)
         self.max_while_iterations = (levels.DEFAULT_MAX_WHILE_ITERATIONS
@@ -547,6 +550,9 @@ class Plan:
             raise TosaError("this plan was only validated (tosaint.validate); prepare it to "
                             "run it")
         values = coerce(self._declared, inputs)
+        if self._runs and self.impl == "auto":
+            kernels.promote()        # a plan run repeatedly: Numba pays (kernels.fast)
+        self._runs += 1
         if keep_variables and self._kept_variables is not None:
             variables = self._kept_variables
         else:
@@ -592,7 +598,7 @@ def _graph(graph):
     return load(graph)
 
 
-def prepare(graph, *, impl="numba", level=None, max_memory=None,
+def prepare(graph, *, impl="auto", level=None, max_memory=None,
             max_while_iterations=None) -> Plan:
     """Load (if needed), validate and prepare ``graph``; the plan is cached on the Graph.
 
@@ -620,7 +626,7 @@ def validate(graph, *, level=None) -> None:
 
 
 def run_tosa(graph, inputs, *, capture=False, trace=None, on_unpredictable="reference",
-             impl="numba", level=None, keep_variables=False, max_memory=None,
+             impl="auto", level=None, keep_variables=False, max_memory=None,
              max_while_iterations=None) -> RunResult:
     """Run a TOSA graph (a Graph, a path or bytes) on ``inputs`` (dict by name, list, or one
     array for a one-input graph).
@@ -629,7 +635,10 @@ def run_tosa(graph, inputs, *, capture=False, trace=None, on_unpredictable="refe
     ``capture=True`` every intermediate tensor is included too.  ``on_unpredictable`` is
     "reference" (raise where the reference model reports UNPREDICTABLE, otherwise return its
     values and list the violated REQUIREs in ``result.diagnostics``) or "raise".  ``impl``
-    picks the Numba kernels or their NumPy twins ("spec"); ``level="8K"`` adds level checks.
+    picks the kernels: "auto" (NumPy forms for light calls until the process runs a plan a
+    second time, Numba otherwise: see ``tosaint.kernels.fast``), "numba" (always the Numba
+    kernels) or "spec" (always the NumPy twins); every choice gives the same bits.
+    ``level="8K"`` adds level checks.
     ``keep_variables=True`` keeps the EXT-VARIABLE state the previous run on the same graph
     left (the prepared plan is cached on the Graph); by default each run starts afresh.
     ``max_memory`` / ``max_while_iterations``: see ``prepare``.

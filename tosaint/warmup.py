@@ -138,15 +138,16 @@ def warmup(impl="numba"):
     if impl == "spec":
         return {"graphs": 0, "kernels": 0, "signatures": 0, "seconds": 0.0, "per_graph": {},
                 "per_kernel": {}}
-    if impl != "numba":
-        raise ValueError(f"impl must be 'numba' or 'spec', not {impl!r}")
+    if impl not in ("numba", "auto"):          # "auto" runs these kernels once promoted
+        raise ValueError(f"impl must be 'numba', 'auto' or 'spec', not {impl!r}")
+    impl = "numba"
     for name, graph, inputs in _graphs():
         t = time.perf_counter()
         run_tosa(graph, inputs, impl=impl)
         per_graph[name] = round(time.perf_counter() - t, 3)
-    from .kernels import fast
-    fast.apply_scale_16(1, 1, 2)            # the scale helpers' own Python-callable forms
-    fast.apply_scale_32(1, 1, 2, False)
+    from .kernels import compiled
+    compiled.apply_scale_16(1, 1, 2)        # the scale helpers' own Python-callable forms
+    compiled.apply_scale_32(1, 1, 2, False)
     per_kernel = {name: len(d.signatures) for name, d in sorted(_dispatchers().items())
                   if d.signatures}
     return {"graphs": len(per_graph), "kernels": len(per_kernel),

@@ -14,7 +14,7 @@ def add_parser(sub):
     p.add_argument("dir")
     p.add_argument("--json", metavar="FILE", help="write per-test results as JSON")
     p.add_argument("--filter", help="only test folders whose path contains this")
-    p.add_argument("--impl", choices=("numba", "spec"), default="numba")
+    p.add_argument("--impl", choices=("auto", "numba", "spec"), default="auto")
     p.add_argument("--level", choices=("none", "8K"), default="none")
     p.add_argument("-q", "--quiet", action="store_true")
     add_limits(p)

@@ -35,7 +35,7 @@ def add_parser(sub):
     p.add_argument("--against", "-a", metavar="DIR|FILE", help="the reference tensors")
     p.add_argument("--oracle", action="store_true",
                    help="produce the reference tensors with the reference model CLI")
-    p.add_argument("--impl", choices=("numba", "spec"), default="numba")
+    p.add_argument("--impl", choices=("auto", "numba", "spec"), default="auto")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_limits(p)
     p.set_defaults(func=main)

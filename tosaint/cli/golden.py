@@ -45,7 +45,7 @@ def add_parser(sub):
     p.add_argument("--verify", action="store_true",
                    help="run every case (finished ones too) on the reference model "
                         "(tosa-tools) and fail it unless bit-identical")
-    p.add_argument("--impl", choices=("numba", "spec"), default="numba")
+    p.add_argument("--impl", choices=("auto", "numba", "spec"), default="auto")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_limits(p)

@@ -10,7 +10,7 @@ def add_parser(sub):
     add_inputs(p)
     p.add_argument("--output-dir", "-o", required=True)
     p.add_argument("--capture", action="store_true", help="also write every intermediate")
-    p.add_argument("--impl", choices=("numba", "spec"), default="numba")
+    p.add_argument("--impl", choices=("auto", "numba", "spec"), default="auto")
     p.add_argument("--on-unpredictable", choices=("reference", "raise"), default="reference")
     add_limits(p)
     p.set_defaults(func=main)

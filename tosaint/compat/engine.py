@@ -188,7 +188,7 @@ def _zeros(graph):
 def run_tosaint(data, inputs, *, level=None, zero_variables=False, impl=None):
     """tosaint's answer in the binding's terms: ``(outputs, status, notes, graph, inputs by
     name)``; raises InvalidGraph / InvalidInputs / TypeError as the binding raises."""
-    impl = impl or os.environ.get("TOSAINT_COMPAT_IMPL", "numba") or "numba"
+    impl = impl or os.environ.get("TOSAINT_COMPAT_IMPL", "auto") or "auto"
     notes = []
     graph, plan = prepared(data, level=level, zero_variables=zero_variables, impl=impl)
     named = graph_inputs(graph, inputs, notes)
