@@ -18,10 +18,11 @@ def clamp(node):
     bounds = []
     for field in ("min_val", "max_val"):
         raw = node.attrs.get(field) or b""
-        node.error_if(len(raw) < st.itemsize,
-                      f"{field} holds {len(raw)} bytes, expected {st.itemsize} ({dtype.name})")
+        if len(raw) < st.itemsize:
+            node.error(f"{field} holds {len(raw)} bytes, expected {st.itemsize} ({dtype.name})")
         # raw little-endian bytes of one in_out_t value
         bounds.append(np.frombuffer(bytes(raw[:st.itemsize]), st.newbyteorder("<"))[0].astype(st))
     lo, hi = bounds
-    node.error_if(hi < lo, f"max_val {int(hi)} < min_val {int(lo)}")
+    if hi < lo:
+        node.error(f"max_val {int(hi)} < min_val {int(lo)}")
     return lambda x: finish(np.minimum(np.maximum(x, lo), hi), dtype, shape)

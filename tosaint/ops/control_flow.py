@@ -45,8 +45,8 @@ def _block_io(node, name):
 
 
 def _check_lists(node, what_a, a, what_b, b):
-    node.error_if(_list_shape(a) != _list_shape(b),
-                  f"{what_a} {_describe(a)} != {what_b} {_describe(b)}")
+    if _list_shape(a) != _list_shape(b):
+        node.error(f"{what_a} {_describe(a)} != {what_b} {_describe(b)}")
 
 
 def _list_level(node, name, tensors):
@@ -57,7 +57,8 @@ def _list_level(node, name, tensors):
 
 def _graph_name(node, attr):
     name = node.attrs.get(attr)
-    node.error_if(not name, f"attribute {attr} names no graph")
+    if not name:
+        node.error(f"attribute {attr} names no graph")
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
@@ -71,8 +72,9 @@ def _cond_key(node):
 def cond_if(node):
     cond = node.inputs[0]
     input_list, output_list = node.inputs[1:], node.outputs
-    node.error_if(cond.size != 1, f"condition has {cond.size} elements "
-                  f"({list(cond.shape)}); tensor_size(shape) must be 1")
+    if cond.size != 1:
+        node.error(f"condition has {cond.size} elements "
+                   f"({list(cond.shape)}); tensor_size(shape) must be 1")
     _list_level(node, "input_list", input_list)
     _list_level(node, "output_list", output_list)
     names = {w: _graph_name(node, w) for w in ("then_graph", "else_graph")}
@@ -104,12 +106,15 @@ def while_loop(node):
     _check_lists(node, "input_list", input_list, "cond_graph inputs", c_ins)
     _check_lists(node, "input_list", input_list, "body_graph inputs", b_ins)
     _check_lists(node, "input_list", input_list, "body_graph outputs", b_outs)
-    node.error_if(len(c_outs) != 1, f"cond_graph has {len(c_outs)} outputs; it must have one "
-                  "single-element bool tensor")
-    node.error_if(c_outs[0].size != 1, f"cond_graph output has {c_outs[0].size} elements "
-                  f"({list(c_outs[0].shape)}); it must have 1")
-    node.error_if(c_outs[0].dtype != T.BOOL, f"cond_graph output type is "
-                  f"{T(c_outs[0].dtype).name}; it must be BOOL")
+    if len(c_outs) != 1:
+        node.error(f"cond_graph has {len(c_outs)} outputs; it must have one "
+                   "single-element bool tensor")
+    if c_outs[0].size != 1:
+        node.error(f"cond_graph output has {c_outs[0].size} elements "
+                   f"({list(c_outs[0].shape)}); it must have 1")
+    if c_outs[0].dtype != T.BOOL:
+        node.error(f"cond_graph output type is "
+                   f"{T(c_outs[0].dtype).name}; it must be BOOL")
     cond_plan = node.block(cond_name)
     body_plan = node.block(body_name)
     if node.validating:

@@ -11,7 +11,8 @@ _PROFILE = {T.INT4: "EXT-INT4", T.INT48: "EXT-INT16"}
 def const(node):
     out = node.outputs[0]
     node.error_if(node.inputs, "CONST takes no inputs")
-    node.error_if(out.data is None, f"output {out.name!r} carries no constant data")
+    if out.data is None:
+        node.error(f"output {out.name!r} carries no constant data")
     value = out.data
     return lambda: value
 
@@ -19,7 +20,8 @@ def const(node):
 @register(Op.CONST_SHAPE, {(T.SHAPE,): "PRO-INT"})
 def const_shape(node):
     out = node.outputs[0]
-    node.error_if(out.data is None, f"output {out.name!r} carries no shape data")
+    if out.data is None:
+        node.error(f"output {out.name!r} carries no shape data")
     value = out.data
     return lambda: value
 
@@ -28,6 +30,6 @@ def const_shape(node):
           operands=("input1",))
 def identity(node):
     a, out = node.inputs[0], node.outputs[0]
-    node.error_if(tuple(a.shape) != tuple(out.shape),
-                  f"input shape {list(a.shape)} != output shape {list(out.shape)}")
+    if tuple(a.shape) != tuple(out.shape):
+        node.error(f"input shape {list(a.shape)} != output shape {list(out.shape)}")
     return lambda x: x

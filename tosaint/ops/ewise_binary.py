@@ -22,16 +22,16 @@ _UNSIGNED = {I8: np.uint8, I16: np.uint16, I32: np.uint32}
 # ---- shared helpers (also used by ewise_unary, ewise_ternary, comparison) ---------------------
 def broadcast_shape(node, shape1, shape2):
     """The spec's broadcast_shape, with its ERROR_IFs."""
-    node.error_if(len(shape1) != len(shape2),
-                  f"input ranks differ: {list(shape1)} vs {list(shape2)}")
+    if len(shape1) != len(shape2):
+        node.error(f"input ranks differ: {list(shape1)} vs {list(shape2)}")
     shape = list(shape1)
     for i, d in enumerate(shape):
         if d == 1:
             shape[i] = shape2[i]
         else:
-            node.error_if(shape2[i] != 1 and shape2[i] != d,
-                          f"dimension {i}: {d} and {shape2[i]} cannot be broadcast "
-                          f"({list(shape1)} vs {list(shape2)})")
+            if shape2[i] != 1 and shape2[i] != d:
+                node.error(f"dimension {i}: {d} and {shape2[i]} cannot be broadcast "
+                           f"({list(shape1)} vs {list(shape2)})")
     return tuple(shape)
 
 
@@ -42,16 +42,18 @@ def check_broadcast(node, n_inputs=None):
     shape = tuple(ins[0].shape)
     for t in ins[1:]:
         shape = broadcast_shape(node, shape, tuple(t.shape))
-    node.error_if(len(out) != len(shape), f"output rank {len(out)} != input rank {len(shape)}")
-    node.error_if(out != shape, f"output shape {list(out)} != broadcast shape {list(shape)}")
+    if len(out) != len(shape):
+        node.error(f"output rank {len(out)} != input rank {len(shape)}")
+    if out != shape:
+        node.error(f"output shape {list(out)} != broadcast shape {list(shape)}")
     return out
 
 
 def check_same_shape(node):
     """Unary operators: the output shape equals the input shape."""
     a, out = node.inputs[0], node.outputs[0]
-    node.error_if(tuple(a.shape) != tuple(out.shape),
-                  f"input shape {list(a.shape)} != output shape {list(out.shape)}")
+    if tuple(a.shape) != tuple(out.shape):
+        node.error(f"input shape {list(a.shape)} != output shape {list(out.shape)}")
     return tuple(out.shape)
 
 
@@ -94,8 +96,8 @@ register(Op.SUB, _sigs((I32,)), operands=("input1", "input2"))(_add_sub(-1, "dif
 def mul(node):
     shape = check_broadcast(node, 2)
     st = node.inputs[2]
-    node.error_if(len(st.shape) != 1 or st.shape[0] != 1,
-                  f"shift has shape {list(st.shape)}, expected [1]")
+    if len(st.shape) != 1 or st.shape[0] != 1:
+        node.error(f"shift has shape {list(st.shape)}, expected [1]")
     shift = int(node.const(2).reshape(-1)[0])
     is32 = node.inputs[0].dtype == I32
 
@@ -222,8 +224,8 @@ def table(node):
     tt = node.inputs[1]
     is16 = node.inputs[0].dtype == I16
     size = 513 if is16 else 256
-    node.error_if(tuple(tt.shape) != (size,),
-                  f"table has shape {list(tt.shape)}, expected [{size}]")
+    if tuple(tt.shape) != (size,):
+        node.error(f"table has shape {list(tt.shape)}, expected [{size}]")
     if node.validating:
         return None
     k = node.k

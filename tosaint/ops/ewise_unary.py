@@ -62,12 +62,14 @@ def negate(node):
     shape = check_same_shape(node)
     dtype = node.outputs[0].dtype
     for i, what in ((1, "input1_zp"), (2, "output_zp")):
-        node.error_if(tuple(node.inputs[i].shape) != (1,),
-                      f"{what} has shape {list(node.inputs[i].shape)}, expected [1]")
+        if tuple(node.inputs[i].shape) != (1,):
+            node.error(f"{what} has shape {list(node.inputs[i].shape)}, expected [1]")
     in_zp = int(node.const(1).reshape(-1)[0])
     out_zp = int(node.const(2).reshape(-1)[0])
-    node.error_if(dtype != I8 and in_zp != 0, f"input1_zp {in_zp} != 0 for a non-i8 input")
-    node.error_if(dtype != I8 and out_zp != 0, f"output_zp {out_zp} != 0 for a non-i8 output")
+    if dtype != I8 and in_zp != 0:
+        node.error(f"input1_zp {in_zp} != 0 for a non-i8 input")
+    if dtype != I8 and out_zp != 0:
+        node.error(f"output_zp {out_zp} != 0 for a non-i8 output")
     lo, hi = RANGE[dtype]
 
     def run(a, _izp, _ozp):

@@ -17,37 +17,46 @@ from ..schema.definition import NanPropagationMode, Op
 def _pool_params(node):
     """Validate the attributes and shapes shared by AVG_POOL2D and MAX_POOL2D."""
     x, out = node.inputs[0], node.outputs[0]
-    node.error_if(len(x.shape) != 4, f"input rank {len(x.shape)} != 4 (NHWC)")
-    node.error_if(len(out.shape) != 4, f"output rank {len(out.shape)} != 4 (NHWC)")
+    if len(x.shape) != 4:
+        node.error(f"input rank {len(x.shape)} != 4 (NHWC)")
+    if len(out.shape) != 4:
+        node.error(f"output rank {len(out.shape)} != 4 (NHWC)")
     kernel = tuple(node.attrs["kernel"])
     stride = tuple(node.attrs["stride"])
     pad = tuple(node.attrs["pad"])
-    node.error_if(len(kernel) != 2, f"kernel has {len(kernel)} values, not 2 [kernel_y, kernel_x]")
-    node.error_if(len(stride) != 2, f"stride has {len(stride)} values, not 2 [stride_y, stride_x]")
-    node.error_if(len(pad) != 4,
-                  f"pad has {len(pad)} values, not 4 [pad_top, pad_bottom, pad_left, pad_right]")
+    if len(kernel) != 2:
+        node.error(f"kernel has {len(kernel)} values, not 2 [kernel_y, kernel_x]")
+    if len(stride) != 2:
+        node.error(f"stride has {len(stride)} values, not 2 [stride_y, stride_x]")
+    if len(pad) != 4:
+        node.error(f"pad has {len(pad)} values, not 4 [pad_top, pad_bottom, pad_left, pad_right]")
     n, ih, iw, c = x.shape
     on, oh, ow, oc = out.shape
     ky, kx = kernel
     sy, sx = stride
     pt, pb, pl, pr = pad
-    node.error_if(ky < 1 or kx < 1, f"kernel_y {ky} or kernel_x {kx} < 1")
-    node.error_if(sy < 1 or sx < 1, f"stride_y {sy} or stride_x {sx} < 1")
-    node.error_if(min(pad) < 0, f"pad {list(pad)} has a value < 0")
-    node.error_if(pl >= kx or pr >= kx,
-                  f"pad_left {pl} or pad_right {pr} >= kernel_x {kx}")
-    node.error_if(pt >= ky or pb >= ky,
-                  f"pad_top {pt} or pad_bottom {pb} >= kernel_y {ky}")
-    node.error_if(on != n, f"output batch {on} != input batch {n}")
-    node.error_if(oc != c, f"output channels {oc} != input channels {c}")
+    if ky < 1 or kx < 1:
+        node.error(f"kernel_y {ky} or kernel_x {kx} < 1")
+    if sy < 1 or sx < 1:
+        node.error(f"stride_y {sy} or stride_x {sx} < 1")
+    if min(pad) < 0:
+        node.error(f"pad {list(pad)} has a value < 0")
+    if pl >= kx or pr >= kx:
+        node.error(f"pad_left {pl} or pad_right {pr} >= kernel_x {kx}")
+    if pt >= ky or pb >= ky:
+        node.error(f"pad_top {pt} or pad_bottom {pb} >= kernel_y {ky}")
+    if on != n:
+        node.error(f"output batch {on} != input batch {n}")
+    if oc != c:
+        node.error(f"output channels {oc} != input channels {c}")
     for what, o, i, p0, p1, k, s, names in (
             ("height", oh, ih, pt, pb, ky, sy, "IH+pad_top+pad_bottom-kernel_y)/stride_y"),
             ("width", ow, iw, pl, pr, kx, sx, "IW+pad_left+pad_right-kernel_x)/stride_x")):
         num = i + p0 + p1 - k
-        node.error_if(num % s != 0,
-                      f"output {what}: ({names} = {num}/{s} is not an integer (idiv_check)")
-        node.error_if(o != num // s + 1,
-                      f"output {what} {o} != ({names}+1 = {num // s + 1}")
+        if num % s != 0:
+            node.error(f"output {what}: ({names} = {num}/{s} is not an integer (idiv_check)")
+        if o != num // s + 1:
+            node.error(f"output {what} {o} != ({names}+1 = {num // s + 1}")
     node.level_check(ky <= MAX_KERNEL and kx <= MAX_KERNEL,
                      f"kernel {list(kernel)} > MAX_KERNEL {MAX_KERNEL}")
     node.level_check(sy <= MAX_STRIDE and sx <= MAX_STRIDE,
@@ -60,16 +69,17 @@ def check_nan_mode(node):
     """nan_mode must name a mode even for integer types: the reference model rejects a graph
     with any other value (including the schema default 0 = UNKNOWN)."""
     mode = int(node.attrs.get("nan_mode") or 0)
-    node.error_if(mode not in (NanPropagationMode.PROPAGATE, NanPropagationMode.IGNORE),
-                  f"nan_mode {mode} is neither PROPAGATE (1) nor IGNORE (2)")
+    if mode not in (NanPropagationMode.PROPAGATE, NanPropagationMode.IGNORE):
+        node.error(f"nan_mode {mode} is neither PROPAGATE (1) nor IGNORE (2)")
 
 
 def _zero_point(node, i, what, dtype):
     zp = np.asarray(node.const(i)).reshape(-1)
-    node.error_if(zp.size != 1, f"{what} has {zp.size} values, not 1")
+    if zp.size != 1:
+        node.error(f"{what} has {zp.size} values, not 1")
     zp = int(zp[0])
-    node.error_if(dtype != T.INT8 and zp != 0,
-                  f"{what} {zp} != 0 (a zero point is only allowed for int8)")
+    if dtype != T.INT8 and zp != 0:
+        node.error(f"{what} {zp} != 0 (a zero point is only allowed for int8)")
     return zp
 
 
@@ -80,8 +90,8 @@ def avg_pool2d(node):
     dt = node.inputs[0].dtype
     acc_type = node.attrs.get("acc_type")
     name = T(acc_type).name if acc_type in T._value2member_map_ else acc_type
-    node.error_if(acc_type != T.INT32,
-                  f"acc_type {name} != INT32 (the accumulator of integer AVG_POOL2D)")
+    if acc_type != T.INT32:
+        node.error(f"acc_type {name} != INT32 (the accumulator of integer AVG_POOL2D)")
     (ky, kx), (sy, sx), (pt, pl), out_shape = _pool_params(node)
     in_zp = _zero_point(node, 1, "input_zp", dt)
     out_zp = _zero_point(node, 2, "output_zp", dt)
@@ -128,15 +138,18 @@ def argmax(node):
     axis = int(node.attrs["axis"])
     check_nan_mode(node)
     node.error_if(rank < 1, "input rank 0 < 1")
-    node.error_if(rank > MAX_RANK,
-                  f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
-                  f"1 to {MAX_RANK})")
-    node.error_if(axis < 0 or axis >= rank, f"axis {axis} is outside [0, rank(input)-1 = "
-                  f"{rank - 1}]")
+    if rank > MAX_RANK:
+        node.error(f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
+                   f"1 to {MAX_RANK})")
+    if axis < 0 or axis >= rank:
+        node.error(f"axis {axis} is outside [0, rank(input)-1 = "
+                   f"{rank - 1}]")
     expect = shape1[:axis] + shape1[axis + 1:]
-    node.error_if(shape != expect, f"output shape {list(shape)} != input shape without axis "
-                  f"{axis} {list(expect)}")
-    node.error_if(shape1[axis] < 1, f"input dimension {axis} is empty")
+    if shape != expect:
+        node.error(f"output shape {list(shape)} != input shape without axis "
+                   f"{axis} {list(expect)}")
+    if shape1[axis] < 1:
+        node.error(f"input dimension {axis} is empty")
     left = int(np.prod(shape1[:axis], dtype=np.int64))
     right = int(np.prod(shape1[axis + 1:], dtype=np.int64))
     view = (left, shape1[axis], right)

@@ -22,17 +22,21 @@ def _reduce_view(node):
     rank = len(shape1)
     axis = int(node.attrs["axis"])
     node.error_if(rank < 1, "input rank 0 < 1")
-    node.error_if(rank > MAX_RANK,
-                  f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
-                  f"1 to {MAX_RANK})")
-    node.error_if(axis < 0 or axis >= rank,
-                  f"axis {axis} is outside [0, rank(input)-1 = {rank - 1}]")
-    node.error_if(len(shape) != rank, f"output rank {len(shape)} != input rank {rank}")
-    node.error_if(shape[axis] != 1, f"output shape[{axis}] = {shape[axis]} != 1")
+    if rank > MAX_RANK:
+        node.error(f"input rank {rank} > {MAX_RANK} (the reference model supports ranks "
+                   f"1 to {MAX_RANK})")
+    if axis < 0 or axis >= rank:
+        node.error(f"axis {axis} is outside [0, rank(input)-1 = {rank - 1}]")
+    if len(shape) != rank:
+        node.error(f"output rank {len(shape)} != input rank {rank}")
+    if shape[axis] != 1:
+        node.error(f"output shape[{axis}] = {shape[axis]} != 1")
     expect = shape1[:axis] + (1,) + shape1[axis + 1:]
-    node.error_if(shape != expect, f"output shape {list(shape)} != {list(expect)} (the input "
-                  f"shape with 1 at axis {axis})")
-    node.error_if(shape1[axis] < 1, f"input dimension {axis} is empty")
+    if shape != expect:
+        node.error(f"output shape {list(shape)} != {list(expect)} (the input "
+                   f"shape with 1 at axis {axis})")
+    if shape1[axis] < 1:
+        node.error(f"input dimension {axis} is empty")
     left = int(np.prod(shape1[:axis], dtype=np.int64))
     right = int(np.prod(shape1[axis + 1:], dtype=np.int64))
     return (left, shape1[axis], right), (left, right), shape

@@ -20,10 +20,11 @@ def gather(node):
     check_rank(node, indices, 2, 2, "indices")
     check_rank(node, out, 3, 3, "output")
     N, K, C = values.shape
-    node.error_if(indices.shape[0] != N, f"indices batch {indices.shape[0]} != values batch {N}")
+    if indices.shape[0] != N:
+        node.error(f"indices batch {indices.shape[0]} != values batch {N}")
     W = indices.shape[1]
-    node.error_if(tuple(out.shape) != (N, W, C),
-                  f"output shape {list(out.shape)} != [N,W,C] = {[N, W, C]}")
+    if tuple(out.shape) != (N, W, C):
+        node.error(f"output shape {list(out.shape)} != [N,W,C] = {[N, W, C]}")
     k = node.k
 
     def run(v, idx):
@@ -43,13 +44,14 @@ def scatter(node):
     check_rank(node, inp, 3, 3, "input")
     check_rank(node, out, 3, 3, "values_out")
     N, K, C = values_in.shape
-    node.error_if(indices.shape[0] != N, f"indices batch {indices.shape[0]} != values_in batch "
-                  f"{N}")
+    if indices.shape[0] != N:
+        node.error(f"indices batch {indices.shape[0]} != values_in batch "
+                   f"{N}")
     W = indices.shape[1]
-    node.error_if(tuple(inp.shape) != (N, W, C),
-                  f"input shape {list(inp.shape)} != [N,W,C] = {[N, W, C]}")
-    node.error_if(tuple(out.shape) != (N, K, C),
-                  f"values_out shape {list(out.shape)} != [N,K,C] = {[N, K, C]}")
+    if tuple(inp.shape) != (N, W, C):
+        node.error(f"input shape {list(inp.shape)} != [N,W,C] = {[N, W, C]}")
+    if tuple(out.shape) != (N, K, C):
+        node.error(f"values_out shape {list(out.shape)} != [N,K,C] = {[N, K, C]}")
     k = node.k
 
     def run(v, idx, x):

@@ -34,18 +34,19 @@ def _zero_point(node, i):
     """The zero point operand ``i``: a compile-time constant tensor of shape [1]."""
     t = node.inputs[i]
     what = node.operand_name(i)
-    node.error_if(tuple(t.shape) != (1,), f"{what} has shape {list(t.shape)}, not [1]")
+    if tuple(t.shape) != (1,):
+        node.error(f"{what} has shape {list(t.shape)}, not [1]")
     return int(np.asarray(node.const(i)).reshape(-1)[0])
 
 
 def _check_zero_points(node, in_dtype, input_zp, w_dtype, weight_zp, names=("input_zp",
                                                                              "weight_zp")):
-    node.error_if(in_dtype != T.INT8 and input_zp != 0,
-                  f"{names[0]} {input_zp} != 0 for {T(in_dtype).name} (zero point only allowed "
-                  "for i8_t)")
-    node.error_if(w_dtype != T.INT8 and weight_zp != 0,
-                  f"{names[1]} {weight_zp} != 0 for {T(w_dtype).name} (zero point only allowed "
-                  "for i8_t)")
+    if in_dtype != T.INT8 and input_zp != 0:
+        node.error(f"{names[0]} {input_zp} != 0 for {T(in_dtype).name} (zero point only allowed "
+                   "for i8_t)")
+    if w_dtype != T.INT8 and weight_zp != 0:
+        node.error(f"{names[1]} {weight_zp} != 0 for {T(w_dtype).name} (zero point only allowed "
+                   "for i8_t)")
 
 
 def _x_absmax(dtype, zp):
@@ -56,7 +57,8 @@ def _x_absmax(dtype, zp):
 
 def _ints(node, name, n, what):
     v = tuple(int(a) for a in node.attrs[name])
-    node.error_if(len(v) != n, f"{name} has {len(v)} values, not {n} {what}")
+    if len(v) != n:
+        node.error(f"{name} has {len(v)} values, not {n} {what}")
     return v
 
 
@@ -64,36 +66,43 @@ def _common(node, rank):
     """Checks shared by the four convolutions; returns (x, w, bias, out) tensors, zero points."""
     x, w, bias = node.inputs[0], node.inputs[1], node.inputs[2]
     out = node.outputs[0]
-    node.error_if(len(node.inputs) != 5, f"{len(node.inputs)} inputs, not 5 "
-                  "(input, weight, bias, input_zp, weight_zp)")
-    node.error_if(len(node.outputs) != 1, f"{len(node.outputs)} outputs, not 1")
+    if len(node.inputs) != 5:
+        node.error(f"{len(node.inputs)} inputs, not 5 "
+                   "(input, weight, bias, input_zp, weight_zp)")
+    if len(node.outputs) != 1:
+        node.error(f"{len(node.outputs)} outputs, not 1")
     for t, what in ((x, "input"), (w, "weight"), (out, "output")):
-        node.error_if(len(t.shape) != rank, f"{what} rank {len(t.shape)} != {rank}")
-    node.error_if(len(bias.shape) != 1, f"bias rank {len(bias.shape)} != 1")
+        if len(t.shape) != rank:
+            node.error(f"{what} rank {len(t.shape)} != {rank}")
+    if len(bias.shape) != 1:
+        node.error(f"bias rank {len(bias.shape)} != 1")
     acc = node.attrs["acc_type"]
     want = _ACC[x.dtype]
-    node.error_if(acc != want, f"acc_type {T(acc).name if acc in T._value2member_map_ else acc}"
-                  f" != {want.name} for {x.dtype.name} input")
+    if acc != want:
+        node.error(f"acc_type {T(acc).name if acc in T._value2member_map_ else acc}"
+                   f" != {want.name} for {x.dtype.name} input")
     input_zp = _zero_point(node, 3)
     weight_zp = _zero_point(node, 4)
     _check_zero_points(node, x.dtype, input_zp, w.dtype, weight_zp)
-    node.error_if(out.shape[0] != x.shape[0],
-                  f"output batch {out.shape[0]} != input batch {x.shape[0]}")
+    if out.shape[0] != x.shape[0]:
+        node.error(f"output batch {out.shape[0]} != input batch {x.shape[0]}")
     return x, w, bias, out, input_zp, weight_zp
 
 
 def _check_bias(node, bias, oc, what="OC"):
     bc = bias.shape[0]
-    node.error_if(bc != oc and bc != 1, f"bias shape [{bc}]: BC {bc} != {what} {oc} and != 1")
+    if bc != oc and bc != 1:
+        node.error(f"bias shape [{bc}]: BC {bc} != {what} {oc} and != 1")
 
 
 def _out_size(node, name, o, i, p0, p1, k, d, s, names):
     """ERROR_IF(O != idiv_check(I - 1 + p0 + p1 - (K - 1) * d, s) + 1)."""
     num = i - 1 + p0 + p1 - (k - 1) * d
-    node.error_if(num % s != 0, f"output {name}: ({names}) = {num} is not divisible by stride "
-                  f"{s} (idiv_check)")
-    node.error_if(o != num // s + 1,
-                  f"output {name} {o} != ({names})/stride+1 = {num // s + 1}")
+    if num % s != 0:
+        node.error(f"output {name}: ({names}) = {num} is not divisible by stride "
+                   f"{s} (idiv_check)")
+    if o != num // s + 1:
+        node.error(f"output {name} {o} != ({names})/stride+1 = {num // s + 1}")
 
 
 def _spatial(node, x, w, out, dims, koff):
@@ -102,9 +111,12 @@ def _spatial(node, x, w, out, dims, koff):
     pad = _ints(node, "pad", 2 * nd, "")
     stride = _ints(node, "stride", nd, "")
     dilation = _ints(node, "dilation", nd, "")
-    node.error_if(min(pad) < 0, f"pad {list(pad)} has a value < 0")
-    node.error_if(min(stride) < 1, f"stride {list(stride)} has a value < 1")
-    node.error_if(min(dilation) < 1, f"dilation {list(dilation)} has a value < 1")
+    if min(pad) < 0:
+        node.error(f"pad {list(pad)} has a value < 0")
+    if min(stride) < 1:
+        node.error(f"stride {list(stride)} has a value < 1")
+    if min(dilation) < 1:
+        node.error(f"dilation {list(dilation)} has a value < 1")
     for j, (name, I, K, P) in enumerate(dims):
         ks = w.shape[koff + j]
         _out_size(node, name, out.shape[1 + j], x.shape[1 + j], pad[2 * j], pad[2 * j + 1],
@@ -203,10 +215,10 @@ def _check_dense(node, dims):
     rank = len(dims) + 2
     x, w, bias, out, input_zp, weight_zp = _common(node, rank)
     c = rank - 1                                     # the channel axis of all three
-    node.error_if(w.shape[c] != x.shape[c],
-                  f"weight IC {w.shape[c]} != input channels {x.shape[c]}")
-    node.error_if(w.shape[0] != out.shape[c],
-                  f"weight OC {w.shape[0]} != output channels {out.shape[c]}")
+    if w.shape[c] != x.shape[c]:
+        node.error(f"weight IC {w.shape[c]} != input channels {x.shape[c]}")
+    if w.shape[0] != out.shape[c]:
+        node.error(f"weight OC {w.shape[0]} != output channels {out.shape[c]}")
     _check_bias(node, bias, out.shape[c])
     pad, stride, dilation = _spatial(node, x, w, out, dims, 1)
     return x, out, input_zp, weight_zp, pad, stride, dilation
@@ -244,9 +256,10 @@ def _check_depthwise(node):
     preparation needs."""
     x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     kh, kw, c, m = w.shape
-    node.error_if(c != x.shape[3], f"weight C {c} != input channels {x.shape[3]}")
-    node.error_if(out.shape[3] != c * m,
-                  f"output channels {out.shape[3]} != C*M = {c}*{m} = {c * m}")
+    if c != x.shape[3]:
+        node.error(f"weight C {c} != input channels {x.shape[3]}")
+    if out.shape[3] != c * m:
+        node.error(f"output channels {out.shape[3]} != C*M = {c}*{m} = {c * m}")
     _check_bias(node, bias, c * m, "C*M")
     pad, stride, dilation = _spatial(node, x, w, out, _HW, 0)
     return x, out, input_zp, weight_zp, pad, stride, dilation
@@ -266,26 +279,29 @@ def depthwise_conv2d(node):
 def transpose_conv2d(node):
     x, w, bias, out, input_zp, weight_zp = _common(node, 4)
     oc, kh, kw, ic = w.shape
-    node.error_if(ic != x.shape[3], f"weight IC {ic} != input channels {x.shape[3]}")
-    node.error_if(oc != out.shape[3], f"weight OC {oc} != output channels {out.shape[3]}")
+    if ic != x.shape[3]:
+        node.error(f"weight IC {ic} != input channels {x.shape[3]}")
+    if oc != out.shape[3]:
+        node.error(f"weight OC {oc} != output channels {out.shape[3]}")
     _check_bias(node, bias, out.shape[3])
     out_pad = _ints(node, "out_pad", 4, "")
     stride = _ints(node, "stride", 2, "")
     opt, opb, opl, opr = out_pad
-    node.error_if(opt <= -kh or opb <= -kh,
-                  f"out_pad_top {opt} or out_pad_bottom {opb} <= -KH = {-kh}")
-    node.error_if(opl <= -kw or opr <= -kw,
-                  f"out_pad_left {opl} or out_pad_right {opr} <= -KW = {-kw}")
-    node.error_if(min(stride) < 1, f"stride {list(stride)} has a value < 1")
+    if opt <= -kh or opb <= -kh:
+        node.error(f"out_pad_top {opt} or out_pad_bottom {opb} <= -KH = {-kh}")
+    if opl <= -kw or opr <= -kw:
+        node.error(f"out_pad_left {opl} or out_pad_right {opr} <= -KW = {-kw}")
+    if min(stride) < 1:
+        node.error(f"stride {list(stride)} has a value < 1")
     ih, iw = x.shape[1], x.shape[2]
     oh = (ih - 1) * stride[0] + opt + opb + kh
     ow = (iw - 1) * stride[1] + opl + opr + kw
-    node.error_if(out.shape[1] != oh,
-                  f"output height {out.shape[1]} != (IH-1)*stride_y+out_pad_top+out_pad_bottom"
-                  f"+KH = ({ih}-1)*{stride[0]}+{opt}+{opb}+{kh} = {oh}")
-    node.error_if(out.shape[2] != ow,
-                  f"output width {out.shape[2]} != (IW-1)*stride_x+out_pad_left+out_pad_right"
-                  f"+KW = ({iw}-1)*{stride[1]}+{opl}+{opr}+{kw} = {ow}")
+    if out.shape[1] != oh:
+        node.error(f"output height {out.shape[1]} != (IH-1)*stride_y+out_pad_top+out_pad_bottom"
+                   f"+KH = ({ih}-1)*{stride[0]}+{opt}+{opb}+{kh} = {oh}")
+    if out.shape[2] != ow:
+        node.error(f"output width {out.shape[2]} != (IW-1)*stride_x+out_pad_left+out_pad_right"
+                   f"+KW = ({iw}-1)*{stride[1]}+{opl}+{opr}+{kw} = {ow}")
     node.level_check(kh <= MAX_KERNEL and kw <= MAX_KERNEL,
                      f"kernel {kh}x{kw} > MAX_KERNEL {MAX_KERNEL}")
     node.level_check(max(out_pad) <= MAX_KERNEL, f"out_pad {list(out_pad)} > MAX_KERNEL "
@@ -306,15 +322,20 @@ def transpose_conv2d(node):
 def matmul(node):
     a, b = node.inputs[0], node.inputs[1]
     out = node.outputs[0]
-    node.error_if(len(node.inputs) != 4, f"{len(node.inputs)} inputs, not 4 (A, B, A_zp, B_zp)")
-    node.error_if(len(node.outputs) != 1, f"{len(node.outputs)} outputs, not 1")
+    if len(node.inputs) != 4:
+        node.error(f"{len(node.inputs)} inputs, not 4 (A, B, A_zp, B_zp)")
+    if len(node.outputs) != 1:
+        node.error(f"{len(node.outputs)} outputs, not 1")
     for t, what in ((a, "A"), (b, "B"), (out, "output")):
-        node.error_if(len(t.shape) != 3, f"{what} rank {len(t.shape)} != 3")
+        if len(t.shape) != 3:
+            node.error(f"{what} rank {len(t.shape)} != 3")
     n, h, c = a.shape
-    node.error_if(b.shape[0] != n, f"B batch {b.shape[0]} != A batch {n}")
-    node.error_if(b.shape[1] != c, f"B rows {b.shape[1]} != A columns C = {c}")
-    node.error_if(tuple(out.shape) != (n, h, b.shape[2]),
-                  f"output shape {list(out.shape)} != [N,H,W] = {[n, h, b.shape[2]]}")
+    if b.shape[0] != n:
+        node.error(f"B batch {b.shape[0]} != A batch {n}")
+    if b.shape[1] != c:
+        node.error(f"B rows {b.shape[1]} != A columns C = {c}")
+    if tuple(out.shape) != (n, h, b.shape[2]):
+        node.error(f"output shape {list(out.shape)} != [N,H,W] = {[n, h, b.shape[2]]}")
     a_zp = _zero_point(node, 2)
     b_zp = _zero_point(node, 3)
     # the fixed meaning (spec main, reference model): zero points must be 0 for non-i8 types

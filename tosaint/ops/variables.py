@@ -25,8 +25,9 @@ _PROFILE = "EXT-VARIABLE"
 
 
 def _var(node, t, role):
-    node.error_if(not t.variable, f"{role} {t.name!r} is not a variable tensor (variable = "
-                  "true)")
+    if not t.variable:
+        node.error(f"{role} {t.name!r} is not a variable tensor (variable = "
+                   "true)")
     return t
 
 
