@@ -8,6 +8,7 @@ encoding, decoded (vectorised) otherwise; every size is checked before anything 
 """
 import os
 import stat
+from math import prod
 
 import numpy as np
 
@@ -162,32 +163,47 @@ def _shape(raw_shape, name, max_elements):
 #: ``TosaTensor`` fields kept in ``Tensor.extra`` when set (for the round trip)
 _EXTRA_FIELDS = ("offset", "size", "scale_type", "scale_offset", "scale_size", "block_shape",
                  "scale_data")
+_TENSOR_FIELDS = ("name", "shape", "type", "data", "variable", "variable_name", "is_unranked")
 
 
-def _tensor(t, where, max_elements):
-    name = t["name"]
-    if not name:
-        raise SchemaError(f"{where}: tensor without a name")
-    shape = _shape(t["shape"], name, max_elements)
-    dtype = t["type"]
-    data = None
-    extra = {}
-    raw = t["data"]
-    # an absent data vector: not a constant; present, it must hold the elements (a constant of
-    # zero elements has an empty vector)
-    if raw is not None and (len(raw) or 0 in shape):
-        data = decode_data(raw, dtype, shape, f"tensor {name!r}")
-        if data is None:
-            extra["raw_data"] = bytes(raw)
-    for k in _EXTRA_FIELDS:
-        if t[k]:
-            extra[k] = t[k]
-    if dtype == DType.SHAPE:
-        # the older form: a shape value as a SHAPE tensor in block.tensors (not block.shapes);
-        # the writer keeps it there
-        extra["shape_table"] = False
-    return Tensor(name, shape, dtype, data, t["variable"], t["variable_name"] or None,
-                  t["is_unranked"], extra)
+def _tensors(cols, where, max_elements, file):
+    """The ``Tensor`` of each row of the ``TosaTensor`` columns ``cols`` read from ``file``
+    (``data`` given as (offset, length) spans of ``file``)."""
+    extras = [(k, cols[k]) for k in _EXTRA_FIELDS if any(cols[k])]
+    out = []
+    # natively stored constants are read-only views of the (immutable, aligned) file
+    in_place = isinstance(file, bytes) and np.frombuffer(file, np.uint8).ctypes.data % 8 == 0
+    for i, (name, shape, dtype, span, variable, variable_name, unranked) in enumerate(
+            zip(*(cols[k] for k in _TENSOR_FIELDS))):
+        if not name:
+            raise SchemaError(f"{where}: tensor without a name")
+        if len(shape) > 8 or (shape and min(shape) <= 0) or prod(shape) > max_elements:
+            shape = _shape(shape, name, max_elements)       # checked in full (or refused)
+        extra = {}
+        data = None
+        # an absent data vector: not a constant; present, it must hold the elements (a constant
+        # of zero elements has an empty vector)
+        if span is not None and (span[1] or 0 in shape):
+            start, length = span
+            native = _NATIVE.get(dtype)
+            if native is not None and in_place and not start % native.itemsize and \
+                    length >= prod(shape) * native.itemsize:
+                data = np.ndarray(shape, native, file, start)     # the common case
+            else:
+                raw = memoryview(file)[start:start + length]
+                data = decode_data(raw, dtype, shape, f"tensor {name!r}")
+                if data is None:
+                    extra["raw_data"] = bytes(raw)
+        for k, col in extras:
+            if col[i]:
+                extra[k] = col[i]
+        if dtype == DType.SHAPE:
+            # the older form: a shape value as a SHAPE tensor in block.tensors (not
+            # block.shapes); the writer keeps it there
+            extra["shape_table"] = False
+        out.append(Tensor(name, shape, dtype, data, variable, variable_name or None, unranked,
+                          extra))
+    return out
 
 
 def _shape_value(s, where):
@@ -212,25 +228,34 @@ def _shape_value(s, where):
                   extra={"shape_table": True})
 
 
-def _operator(o, where, i):
-    """An ``Operator`` from its decoded table (``where``, ``i``: the block and its index)."""
-    op = o["op"]
+def _operators(cols, where):
+    """The ``Operator`` of each row of the ``TosaOperator`` columns ``cols``."""
+    out = []
+    for i, (op, utype, attrs, inputs, outputs, loc) in enumerate(zip(
+            cols["op"], cols["attribute_type"], cols["attribute"], cols["inputs"],
+            cols["outputs"], cols["location"])):
+        if utype != op or attrs is None:
+            attrs = _attributes(op, utype, attrs, where, i)
+        # the reader's lists and dicts are fresh: the operator owns them
+        out.append(Operator(op, inputs, outputs, attrs, None if loc is None else loc["text"]))
+    return out
+
+
+def _attributes(op, utype, attrs, where, i):
+    """The attributes of operator ``i`` (``op``), its union holding ``utype``, ``attrs``."""
     if not op:
         raise SchemaError(f"{where} operator {i}: operator UNKNOWN (0)")
-    attrs = o["attribute"]
-    if o["attribute_type"] != op and o["attribute_type"]:
+    if utype != op and utype:
         try:
-            got = ATTRIBUTES[Op(o["attribute_type"])][0]
+            got = ATTRIBUTES[Op(utype)][0]
         except ValueError:
-            got = f"union type {o['attribute_type']}"
+            got = f"union type {utype}"
         raise SchemaError(f"{where} operator {i} ({op.name}): attribute is {got}, expected "
                           f"{ATTRIBUTES[op][0]}")
     if attrs is None:  # absent attribute table: every field takes its default
         attrs = {name: (() if t == "[int32]" else None if t in ("[ubyte]", "string") else
                         False if t == "bool" else 0) for name, t in ATTRIBUTES[op][1]}
-    loc = o["location"]
-    # the reader's lists and dicts are fresh: the operator owns them
-    return Operator(op, o["inputs"], o["outputs"], attrs, None if loc is None else loc["text"])
+    return attrs
 
 
 def _check_block(block, graph_names, where):
@@ -290,7 +315,7 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
     """Read a TOSA flatbuffer (a path, bytes or bytearray) into a :class:`Graph`."""
     data = _read_src(src)
     try:
-        root = reader.read_root(data)
+        root = reader.read_columns(data)
     except RecursionError:
         raise SchemaError("TosaGraph: nesting too deep") from None
     v = root["version"]
@@ -312,28 +337,30 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
                       "features": comp["features"]})
     #: fields of a newer schema found in the file ("where: slot i"); they are not written back
     graph.dropped_fields = list(root["_unknown_fields"])
-    if not root["regions"] or not root["regions"][0]["blocks"]:
+    regions = root["regions"]
+    if not regions["name"] or not regions["blocks"][0]["name"]:
         raise SchemaError("TosaGraph: no region with a block (no main graph)")
-    for ri, r in enumerate(root["regions"]):
-        region = Region(name=r["name"] or "")
-        for bi, b in enumerate(r["blocks"]):
-            where = f"region {region.name!r} block {b['name']!r}"
-            block = Block(name=b["name"] or "", inputs=list(b["inputs"]),
-                          outputs=list(b["outputs"]))
-            for t in b["tensors"]:
-                tensor = _tensor(t, where, max_elements)
-                if tensor.name in block.tensors:
+    for r_name, blocks in zip(regions["name"], regions["blocks"]):
+        region = Region(name=r_name or "")
+        for i, b_name in enumerate(blocks["name"]):
+            where = f"region {region.name!r} block {b_name!r}"
+            block = Block(name=b_name or "", inputs=blocks["inputs"][i],
+                          outputs=blocks["outputs"][i])
+            tensors = block.tensors
+            for tensor in _tensors(blocks["tensors"][i], where, max_elements, data):
+                if tensor.name in tensors:
                     raise SchemaError(f"{where}: tensor {tensor.name!r} is declared twice")
-                block.tensors[tensor.name] = tensor
-            for s in b["shapes"]:
+                tensors[tensor.name] = tensor
+            shapes = blocks["shapes"][i]
+            for s in (dict(zip(shapes, row)) for row in zip(*shapes.values())):
                 sv_t = _shape_value(s, where)
-                if sv_t.name in block.tensors:
+                if sv_t.name in tensors:
                     # the same name in tensors and shapes: the shape value carries the data
-                    old = block.tensors[sv_t.name]
+                    old = tensors[sv_t.name]
                     if old.data is not None:
                         raise SchemaError(f"{where}: shape {sv_t.name!r} is declared twice")
-                block.tensors[sv_t.name] = sv_t
-            block.operators = [_operator(o, where, i) for i, o in enumerate(b["operators"])]
+                tensors[sv_t.name] = sv_t
+            block.operators = _operators(blocks["operators"][i], where)
             region.blocks.append(block)
         graph.regions.append(region)
     all_names = {n for blk in graph.blocks() for n in blk.tensors}

@@ -13,16 +13,23 @@ being read), never an IndexError, a hang or a huge allocation.  The total decodi
 bounded by the file size (``_Buf.budget``), because shared sub-objects could otherwise make a
 small file decode for ever.  ``TosaTensor.data`` is returned as a read-only ``memoryview`` of the
 buffer (no copy); every other value is a plain Python value.
+
+``read_columns``, which the loader uses, reads the same file column by column: each vector of
+tables with one NumPy gather per field over all its tables, every check done on whole columns
+(see ``_Bulk``); it leaves whatever it does not fully check to the careful reader.
 """
 import operator
 import struct
 
+import numpy as np
+
 from tosaint.errors import SchemaError
 
-from .definition import ATTRIBUTES, DEFAULTS, ENUMS, FILE_IDENTIFIER, TABLES
+from .definition import ATTRIBUTES, DEFAULTS, ENUMS, FILE_IDENTIFIER, ROOT_TABLE, TABLES
 
 _MAX_DEPTH = 32
-#: byte vectors handed out as zero-copy memoryviews of the buffer (the rest are ``bytes``)
+#: byte vectors handed out as zero-copy memoryviews of the buffer, or as (offset, length) spans
+#: (``_Buf.spans``); the rest are ``bytes``
 _ZERO_COPY = {("TosaTensor", "data")}
 #: width in bytes and struct code of each scalar type (an enum is a uint32)
 _SCALARS = {"bool": (1, "B"), "int32": (4, "i"), "uint32": (4, "I"), "uint64": (8, "Q")}
@@ -48,7 +55,7 @@ def _fail(where, field, message):
 
 class _Buf:
     """The buffer being read, its size, the decoding budget and the layouts compiled so far."""
-    __slots__ = ("b", "mv", "n", "budget", "unknown", "layouts")
+    __slots__ = ("b", "mv", "n", "budget", "unknown", "layouts", "spans")
 
     def __init__(self, data):
         self.b = data if isinstance(data, bytes) else bytes(data)
@@ -62,6 +69,8 @@ class _Buf:
         self.unknown = []
         #: per table kind: vtable position -> compiled layout (see ``layout``)
         self.layouts = [{} for _ in _KINDS]
+        #: zero-copy byte vectors as (offset, length) in the buffer instead of memoryviews
+        self.spans = False
 
     def spend(self, count, where, field=None):
         self.budget -= count
@@ -270,6 +279,10 @@ def _picker(index):
 
 #: table kind id -> (table name, slot names, struct code of each slot)
 _KINDS = []
+#: table kind id -> its schema fields; table name -> kind id; union type -> kind id of its table
+_FIELDS = []
+_TID = {}
+_UNION_TID = {}
 #: table kind id -> {vtable bytes: layout}, shared by all loads (at most ``_MAX_COMPILED`` each)
 _COMPILED = []
 _MAX_COMPILED = 64
@@ -338,7 +351,7 @@ def _field_lines(table, name, ftype, env):
             env["_I32S"] = _i32s
             value, absent = "_I32S(b, s + 4, c)", "()"
         elif (table, name) in _ZERO_COPY:
-            value, absent = "buf.mv[s + 4:s + 4 + c]", "None"
+            value, absent = "(s + 4, c) if buf.spans else buf.mv[s + 4:s + 4 + c]", "None"
         else:
             value, absent = "b[s + 4:s + 4 + c]", "None"
         return [f"    if {o}:",
@@ -383,6 +396,8 @@ def _table_source(table, fields, env):
         codes.append(_slot_code(ftype))
     tid = len(_KINDS)
     _KINDS.append((table, tuple(names), tuple(codes)))
+    _FIELDS.append(tuple(fields))
+    _TID[table] = tid
     _COMPILED.append({})
     lines = [f"def {_reader_name(table)}(buf, pos, where, depth):",
              "    b = buf.b",
@@ -422,6 +437,7 @@ def _generate():
     exec(compile(source, "<schema.reader generated>", "exec"), env)   # noqa: S102 - our own text
     for op, (tname, _) in ATTRIBUTES.items():
         _UNION[int(op)] = env[_reader_name(tname)]
+        _UNION_TID[int(op)] = _TID[tname]
     return {t: env[_reader_name(t)] for t in tables}
 
 
@@ -429,19 +445,377 @@ def _generate():
 READERS = _generate()
 
 
-def read_root(data):
+def read_root(data, spans=False):
     """Decode a whole ``.tosa`` buffer into nested dicts (field names as in the schema).
 
     ``data`` must not change while the result is in use: ``TosaTensor.data`` values are views
-    of it (pass ``bytes``).
+    of it (pass ``bytes``), or with ``spans`` their (offset, length) in ``data``.
     """
+    buf = _header(data)
+    buf.spans = spans
+    root = buf.follow(0, ROOT_TABLE)
+    out = READERS[ROOT_TABLE](buf, root, ROOT_TABLE, 0)
+    out["_unknown_fields"] = buf.unknown
+    return out
+
+
+def _header(data):
+    """The buffer of ``data``, its size and file identifier checked."""
     buf = _Buf(data)
     if buf.n < 8:
         raise SchemaError(f"file of {buf.n} bytes is too short to be a TOSA flatbuffer")
     if bytes(buf.mv[4:8]) != FILE_IDENTIFIER:
         raise SchemaError(f"file identifier is {bytes(buf.mv[4:8])!r}, not {FILE_IDENTIFIER!r}: "
                           "not a TOSA flatbuffer")
-    root = buf.follow(0, "TosaGraph")
-    out = READERS["TosaGraph"](buf, root, "TosaGraph", 0)
-    out["_unknown_fields"] = buf.unknown
+    return buf
+
+
+# ---- the bulk reader: every vector of tables read column by column -----------------------------
+# A file is mostly long vectors of tables that share a few vtables (the operators and tensors of
+# a block).  ``read_columns`` reads each vector of tables as columns, one NumPy gather per field
+# over all its tables, with every check of the careful reader above done on whole columns.  It
+# declines (``_Slow``) anything unusual: a failed check, a newer schema's fields, many distinct
+# vtables, data shared more than a valid file shares.  The careful reader then reads the file and
+# says what is wrong, so the two never disagree on what a file is.
+
+class _Slow(Exception):
+    """The bulk reader declines the file: the careful reader reads it instead."""
+
+
+#: width in bytes and NumPy dtype of each struct code
+_WIDTH = {"B": 1, "H": 2, "i": 4, "I": 4, "Q": 8}
+_NPTYPE = {"B": np.dtype("<u1"), "H": np.dtype("<u2"), "i": np.dtype("<i4"),
+           "I": np.dtype("<u4"), "Q": np.dtype("<u8")}
+_STEPS = {w: np.arange(w, dtype=np.int64) for w in (2, 4, 8)}
+#: int32 vector formats of the usual lengths (a shape, a pad)
+_I32_FORMATS = [f"<{c}i" for c in range(33)]
+#: at most this many distinct vtables per vector of tables (else the careful reader)
+_MAX_BULK_VTABLES = 8
+#: fewer tables than this, of a kind without vectors of tables, are read by the careful reader
+_MIN_BULK = 16
+
+
+def _enum_lookup(enum):
+    """(valid[value], member[value]) over 0..max value: an int -> member table as arrays."""
+    size = max(int(m) for m in enum) + 1
+    valid = np.zeros(size, bool)
+    members = np.empty(size, object)
+    for m in enum:
+        valid[int(m)] = True
+        members[int(m)] = m
+    return valid, members
+
+
+class _Bulk:
+    """Column-wise reading of the tables at an array of positions (see ``read_columns``)."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.b = buf.b
+        self.n = buf.n
+        self.u8 = np.frombuffer(buf.b, np.uint8)
+        #: the buffer as arrays of each width: flatbuffers aligns a scalar to its width
+        self.aligned = {w: self.u8[:self.n - self.n % w].view(dt)
+                        for w, dt in ((2, "<u2"), (4, "<u4"), (8, "<u8"))}
+        #: at most this many elements in one column: a valid file does not share data this much
+        self.cap = buf.n // 4 + 64
+
+    def spend(self, count):
+        self.buf.budget -= int(count)
+        if self.buf.budget < 0:
+            raise _Slow
+
+    def at(self, p, code):
+        """The scalars of struct ``code`` at positions ``p`` (in bounds: checked by the caller)."""
+        w = _WIDTH[code]
+        if w == 1:
+            return self.u8[p]
+        if not (p & (w - 1)).any():
+            v = self.aligned[w][p // w]
+            return v.view("<i4") if code == "i" else v
+        return self.u8[p[:, None] + _STEPS[w]].view(_NPTYPE[code])[:, 0]
+
+    def targets(self, p):
+        """Where the uoffsets at ``p`` lead (each slot lies inside its table: checked)."""
+        return p + self.at(p, "I")
+
+    def lengths(self, t, size):
+        """Element counts of the vectors at ``t``, each checked to lie inside the buffer."""
+        n = self.n
+        if int(t.max()) + 4 > n:
+            raise _Slow
+        c = self.at(t, "I").astype(np.int64)
+        if (size * c > n - t - 4).any():
+            raise _Slow
+        return c
+
+    # ---- one column per field type -----------------------------------------------------------
+    def strings(self, t):
+        n, b = self.n, self.b
+        c = self.lengths(t, 1)
+        e = t + 4 + c
+        if int(e.max()) >= n or self.u8[e].any():
+            raise _Slow
+        self.spend(len(t) + int((c >> 3).sum()))
+        if not c.any():
+            return [""] * len(t)
+        try:
+            return [b[s:x].decode() for s, x in zip((t + 4).tolist(), e.tolist())]
+        except UnicodeDecodeError:
+            raise _Slow from None
+
+    def int32_vectors(self, t):
+        c = self.lengths(t, 4)
+        self.spend(len(t) + int((c >> 1).sum()))
+        b, unpack = self.b, struct.unpack_from
+        starts, counts = (t + 4).tolist(), c.tolist()
+        if max(counts) < len(_I32_FORMATS):
+            fmt = _I32_FORMATS
+            return [unpack(fmt[k], b, s) for s, k in zip(starts, counts)]
+        return [unpack(f"<{k}i", b, s) for s, k in zip(starts, counts)]
+
+    def byte_vectors(self, t, zero_copy):
+        c = self.lengths(t, 1)
+        self.spend(len(t) + int((c >> 3).sum()))
+        if zero_copy:
+            return list(zip((t + 4).tolist(), c.tolist()))
+        b = self.b
+        return [b[s:e] for s, e in zip((t + 4).tolist(), (t + 4 + c).tolist())]
+
+    def ragged(self, t):
+        """(element positions, counts) of the vectors of uoffsets at ``t``."""
+        c = self.lengths(t, 4)
+        total = int(c.sum())
+        if total > self.cap:
+            raise _Slow
+        self.spend(len(t) + total + (total >> 1))
+        first = np.cumsum(c) - c
+        elems = np.repeat(t + 4 - 4 * first, c) + 4 * np.arange(total, dtype=np.int64)
+        return elems, c
+
+    def strings_vectors(self, t):
+        elems, c = self.ragged(t)
+        names = self.strings(self.targets(elems)) if len(elems) else []
+        return _split(names, c)
+
+    def tables_vectors(self, tid, t):
+        elems, c = self.ragged(t)
+        pos = self.targets(elems)
+        if len(pos) and int(pos.max()) >= self.n:
+            raise _Slow
+        cols = self.table(tid, pos)
+        ends = np.cumsum(c).tolist()
+        return [{k: v[a:z] for k, v in cols.items()} for a, z in zip([0] + ends[:-1], ends)]
+
+    def tables(self, tid, t):
+        """The sub-tables at ``t`` as one dict each."""
+        if int(t.max()) >= self.n:
+            raise _Slow
+        cols = self.table(tid, t)
+        if not cols:
+            return [{} for _ in range(len(t))]
+        keys = list(cols)
+        return [dict(zip(keys, row)) for row in zip(*cols.values())]
+
+    # ---- a table kind over an array of positions -----------------------------------------------
+    def table(self, tid, P):
+        """``{field: [value per table]}`` of the tables of kind ``tid`` at positions ``P``."""
+        buf, n = self.buf, self.n
+        table, names, codes = _KINDS[tid]
+        fields = _FIELDS[tid]
+        N = len(P)
+        if N == 0:
+            return {name: [] for name in names}
+        if N < _MIN_BULK and tid in _LEAVES:
+            # a few tables: the careful reader is quicker than whole-column NumPy calls
+            read = _LEAVES[tid]
+            rows = [read(buf, p, table, 1) for p in P.tolist()]
+            return {name: [r[name] for r in rows] for name in names}
+        if int(P.max()) + 4 > n:
+            raise _Slow
+        self.spend(N * (1 + len(fields)))
+        vt = P - self.at(P, "i")
+        v0 = int(vt[0])
+        if (vt == v0).all():
+            uniq, inv = [v0], None
+        else:
+            uniq, inv = np.unique(vt, return_inverse=True)
+            if len(uniq) > _MAX_BULK_VTABLES:
+                raise _Slow
+            uniq = uniq.tolist()
+        lays = []
+        for v in uniq:
+            if v < 0 or v + 4 > n or (_VT_HEAD(self.b, v)[0] - 4) >> 1 > len(names):
+                raise _Slow        # (a newer schema's fields are reported by the careful reader)
+            lay = buf.layouts[tid].get(v)
+            lays.append(lay if lay is not None else buf.layout(tid, v, table))
+        if inv is None:
+            if int(P.max()) + lays[0][0] > n:
+                raise _Slow
+            slots = [(None, P + off) if off else None for off in lays[0][1]]
+        else:
+            if (P + np.array([lay[0] for lay in lays])[inv] > n).any():
+                raise _Slow
+            offs = np.array([lay[1] for lay in lays], np.int64)[inv]
+            slots = []
+            for j in range(len(names)):
+                off = offs[:, j]
+                rows = np.flatnonzero(off)
+                slots.append(None if not len(rows) else (None, P + off) if len(rows) == N else
+                             (rows, P[rows] + off[rows]))
+        out = {}
+        j = 0
+        for name, ftype in fields:
+            if ftype == "union":
+                out[f"{name}_type"], out[name] = self.union(slots[j], slots[j + 1], N)
+                j += 2
+                continue
+            slot = slots[j]
+            j += 1
+            if slot is None:
+                out[name] = _absent_column(table, name, ftype, N)
+                continue
+            rows, p = slot
+            values = self.column(table, name, ftype, p)
+            if rows is not None:
+                col = _absent_column(table, name, ftype, N)
+                for i, v in zip(rows.tolist(), values):
+                    col[i] = v
+                values = col
+            out[name] = values
+        return out
+
+    def union(self, type_slot, table_slot, N):
+        """The type column of a union and its tables (None where absent or of type 0)."""
+        types = np.zeros(N, np.int64)
+        if type_slot is not None:
+            rows, p = type_slot
+            if rows is None:
+                types = self.at(p, "B").astype(np.int64)
+            else:
+                types[rows] = self.at(p, "B")
+        attrs = np.empty(N, object)         # (None)
+        if table_slot is not None:
+            rows, p = table_slot
+            sel = types if rows is None else types[rows]
+            at = np.arange(N) if rows is None else rows
+            t = self.targets(p)
+            # the tables of each union type together
+            order = np.argsort(sel, kind="stable")
+            sel = sel[order]
+            cuts = [0] + (np.flatnonzero(sel[1:] != sel[:-1]) + 1).tolist() + [len(sel)]
+            for a, z in zip(cuts[:-1], cuts[1:]):
+                u = int(sel[a])
+                if not u:
+                    continue
+                tid = _UNION_TID.get(u)
+                if tid is None:
+                    raise _Slow
+                idx = order[a:z]
+                attrs[at[idx]] = np.fromiter(self.tables(tid, t[idx]), object, z - a)
+        return types.tolist(), attrs.tolist()
+
+    def column(self, table, name, ftype, p):
+        """The values of the field ``name`` of type ``ftype`` whose slots are at ``p``."""
+        if ftype in _SCALARS:
+            v = self.at(p, _SCALARS[ftype][1])
+            return (v != 0).tolist() if ftype == "bool" else v.tolist()
+        if ftype in _ENUM_LOOKUP:
+            valid, members = _ENUM_LOOKUP[ftype]
+            v = self.at(p, "I")
+            if int(v.max()) >= len(valid) or not valid[v].all():
+                raise _Slow
+            return members[v].tolist()
+        t = self.targets(p)
+        if ftype == "string":
+            return self.strings(t)
+        if ftype == "[int32]":
+            return self.int32_vectors(t)
+        if ftype == "[ubyte]":
+            return self.byte_vectors(t, (table, name) in _ZERO_COPY)
+        if ftype == "[string]":
+            return self.strings_vectors(t)
+        if ftype in _TID:
+            return self.tables(_TID[ftype], t)
+        return self.tables_vectors(_TID[ftype[1:-1]], t)
+
+
+_ENUM_LOOKUP = {name: _enum_lookup(e) for name, e in ENUMS.items()}
+#: kind id -> careful reader, of the kinds without vectors of tables (their rows are alike)
+_LEAVES = {_TID[t]: read for t, read in READERS.items()
+           if not any(f.startswith("[") and f[1:-1] in TABLES for _, f in _FIELDS[_TID[t]])}
+
+
+def read_columns(data):
+    """Decode a whole ``.tosa`` buffer like ``read_root``, but with every vector of tables as
+    columns: ``{field: [value of each table]}`` instead of a list of dicts.
+
+    The bulk reader reads it; whatever it declines, the careful reader (``read_root``) reads,
+    raising the same :class:`SchemaError` for a bad file.  ``TosaTensor.data`` values are
+    (offset, length) spans of ``data``.
+    """
+    buf = _header(data)
+    try:
+        root = _read_bulk(buf)
+    except (_Slow, SchemaError, IndexError, ValueError, OverflowError, struct.error):
+        # (the bulk reader checks before it reads: the last four are a safety net only)
+        root = None
+    if root is None:
+        root = _as_columns(read_root(data, spans=True), ROOT_TABLE)
+    return root
+
+
+def _read_bulk(buf):
+    """The root table read by ``_Bulk``; raises ``_Slow`` where it declines."""
+    root = buf.follow(0, ROOT_TABLE)
+    buf.spans = True
+    cols = _Bulk(buf).table(_TID[ROOT_TABLE], np.array([root], np.int64))
+    out = {k: v[0] for k, v in cols.items()}
+    if buf.unknown:
+        raise _Slow       # (a newer schema's fields: reported in the careful reader's order)
+    out["_unknown_fields"] = []
     return out
+
+
+def _as_columns(row, table):
+    """A table decoded by the careful reader, its vectors of tables turned into columns."""
+    out = dict(row)
+    for name, ftype in TABLES.get(table, ()):
+        value = row[name]
+        if ftype in TABLES and value is not None:
+            out[name] = _as_columns(value, ftype)
+        elif ftype.startswith("[") and ftype[1:-1] in TABLES:
+            sub = ftype[1:-1]
+            rows = [_as_columns(r, sub) for r in value]
+            keys = [k for f, t in TABLES[sub] for k in ((f + "_type", f) if t == "union" else (f,))]
+            out[name] = {k: [r[k] for r in rows] for k in keys}
+    return out
+
+
+def _split(values, counts):
+    ends = np.cumsum(counts).tolist()
+    return [values[a:z] for a, z in zip([0] + ends[:-1], ends)]
+
+
+def _absent_column(table, name, ftype, count):
+    """The column of ``count`` absent fields (a vector is a fresh, empty one per table)."""
+    if ftype == "[string]":
+        return [[] for _ in range(count)]
+    if ftype.startswith("[") and ftype[1:-1] in TABLES:
+        keys = _KINDS[_TID[ftype[1:-1]]][1]
+        return [{k: [] for k in keys} for _ in range(count)]
+    return [_absent(table, name, ftype)] * count
+
+
+def _absent(table, name, ftype):
+    """The value of an absent scalar, string, byte or int32 vector or table field."""
+    default = DEFAULTS.get((table, name), 0)
+    if ftype == "bool":
+        return bool(default)
+    if ftype in _SCALARS:
+        return default
+    if ftype in ENUMS:
+        return ENUMS[ftype](default)
+    if ftype == "[int32]":
+        return ()
+    return None

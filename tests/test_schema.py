@@ -647,3 +647,51 @@ def test_a_string_named_over_and_over_is_refused_before_it_is_decoded():
     with pytest.raises(SchemaError, match="over and over"):
         load(data)
     assert time.process_time() - t0 < 0.5
+
+
+# ---- the bulk (column-wise) reader against the careful one --------------------------------
+def _bulk_files():
+    files = {p.parent.name: p.read_bytes() for p in sorted(DATA.glob("executorch/*/model.tosa"))}
+    files["tosa-tools"] = _tosa_tools_graph()
+    files["const"] = _const_graph()[0].to_bytes()
+    files["cond_if"] = _cond_if_graph().to_bytes()
+    files["shapes"] = _reshape_graph().to_bytes()
+    return files
+
+
+def test_bulk_reader_reads_valid_files_as_the_careful_reader_does():
+    """``read_columns`` reads whole columns at once; on these files it must not decline (fall
+    back to the careful reader), and must give exactly what the careful reader gives."""
+    for name, data in _bulk_files().items():
+        bulk = reader._read_bulk(reader._header(data))          # raises _Slow if it declines
+        careful = reader._as_columns(reader.read_root(data, spans=True), "TosaGraph")
+        assert bulk == careful, name
+
+
+def test_bulk_reader_and_careful_reader_agree_on_corrupt_files():
+    """Mutants of real files: ``read_columns`` gives what the careful reader gives, or the same
+    SchemaError (the bulk reader declines every file it does not fully check)."""
+    rng = np.random.default_rng(7)
+    outcomes = {"same": 0, "error": 0}
+    for data in list(_bulk_files().values())[-5:]:
+        for _ in range(150):
+            b = bytearray(data)
+            if rng.integers(2):
+                for f in rng.integers(0, 8 * len(b), rng.integers(1, 4)):
+                    b[f // 8] ^= 1 << (f % 8)
+            else:
+                pos = int(rng.integers(len(b) // 4)) * 4
+                b[pos:pos + 4] = int(rng.choice([0, 4, 0xFFFF, 1 << 20, 0xFFFFFFFF])).to_bytes(
+                    4, "little")
+            b = bytes(b)
+            try:
+                want = reader._as_columns(reader.read_root(b, spans=True), "TosaGraph")
+            except (SchemaError, RecursionError) as e:
+                with pytest.raises(type(e)) as got:
+                    reader.read_columns(b)
+                assert str(got.value) == str(e)
+                outcomes["error"] += 1
+                continue
+            assert reader.read_columns(b) == want
+            outcomes["same"] += 1
+    assert outcomes["same"] > 50 and outcomes["error"] > 50, outcomes
