@@ -134,17 +134,23 @@ class BlockPlan:
         #: per node, the names dead after it (``_frees``; set by ``validate``)
         self.frees = None
         ops = block.operators
+        get = tensors.get
         for i in self._order():
             o = ops[i]
             # a CONST / CONST_SHAPE operator with no inputs whose outputs are constant tensors
             # of a type of its signature table: nothing to build (every other one goes through
             # its build function, which names what is wrong)
             types = _CONST_TYPES.get(o.op)
-            if types is not None and not o.inputs and all(
-                    n in consts and tensors[n].dtype in types for n in o.outputs):
-                self.const_outputs.extend(o.outputs)
-            else:
-                self.nodes.append(self._node(o))
+            if types is not None and not o.inputs:
+                for n in o.outputs:
+                    if n not in consts or tensors[n].dtype not in types:
+                        break
+                else:
+                    self.const_outputs.extend(o.outputs)
+                    continue
+            ins = [get(n) or self.tensor(n) for n in o.inputs]
+            outs = [get(n) or self.tensor(n) for n in o.outputs]
+            self.nodes.append(Node(plan, self, o, ins, outs, depth))
         self._check_produced()
 
     def const_value(self, name):
@@ -162,12 +168,6 @@ class BlockPlan:
         if t is None:
             raise SchemaError(f"block {self.block.name!r}: tensor {name!r} is not declared")
         return t
-
-    def _node(self, o):
-        get = self.block.tensors.get
-        ins = [get(n) or self.tensor(n) for n in o.inputs]
-        outs = [get(n) or self.tensor(n) for n in o.outputs]
-        return Node(self.plan, self, o, ins, outs, self.depth)
 
     def _order(self):
         ops = self.block.operators
@@ -301,12 +301,15 @@ class BlockPlan:
         anything; then both run unfused, so values and diagnostics are exactly those of the
         two steps.  The fused step frees what either step freed (the accumulator, which it
         never stores, and the RESCALE's unread outputs among them)."""
-        if not any(getattr(s.fn, "fuse", None) for s in self.steps):
+        # the single outputs of the steps that offer a fusion, and which steps read them
+        readers = {s.outs[0]: [] for s in self.steps
+                   if len(s.outs) == 1 and getattr(s.fn, "fuse", None)}
+        if not readers:
             return list(self.steps)
-        readers = {}
         for i, s in enumerate(self.steps):
             for n in s.ins:
-                readers.setdefault(n, []).append(i)
+                if n in readers:
+                    readers[n].append(i)
         steps, absorbed = [], set()
         for i, s in enumerate(self.steps):
             if i in absorbed:
@@ -437,9 +440,13 @@ class Plan:
         self._declared = [self.main.tensor(n) for n in self.main.inputs]
         if self.prepared:
             self.block_plan(graph.main.name, 0, validating=False, block=graph.main)
-            self._const_roots = {id(_root(v)) for b in self._blocks.values()
-                                 for v in b.consts.values()}
-            self._const_roots.update(id(_root(v)) for v in self._initial_variables.values())
+            roots = set()
+            for v in [v for b in self._blocks.values() for v in b.consts.values()] + \
+                    list(self._initial_variables.values()):
+                while isinstance(v.base, np.ndarray):      # _root, in line
+                    v = v.base
+                roots.add(id(v))
+            self._const_roots = roots
 
     def find_tensor(self, name):
         """A tensor of any block by name (the first block declaring it)."""
@@ -513,21 +520,22 @@ class Plan:
             why = NOT_IMPLEMENTED.get(node.op, "not implemented")
             raise UnsupportedOp(f"{node.name}: operator {node.op.name} is not supported by "
                                 f"tosaint ({why})")
-        sig = entry.key(node)
-        if sig not in entry.signatures:
-            legal = ", ".join(format_signature(s) for s in entry.signatures)
-            msg = (f"{node.name}: type signature {format_signature(sig)} is not supported; "
-                   f"{node.op.name} takes {legal}")
-            if all(t in _INTEGER_SIGNATURE_TYPES for t in sig):
-                # an integer combination outside the spec's table: an ERROR_IF of the spec
-                raise ErrorIfViolation(msg)
-            raise UnsupportedTypeSignature(msg)
-        if self.level:
-            for t in node.inputs + node.outputs:
-                node.level_check(len(t.shape) <= levels.MAX_RANK,
-                                 f"rank of {t.name!r} is {len(t.shape)} > MAX_RANK "
-                                 f"{levels.MAX_RANK}")
-        node.signature = sig
+        if node.signature is None:          # (checked once: a node may build twice)
+            sig = entry.key(node)
+            if sig not in entry.signatures:
+                legal = ", ".join(format_signature(s) for s in entry.signatures)
+                msg = (f"{node.name}: type signature {format_signature(sig)} is not "
+                       f"supported; {node.op.name} takes {legal}")
+                if all(t in _INTEGER_SIGNATURE_TYPES for t in sig):
+                    # an integer combination outside the spec's table: an ERROR_IF of the spec
+                    raise ErrorIfViolation(msg)
+                raise UnsupportedTypeSignature(msg)
+            if self.level:
+                for t in node.inputs + node.outputs:
+                    node.level_check(len(t.shape) <= levels.MAX_RANK,
+                                     f"rank of {t.name!r} is {len(t.shape)} > MAX_RANK "
+                                     f"{levels.MAX_RANK}")
+            node.signature = sig
         return entry.build(node)
 
     # ---- evaluation --------------------------------------------------------------------

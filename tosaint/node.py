@@ -48,6 +48,8 @@ class RunContext:
         self.max_while_iterations = max_while_iterations
 
 
+#: impl -> ``kernels.namespace(impl)`` (a module: looked up once, not per operator)
+_KERNELS = {}
 #: Op -> its name (an Enum's ``.name`` is a property, looked up for every node)
 _OP_NAMES = {op: op.name for op in Op}
 
@@ -73,6 +75,8 @@ def leave_run(token):
 
 class Node:
     """What an op's build function sees: its operator, tensors, options and helpers."""
+    __slots__ = ("plan", "block_plan", "operator", "op", "attrs", "inputs", "outputs", "depth",
+                 "output", "name", "validating", "scratch", "signature", "_once")
 
     def __init__(self, plan, block_plan, operator, inputs, outputs, depth=0):
         self.plan = plan
@@ -101,7 +105,11 @@ class Node:
     @property
     def k(self):
         """Kernel namespace of the selected implementation (numba or spec twin)."""
-        return kernels.namespace(self.plan.impl)
+        impl = self.plan.impl
+        k = _KERNELS.get(impl)
+        if k is None:
+            k = _KERNELS[impl] = kernels.namespace(impl)
+        return k
 
     @property
     def level(self):

@@ -31,7 +31,15 @@ def shape_operand(node, i, name):
     if t.dtype != T.SHAPE:
         node.error(f"{name} must be a shape_t value (CONST_SHAPE), "
                    f"not a tensor of {T(t.dtype).name}")
-    return [int(v) for v in np.asarray(node.const(i)).reshape(-1)]
+    return [int(v) for v in np.asarray(node.const(i)).reshape(-1).tolist()]
+
+
+def _size(shape):
+    """Elements of a shape (Python ints: no overflow)."""
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _same_type(node, a, out):
@@ -128,7 +136,7 @@ def reshape(node):
     check_rank(node, a)
     check_rank(node, out)
     shape = shape_operand(node, 1, "shape")
-    if a.size != out.size:
+    if _size(a.shape) != _size(out.shape):
         node.error(f"input has {a.size} elements ({list(a.shape)}) != "
                    f"output {out.size} ({list(out.shape)})")
     if tuple(shape) != tuple(out.shape):
