@@ -240,3 +240,38 @@ def test_conv_rescale_fusion_is_invisible(impl, kind, x_dt, stride, ksize, bias_
         assert da == db
         if a is not None:
             assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+# ---- preparation ------------------------------------------------------------------------------
+def test_rescale_bounds_of_many_channels_equal_the_loop():
+    """The per-channel interval of the fused RESCALE epilogue, computed in one NumPy pass for
+    many channels with shifts up to 30 (as per-channel RESCALEs after convolutions have), is
+    the interval the exact Python-integer loop finds for each channel alone: random
+    multipliers (also 0 and negative), shifts 0..30, rounding constants and output zero
+    points at the int32 ends."""
+    from tosaint.ops.type_conversion import no_require_range
+
+    def one_by_one(mult, shift, rp, rn, half, out_zp, in_bits):
+        lo, hi = [], []
+        for i in range(len(shift)):
+            a, b = no_require_range(mult[i:i + 1], shift[i:i + 1], rp[i:i + 1], rn[i:i + 1],
+                                    half[i:i + 1], out_zp, in_bits)
+            lo += a
+            hi += b
+        return lo, hi
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        c = int(rng.integers(16, 80))
+        s = rng.integers(0, 31, c).tolist()
+        m = rng.integers(-(1 << 31) if trial % 5 == 0 else 0, 1 << 31, c)
+        m[rng.integers(0, c, 3)] = 0
+        m = m.tolist()
+        base = [1 << (x - 1) if x > 0 else 0 for x in s]
+        rp = [b + int(rng.integers(0, 3)) * (trial % 3 == 0) for b in base]
+        rn = [b - int(rng.integers(0, 3)) * (trial % 4 == 0) for b in base]
+        half = [1 << 62] * c if trial % 2 else base
+        out_zp = int(rng.choice([0, 5, -7, -(1 << 31), (1 << 31) - 1]))
+        in_bits = int(rng.choice([8, 16, 32, 48]))
+        args = (m, s, rp, rn, half, out_zp, in_bits)
+        assert no_require_range(*args) == one_by_one(*args), trial

@@ -44,6 +44,9 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     Returns the lists (lo, hi)."""
     vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     slo, shi = max(I32_MIN, I32_MIN - out_zp), min(I32_MAX, I32_MAX - out_zp)
+    if len(shift) >= 16 and 0 <= min(shift) and max(shift) <= 30:
+        return _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo,
+                                       shi)
     lo, hi = [], []
     for m, s, rp, rn, h in zip(*(map(int, a) for a in (mult, shift, rnd_pos, rnd_neg, half))):
         a, b = max(vmin, -h), min(vmax, h - 1)
@@ -57,6 +60,26 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
         lo.append(a)
         hi.append(b)
     return lo, hi
+
+
+def _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo, shi):
+    """``no_require_range`` for many channels whose shifts are in 0..30, in one NumPy pass:
+    every intermediate then fits int64 (|slo|, |shi + 1| <= 2**31, so the shifted bounds stay
+    within 2**61; NumPy's // floors and >> is arithmetic, as Python's), so the bounds are the
+    same as the loop's."""
+    m, s, rp, rn, h = (np.asarray(v, np.int64) for v in (mult, shift, rnd_pos, rnd_neg, half))
+    lo = np.maximum(-h, vmin)
+    hi = np.minimum(h - 1, vmax)
+    q = rp >> s
+    empty = (q < slo) | (q > shi) | (rn > rp)
+    pos = ~empty & (m > 0)
+    d = np.where(pos, m, 1)
+    hi = np.where(pos, np.minimum(hi, (((shi + 1) << s) - rp - 1) // d), hi)
+    lo = np.where(pos, np.maximum(lo, -((rn - (slo << s)) // d)), lo)
+    lo = np.where(~empty & ~pos & ((rn >> s) < slo), np.maximum(lo, 0), lo)
+    lo[empty] = 1
+    hi[empty] = 0
+    return lo.tolist(), hi.tolist()
 
 
 _BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
