@@ -3,7 +3,9 @@
 The suites are built by ``tests/cts.py`` with the tosa-tools generator and the reference model
 (see the fixtures in conftest.py): the official seed-42 suite with its ERROR_IF tests, and a
 second, independent positive suite from another seed.  Every test here is ``slow``: the suites
-are built once per checkout (a few minutes on two cores) and run thousands of graphs.
+are built once per checkout (a few minutes on two cores) and run thousands of graphs.  The
+spec twins on the suite and the extension suites are also ``extended``: the default run leaves
+them out (``pytest -m extended`` runs them; CI runs both).
 """
 import os
 from pathlib import Path
@@ -30,6 +32,7 @@ def test_positive(suite, chapter):
     _check(find_tests(suite / "conformance" / "operators" / chapter))
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_positive_spec_twins(suite, chapter):
     """The NumPy twins on every 8th test of each chapter (they are slow by design)."""
@@ -60,6 +63,7 @@ def test_second_suite(second_suite, chapter):
     _check(find_tests(second_suite / "conformance" / "operators" / chapter))
 
 
+@pytest.mark.extended
 def test_extension_suites(extension_suite):
     """EXT-INT4, EXT-INEXACTROUND and EXT-CONTROLFLOW: positive and ERROR_IF tests."""
     _check(find_tests(extension_suite / "conformance"))

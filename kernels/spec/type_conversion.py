@@ -58,8 +58,7 @@ def rescale_exact(x, in_zp, out_zp, multiplier, rnd_pos, rnd_neg, shift, half, q
     (object arrays would be exact too, but |v*m| < 2**62 here whenever no REQUIRE fails)."""
     v = x.astype(np.int64) - in_zp
     rnd = np.where(v >= 0, rnd_pos, rnd_neg)
-    with np.errstate(over="ignore"):
-        scaled = (v * multiplier + rnd) >> shift
+    scaled = (v * multiplier + rnd) >> shift           # array arithmetic wraps silently
     res = scaled + out_zp
     fail = (v < -half) | (v >= half) | (scaled < I32_MIN) | (scaled > I32_MAX) | \
         (res < I32_MIN) | (res > I32_MAX)
