@@ -66,6 +66,24 @@ class Conformer(nn.Module):
         return self.ln(x)
 
 
+class ReLU6CNN(nn.Module):
+    """One-sided int8 activations (a8w8 zero points) into CONV2D, AVG_POOL2D, DEPTHWISE_CONV2D,
+    MAX_POOL2D, TABLE, ADD and the final linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = nn.functional.relu6(self.bn(self.c1(x)))
+        z = nn.functional.avg_pool2d(y, 3, 1, padding=1) + nn.functional.hardswish(self.c2(y))
+        z = nn.functional.max_pool2d(torch.sigmoid(self.dw(z)), 2)
+        return self.fc(z.mean((2, 3)))
+
+
 MODELS = {
     "linear": (lambda: nn.Linear(16, 8), [(1, 4, 16)]),
     "conv2d": (lambda: nn.Conv2d(4, 8, 3, padding=1), [(1, 4, 8, 8)]),
@@ -74,6 +92,7 @@ MODELS = {
     "layernorm": (lambda: nn.LayerNorm(16), [(1, 4, 16)]),
     "softmax": (lambda: nn.Softmax(dim=-1), [(1, 4, 16)]),
     "conformer": (lambda: Conformer(), [(1, 6, 16)]),
+    "relu6_cnn": (lambda: ReLU6CNN(), [(1, 3, 8, 8)]),
 }
 
 

@@ -150,12 +150,13 @@ def lookup16(table, v):
     return (t[idx] << 7) + (t[np.minimum(idx + 1, 512)] - t[idx]) * frac
 
 
-def table8(f, in_scale, out_scale, qmin=-128, qmax=127):
-    x = (np.arange(256, dtype=np.float64) - 128) * in_scale
+def table8(f, in_scale, out_scale, qmin=-128, qmax=127, in_zp=0, out_zp=0):
+    """The 256 int8 entries of ``f`` from input codes (scale, zero point) to output codes."""
+    x = (np.arange(256, dtype=np.float64) - 128 - in_zp) * in_scale
     with np.errstate(all="ignore"):
         y = f(x)
     q = np.where(np.isfinite(y), y / out_scale, np.sign(y) * 1e9)
-    return np.clip(np.round(np.nan_to_num(q)), qmin, qmax).astype(np.int8)
+    return np.clip(np.round(np.nan_to_num(q)) + out_zp, qmin, qmax).astype(np.int8)
 
 
 def clz32(v: int) -> int:

@@ -8,7 +8,7 @@ observer (:func:`make_observer`), then asks this module for ranges:
   error over a histogram of |x|: rounding noise ``scale**2 / 12`` inside, the distance to the
   range outside; what ExecuTorch's HistogramObserver minimises) or ``"percentile"`` (the
   99.99th percentile of |x|);
-- :func:`affine_qparams`: an int8 (scale, zero point) for the calibration values of a tensor;
+- :func:`affine_qparams`: the int8 (scale, zero point) of an a8w8 activation;
 - :func:`weight_quant`: int8 symmetric per-output-channel weights and their scales.
 """
 from __future__ import annotations
@@ -135,31 +135,66 @@ def act_amax(obs, name, qmax, int8):
     return obs._range[key]
 
 
-def affine_qparams(values):
-    """int8 [lo, hi] (containing 0) with the least quantization error: (scale, zp).
+#: affine int8 ranges: clipping factors of the calibrated min and max, searched together
+#: (tuning seeds 1-4, held-out inputs, 21 a8w8 cases: a floor of 0.5 rather than MIN_CLIP
+#: gave 38.86 against 38.79 dB mean, within noise; the models moved by up to +-1.2 dB)
+AFFINE_GRID = np.linspace(1.0, 0.5, 36)
 
-    A common shrink factor of the calibrated [min, max] first, then each end alone.
+
+def affine_qparams(values, bins=HIST_BINS):
+    """int8 (scale, zero point) of [lo, hi] (containing 0) with the least expected squared error
+    over a histogram of ``values`` (non-finite values, such as masked -inf scores, ignored).
+
+    lo and hi are searched together on :data:`AFFINE_GRID` x the calibrated min and max: a
+    value inside costs the rounding noise scale**2 / 12, one outside its distance to the range
+    (as :func:`histogram_clip`, for both ends).  All 36 x 36 candidates are one vectorised
+    evaluation over the histogram.
     """
-    xs = values
+    xs = values.double()
+    xs = xs[torch.isfinite(xs)]
+    if xs.numel() == 0:
+        return 1.0 / 127, 0
     lo0, hi0 = min(float(xs.min()), 0.0), max(float(xs.max()), 0.0)
     if hi0 - lo0 <= 0:
         return 1.0 / 127, 0
+    h = torch.histc(xs, bins=bins, min=lo0, max=hi0).numpy()
+    v = lo0 + (np.arange(bins) + 0.5) * ((hi0 - lo0) / bins)
+    los, his = lo0 * AFFINE_GRID, hi0 * AFFINE_GRID
+    below = (v[None] < los[:, None])                       # [L, bins]
+    above = (v[None] > his[:, None])                       # [H, bins]
+    e_lo = np.where(below, h * (v[None] - los[:, None]) ** 2, 0.0).sum(1)
+    e_hi = np.where(above, h * (v[None] - his[:, None]) ** 2, 0.0).sum(1)
+    n_in = h.sum() - (below * h).sum(1)[:, None] - (above * h).sum(1)[None]
+    s = (his[None] - los[:, None]) / 255
+    err = n_in * s * s / 12 + e_lo[:, None] + e_hi[None]
+    i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+    lo, hi = float(los[i]), float(his[j])
+    sc = (hi - lo) / 255
+    return sc, int(np.clip(round(-128 - lo / sc), -128, 127))
 
-    def qparams(lo, hi):
-        s = (hi - lo) / 255
-        return s, int(np.clip(round(-128 - lo / s), -128, 127))
 
-    def err(lo, hi):
-        s, zp = qparams(lo, hi)
-        q = torch.clamp(torch.round(xs / s) + zp, -128, 127)
-        return float((((q - zp) * s - xs) ** 2).sum())
+#: an int8 activation whose calibrated range is balanced (the smaller side at least this
+#: fraction of the larger) stays symmetric; a skewed one is affine.  Tuning seeds 1-4,
+#: held-out inputs: always affine 36.0 dB mean on 12 single-op cases and 39.2 on 8 zoo
+#: models; 0.5: 37.2 and 39.5; 0.7: 37.2 and 39.8 (0.85: 36.4 on the single ops).  An
+#: asymmetric clipping of a balanced tensor biases what follows (a mean lost 8 dB)
+AFFINE_SKEW = 0.7
 
-    grid = np.linspace(1.0, 0.3, 36)
-    f = min(grid, key=lambda f: err(lo0 * f, hi0 * f))
-    lo, hi = lo0 * f, hi0 * f
-    lo = min(lo0 * grid, key=lambda v: err(v, hi))
-    hi = min(hi0 * grid, key=lambda v: err(lo, v))
-    return qparams(lo, hi)
+
+def int8_qparams(obs, name):
+    """(scale, zero point) of the int8 activation ``name``: symmetric (:func:`act_amax`) when
+    its calibrated range is balanced (see :data:`AFFINE_SKEW`), else :func:`affine_qparams`."""
+    key = (name, "int8")
+    if key not in obs._range:
+        xs = calib_values(obs, name)
+        xs = xs[torch.isfinite(xs)]
+        lo, hi = (-float(xs.min()), float(xs.max())) if xs.numel() else (0.0, 0.0)
+        if min(lo, hi) >= AFFINE_SKEW * max(lo, hi) > 0:
+            a = act_amax(obs, name, 127, True)
+            obs._range[key] = ((a if a > 0 else 1.0) / 127, 0)
+        else:
+            obs._range[key] = affine_qparams(xs)
+    return obs._range[key]
 
 
 # ---- weights ----------------------------------------------------------------------------------

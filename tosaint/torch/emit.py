@@ -63,13 +63,14 @@ class Emitter:
         self.nhwc_of = {}         # NCHW tensor -> its NHWC twin (or transpose)
         self.twins = {}           # NCHW output -> NHWC twin computed alongside it
         self.hooks = _target_hooks(target)
+        #: node -> the clamp whose range (and so whose float values) its tensor holds
+        self.clamped = {}
         #: lowering for Ethos-U55/U65, which have no bool tensors, comparisons, SELECT,
         #: BILINEAR RESIZE or int16 TRANSPOSE_CONV2D: masks are int32 0/1 (same results),
         #: linear resizes and int16 transposed convolutions are CONV2Ds
         self.u55 = str(target or "").lower().startswith(("ethos-u55", "ethos-u65"))
         self.record_as = None
         self.caller = caller_line()
-        self._output_only = set()
 
     # ---- calibration facts ----------------------------------------------------------------
     def amax(self, name):
@@ -82,56 +83,82 @@ class Emitter:
         return self.scale_for(self.amax(node.name))
 
     def out_qparams(self, node):
-        """(scale, zero point) for the RESCALE that produces ``node``.
+        """(scale, zero point) of the activation that ``node`` produces.
 
-        Symmetric (zero point 0) except for an a8w8 graph output that nothing else uses: an
-        int8 output is worth a zero point (one-sided or off-centre ranges keep all 256 codes),
-        and only the caller's dequantization sees it.
+        a16w8: symmetric (zero point 0, :meth:`out_scale`).  a8w8: affine int8 over the
+        calibrated range (:func:`calib.affine_qparams`), so that a one-sided or off-centre
+        tensor (exp, softmax, ReLU/ReLU6/hardswish outputs) keeps all 256 codes.  A tensor whose
+        only consumer is a clamp (relu, relu6, hardtanh, clamp with constant bounds) takes the
+        clamp's range: the values the clamp removes saturate in the producer's RESCALE already,
+        as in a fused conv + ReLU.
         """
-        if self.adt != DType.INT8 or node.name not in self._output_only \
-                or not self.obs.acts.get(node.name):
+        if self.adt != DType.INT8:
             return self.out_scale(node), 0
-        return calib.affine_qparams(calib.calib_values(self.obs, node.name))
-
+        name = _clamp_consumer(node) or node.name
+        if name != node.name:
+            self.clamped[node.name] = name
+        if not self.obs.acts.get(name):
+            return self.out_scale(node), 0
+        return calib.int8_qparams(self.obs, name)
     def acts(self, name):
         return self.obs.acts.get(name, [])
 
     # ---- small emit helpers ---------------------------------------------------------------
-    def rescale(self, x, ratios, out_dtype, bound_bits=None, output_zp=0):
-        """RESCALE ``x`` by exact ``ratios`` (one, or one per last-axis channel)."""
+    def rescale(self, x, ratios, out_dtype, bound_bits=None, output_zp=0, input_zp=0):
+        """RESCALE ``x`` by exact ``ratios`` (one, or one per last-axis channel).
+
+        ``input_zp`` (int8 inputs only) is subtracted first: the values then span one more bit.
+        """
         in_dt = self.b.dtype(x)
         scale32 = in_dt != DType.INT48
         if bound_bits is None:
-            bound_bits = BITS[in_dt]
+            bound_bits = BITS[in_dt] + (1 if input_zp else 0)
         rs = list(ratios) if isinstance(ratios, (list, tuple, np.ndarray)) else [ratios]
         try:
             m, s = Q.multipliers(rs, scale32, bound_bits + 1 if scale32 else 2)
         except ValueError:
             m, s = Q.multipliers(rs, scale32, 2)
         return self.b.rescale(x, m, s, out_dtype, scale32=scale32, per_channel=len(m) > 1,
-                              output_zp=output_zp)
+                              input_zp=input_zp, output_zp=output_zp)
 
-    def requant(self, x: QT, scale):
-        if scale == x.scale:
+    def requant(self, x: QT, scale, zp=0):
+        """``x`` at (``scale``, ``zp``): one RESCALE, or ``x`` itself when they are its own."""
+        if scale == x.scale and zp == x.zp:
             return x
-        return QT(self.rescale(x.name, Q.ratio(x.scale, den=[scale]), x.dtype), scale, x.shape,
-                  x.dtype)
+        return QT(self.rescale(x.name, Q.ratio(x.scale, den=[scale]), x.dtype,
+                               input_zp=x.zp, output_zp=zp), scale, x.shape, x.dtype, zp)
+
+    def requant_node(self, x: QT, node):
+        """``x`` at the node's own quantization (:meth:`out_qparams`)."""
+        return self.requant(x, *self.out_qparams(node))
+
+    def no_zp(self, x: QT):
+        """``x`` with zero point 0 (the same scale; one RESCALE when it has one)."""
+        return self.requant(x, x.scale, 0) if x.zp else x
 
     def to_i32(self, x: QT, ratio=1):
-        return self.rescale(x.name, ratio, DType.INT32)
+        """``x``'s values (its zero point removed) as int32, times ``ratio``."""
+        return self.rescale(x.name, ratio, DType.INT32, input_zp=x.zp)
 
     def to16(self, x: QT):
-        return QT(self.rescale(x.name, 1, DType.INT16), x.scale, x.shape, DType.INT16)
+        return QT(self.rescale(x.name, 1, DType.INT16, input_zp=x.zp), x.scale, x.shape,
+                  DType.INT16)
 
     def mul_act(self, node, a: QT, b: QT):
-        """MUL of two activations (broadcast) -> int32, RESCALE to the node's scale."""
+        """MUL of two activations (broadcast) -> int32, RESCALE to the node's scale.
+
+        Operands with a zero point are first RESCALEd to int16 without it."""
         rank = len(node.meta["val"].shape)
-        sy = self.out_scale(node)
+        sy, zp = self.out_qparams(node)
+        bits = 2 * BITS[self.adt]
+        if a.zp or b.zp:
+            a, b = self.to16(a), self.to16(b)
+            bits += 2
         prod_ = self.b.mul(self.to_rank(a.name, rank), self.to_rank(b.name, rank))
         y = self.rescale(prod_, Q.ratio(a.scale, b.scale, den=[sy]), self.adt,
-                         bound_bits=2 * BITS[self.adt])
+                         bound_bits=bits, output_zp=zp)
         shape = tuple(node.meta["val"].shape)
-        return self.new(self.reshape(y, shape), sy, shape)
+        return self.new(self.reshape(y, shape), sy, shape, zp=zp)
 
     def reduce_sum32(self, name, dims):
         for d in dims:
@@ -200,10 +227,6 @@ class Emitter:
         users = user_inputs(self.ep)
         check_supported(graph, set(users), self.caller)
         outputs = None
-        out_node = next(n for n in graph.nodes if n.op == "output")
-        outs = [o for o in flatten(out_node.args[0]) if isinstance(o, torch.fx.Node)]
-        self._output_only = {o.name for o in outs
-                             if list(o.users) == [out_node] and outs.count(o) == 1}
         for node in graph.nodes:
             if node.op == "placeholder":
                 if node.name in consts:
@@ -211,7 +234,8 @@ class Emitter:
                 elif node.meta["val"].is_floating_point():
                     val = node.meta["val"]
                     name = self.b.input(tuple(val.shape), self.adt, name=node.name)
-                    self.env[node.name] = self.new(name, self.out_scale(node), val.shape)
+                    sx, zp = self.out_qparams(node)
+                    self.env[node.name] = self.new(name, sx, val.shape, zp=zp)
                 else:                       # lengths, indices: int32 on the TOSA side
                     shape = tuple(int(d) for d in node.meta["val"].shape)
                     name = self.b.input(shape, DType.INT32, name=node.name)
@@ -272,7 +296,7 @@ class Emitter:
         if self.record_as:
             op = f"{op}+{aten_name(self.nodes[rec_name])}"
         self.records[rec_name] = dict(node=rec_name, aten=op, source=where, out=out,
-                                      op_objs=list(ops))
+                                      op_objs=list(ops), ref=self.clamped.get(rec_name))
 
     def _shape_stand_in(self, n):
         v = self.env[n.name]
@@ -339,6 +363,22 @@ def check_supported(graph, inputs, caller=None):
         if len(nodes) > 3:
             lines.append(f"    ... and {len(nodes) - 3} more")
     raise UnsupportedOp("\n".join(lines))
+
+
+#: ops that clamp to constant bounds: a producer whose only consumer is one takes its range
+CLAMPS = {"aten.relu", "aten.relu6", "aten.hardtanh", "aten.clamp", "aten.clip"}
+
+
+def _clamp_consumer(node):
+    """The name of the clamp that is ``node``'s only consumer, or None."""
+    users = list(getattr(node, "users", ()))
+    if len(users) != 1 or users[0].op != "call_function" or lowering_key(users[0]) not in CLAMPS:
+        return None
+    u = users[0]
+    if u.args[0] is not node or any(isinstance(a, torch.fx.Node)
+                                    for a in list(u.args[1:]) + list(u.kwargs.values())):
+        return None
+    return u.name
 
 
 def _target_hooks(target):

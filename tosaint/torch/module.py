@@ -133,7 +133,8 @@ class LoweredModule:
             a = t.detach().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(
                 t, np.float64)
             v = np.round(a / q["scale"]) + q["zero_point"]
-            out[q["name"]] = np.clip(v, -info.max, info.max).astype(STORAGE[dt])
+            lo = info.min if q["zero_point"] else -info.max     # affine int8: all 256 codes
+            out[q["name"]] = np.clip(v, lo, info.max).astype(STORAGE[dt])
         return out
 
     def dequantize_outputs(self, outputs):
@@ -232,7 +233,7 @@ class LoweredModule:
                 outs = [o for o in outs if isinstance(o, QT)]
             else:
                 continue
-            fl = env.get(name)
+            fl = env.get(rec.get("ref") or name)     # a fused clamp's values: its own
             fls = [fl] if isinstance(fl, torch.Tensor) else list(fl or [])
             for i, (q, f) in enumerate(zip(outs, fls)):
                 if not isinstance(f, torch.Tensor):

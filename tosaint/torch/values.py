@@ -25,8 +25,10 @@ K16 = 32767 * 128          # int16 TABLE output of an entry 32767 (16.7 fixed po
 class QT:
     """A quantized activation: TOSA tensor ``name`` holding round(x / scale) + zp.
 
-    ``zp`` is 0 everywhere except on an a8w8 graph output of a linear/conv (see
-    :meth:`Emitter.out_qparams`): nothing inside the graph consumes such a tensor.
+    ``zp`` is 0 for int16 (a16w8 is symmetric); an int8 activation of an a8w8 graph is affine
+    (see :meth:`Emitter.out_qparams`), and every lowering that reads one either passes the
+    zero point to the TOSA operator (RESCALE, CONV2D, MATMUL, AVG_POOL2D, NEGATE, PAD), folds
+    it into a TABLE or compares codes with zero-point-shifted bounds (CLAMP, MAX_POOL2D).
     """
     name: str
     scale: float
@@ -84,6 +86,27 @@ class Fake:
         self.acts = list(acts) if not isinstance(acts, float) else []
         self.meta = {"val": torch.empty(shape)} if shape is not None else {}
         self.args = list(args)
+
+
+def quantize_const(em, c, scale, zp):
+    """Float constant ``c`` as codes of an activation (``scale``, ``zp``): int8 codes span
+    -128..127, int16 ones the symmetric -32767..32767."""
+    lo, hi = (-128, 127) if em.adt == DType.INT8 else (-em.qmax, em.qmax)
+    return np.clip(np.round(np.asarray(c, np.float64) / scale) + zp, lo, hi)
+
+
+def common_qparams(em, qts):
+    """(scale, zp) holding every range of ``qts`` (QTs of the activation dtype): their own when
+    they share one; int16: the largest scale; int8: the union of their ranges."""
+    if len({(q.scale, q.zp) for q in qts}) == 1:
+        return qts[0].scale, qts[0].zp
+    if em.adt != DType.INT8:
+        return max(q.scale for q in qts), 0
+    lo = min((-128 - q.zp) * q.scale for q in qts)
+    hi = max((127 - q.zp) * q.scale for q in qts)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    s = (hi - lo) / 255
+    return s, int(np.clip(round(-128 - lo / s), -128, 127))
 
 
 def numel(s):

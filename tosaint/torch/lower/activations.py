@@ -3,7 +3,8 @@ pow, the clamps (relu, relu6, hardtanh, clamp) and glu.
 
 a16w8: a 513-entry int16 TABLE over the calibrated input range (16.7 fixed point int32 result),
 RESCALE; a one-sided table (exp, sigmoid) is centred on the int16 range and an int32 ADD
-restores the offset before the RESCALE.  a8w8: a 256-entry int8 TABLE.
+restores the offset before the RESCALE.  a8w8: a 256-entry int8 TABLE, from the input's
+zero point to the output's.
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from ._registry import lowers
 
 
 def table(em, node, x: QT, f, smooth=False):
-    sy_amax = em.amax(node.name)
     if em.adt == DType.INT8:
-        sy = em.scale_for(sy_amax)
-        tab = Q.table8(lambda v: f(f64(v)).numpy(), x.scale, sy)
+        sy, zp = em.out_qparams(node)
+        tab = Q.table8(lambda v: f(f64(v)).numpy(), x.scale, sy, in_zp=x.zp, out_zp=zp)
         y = em.b.table(x.name, tab)
-        return em.new(y, sy, x.shape)
+        return em.new(y, sy, x.shape, zp=zp)
+    sy_amax = em.amax(node.name)
     xs = Q.table_inputs16() * x.scale
     with np.errstate(all="ignore"):
         fv = f(f64(xs)).numpy()
@@ -92,13 +93,20 @@ def pow_(em, node, p):
 
 
 def clamp_to(em, node, x: QT, lo, hi):
-    q = em.qmax
-    ql = -q if lo is None else int(np.clip(round(float(lo) / x.scale), -q, q))
-    qh = q if hi is None else int(np.clip(round(float(hi) / x.scale), -q, q))
+    """CLAMP on the codes (bounds shifted by the zero point); RESCALE to the node's own
+    quantization when that is much finer than the input's."""
+    qmin, qmax = (-128, 127) if x.dtype == DType.INT8 else (-em.qmax, em.qmax)
+    ql = qmin if lo is None else int(np.clip(round(float(lo) / x.scale) + x.zp, qmin, qmax))
+    qh = qmax if hi is None else int(np.clip(round(float(hi) / x.scale) + x.zp, qmin, qmax))
     y = em.b.clamp(x.name, ql, qh)
-    out = em.new(y, x.scale, x.shape, x.dtype)
+    out = em.new(y, x.scale, x.shape, x.dtype, zp=x.zp)
+    if em.adt == DType.INT8:
+        sy, zp = em.out_qparams(node)
+        if 0 < 255 * sy < 0.5 * x.scale * (qh - ql):
+            out = em.requant(out, sy, zp)
+        return out
     amax_out = em.amax(node.name)
-    if 0 < amax_out < 0.5 * x.scale * q:
+    if 0 < amax_out < 0.5 * x.scale * em.qmax:
         out = em.requant(out, em.scale_for(amax_out))
     return out
 
@@ -138,10 +146,10 @@ def glu(em, node, p):
     bname = em.b.slice(x.name, start, size)
     # sigmoid of the second half at an internal scale (the float values are recomputed
     # from the calibration activations of the glu input)
-    amax_b = 0.0
-    for t in em.acts(node.args[0].name):
-        amax_b = max(amax_b, float(torch.sigmoid(t.narrow(d, h, h)).abs().max()))
+    sig_acts = [torch.sigmoid(t.narrow(d, h, h)) for t in em.acts(node.args[0].name)]
     fake = Fake(node.name + "_sigmoid")
-    em.obs.amax[fake.name] = amax_b
-    sig = table(em, fake, QT(bname, x.scale, tuple(size), x.dtype), torch.sigmoid)
-    return em.mul_act(node, QT(a, x.scale, tuple(size), x.dtype), sig)
+    if em.adt == DType.INT8:           # its affine int8 range comes from the values
+        em.obs.acts[fake.name] = sig_acts
+    em.obs.amax[fake.name] = max((float(t.abs().max()) for t in sig_acts), default=0.0)
+    sig = table(em, fake, QT(bname, x.scale, tuple(size), x.dtype, x.zp), torch.sigmoid)
+    return em.mul_act(node, QT(a, x.scale, tuple(size), x.dtype, x.zp), sig)

@@ -15,7 +15,7 @@ from .masks import masked
 
 def add_scaled(em, node, a, b, coef_b):
     """a + coef_b * b, either operand a QT or a constant."""
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     vals = [(a, 1.0), (b, coef_b)]
     ss = []
     for v, c in vals:
@@ -31,7 +31,7 @@ def add_scaled(em, node, a, b, coef_b):
     for (v, c), s in zip(vals, ss):
         if isinstance(v, QT):
             nm = em.to_rank(em.rescale(v.name, Q.ratio(v.scale, abs(c), den=[sc]),
-                                       DType.INT32), rank)
+                                       DType.INT32, input_zp=v.zp), rank)
             (neg if c < 0 else pos).append(nm)
         else:
             pos.append(em.const_i32(np.round((f64(v) * c).numpy() / sc), rank))
@@ -42,9 +42,10 @@ def add_scaled(em, node, a, b, coef_b):
     else:
         zero = em.const_i32(np.zeros((1,) * rank))
         s = em.b.sub(em.b.sub(zero, neg[0]), neg[1])
-    y = em.rescale(s, Q.ratio(sc, den=[sy]), em.adt, bound_bits=em.headroom + 17)
+    y = em.rescale(s, Q.ratio(sc, den=[sy]), em.adt, bound_bits=em.headroom + 17,
+                   output_zp=zp)
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(y, shape), sy, shape)
+    return em.new(em.reshape(y, shape), sy, shape, zp=zp)
 
 
 @lowers("aten.add", nhwc=True, ints=True)
@@ -75,13 +76,13 @@ def scalar_mul(em, node, x: QT, c):
     c = float(c)
     if c == 0:
         raise Unsupported("multiplication by zero")
-    name = x.name
-    if c < 0:
-        z = em.b.zero_point(0, x.dtype)
-        name = em.b.op(Op.NEGATE, [x.name, z, em.b.zero_point(0, x.dtype)], x.shape,
-                       x.dtype)
+    name, zp = x.name, x.zp
+    if c < 0:          # -(q - zp) + (-1 - zp) = -1 - q: every int8 code stays in range
+        zp = -1 - x.zp if x.zp else 0
+        name = em.b.op(Op.NEGATE, [x.name, em.b.zero_point(x.zp, x.dtype),
+                                   em.b.zero_point(zp, x.dtype)], x.shape, x.dtype)
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(name, shape), x.scale * abs(c), shape, x.dtype)
+    return em.new(em.reshape(name, shape), x.scale * abs(c), shape, x.dtype, zp=zp)
 
 
 @lowers("aten.mul", nhwc=True)

@@ -52,7 +52,7 @@ def scaled_dot_product_attention(em, node, p):
     em.obs.acts[f_probs.name] = f_probs.acts
     em.obs.amax[f_probs.name] = max((float(t.abs().max()) for t in probs), default=0.0)
     kt = em.b.transpose(k.name, list(range(k.rank - 2)) + [k.rank - 1, k.rank - 2])
-    kt = QT(kt, k.scale * scale, tuple(em.b.shape(kt)), k.dtype)
+    kt = QT(kt, k.scale * scale, tuple(em.b.shape(kt)), k.dtype, k.zp)
     sc = matmul_act(em, f_scores, q, kt)
     if mask is not None:
         sc = masked(em, sc, mask)

@@ -3,7 +3,8 @@ eval-mode batch_norm folded in), matmul/bmm of activations and of constants.
 
 a16w8: int16 x int8 per-channel weights -> int48 CONV2D/DEPTHWISE_CONV2D with the int48 bias on
 the op, then one per-channel scale16 RESCALE to int16.  bmm: MATMUL int16 x int16 -> int48,
-RESCALE (on Ethos-U55/U65 through the target's ``matmul`` hook).
+RESCALE (on Ethos-U55/U65 through the target's ``matmul`` hook).  a8w8: int8 activations
+with their zero points on the CONV2D/MATMUL (weights symmetric), int32 accumulators.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def bias_const(em, bias, sx, sw, n):
     return em.b.const(q, em.acc)
 
 
-def conv_core(em, xn, sx, w, bias, pad, stride, dil, depthwise):
-    """CONV2D / DEPTHWISE_CONV2D on NHWC ``xn``; torch weight [O, I/g, KH, KW]."""
+def conv_core(em, xn, sx, w, bias, pad, stride, dil, depthwise, input_zp=0):
+    """CONV2D / DEPTHWISE_CONV2D on NHWC ``xn`` (zero point ``input_zp``); torch weight
+    [O, I/g, KH, KW]."""
     q, sw = calib.weight_quant(w)
     o = q.shape[0]
     bq = bias_const(em, bias, sx, sw, o)
@@ -38,11 +40,11 @@ def conv_core(em, xn, sx, w, bias, pad, stride, dil, depthwise):
         wt = q.reshape(c, mult, q.shape[2], q.shape[3]).transpose(2, 3, 0, 1)
         wc = em.b.const(np.ascontiguousarray(wt), DType.INT8)
         acc = em.b.depthwise_conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
-                                    acc_type=em.acc)
+                                    input_zp=input_zp, acc_type=em.acc)
     else:
         wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
         acc = em.b.conv2d(xn, wc, bq, pad=pad, stride=stride, dilation=dil,
-                          acc_type=em.acc)
+                          input_zp=input_zp, acc_type=em.acc)
     return acc, sx * sw
 
 
@@ -84,7 +86,7 @@ def linear_const(em, node, x, w, bias, out_node=None):
     n = w.shape[0]
     x4 = em.reshape(x.name, (1, m, 1, k))
     acc, sacc = conv_core(em, x4, x.scale, f64(w).reshape(n, k, 1, 1), bias,
-                                (0, 0, 0, 0), (1, 1), (1, 1), False)
+                          (0, 0, 0, 0), (1, 1), (1, 1), False, x.zp)
     sy, zp = em.out_qparams(out_node or node)
     y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
     y = em.reshape(y, lead + (n,))
@@ -164,10 +166,10 @@ def conv_nd(em, node, p, nd):
     sy, zp = em.out_qparams(out_node)
     o = w.shape[0]
     if groups == 1:
-        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, False)
+        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, False, x.zp)
         y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
     elif groups == c and w.shape[1] == 1 and o % c == 0:
-        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, True)
+        acc, sacc = conv_core(em, xn, x.scale, w, bias, pad4, stride, dil, True, x.zp)
         y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
     else:
         cg, og = c // groups, o // groups
@@ -177,7 +179,7 @@ def conv_nd(em, node, p, nd):
             xs = em.b.slice(xn, (0, 0, 0, g * cg), (sh[0], sh[1], sh[2], cg))
             bg = None if bias is None else f64(bias)[g * og:(g + 1) * og]
             acc, sacc = conv_core(em, xs, x.scale, w[g * og:(g + 1) * og], bg, pad4,
-                                        stride, dil, False)
+                                  stride, dil, False, x.zp)
             parts.append(em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc],
                                     em.adt, output_zp=zp))
         y = em.b.concat(parts, 3)
@@ -234,38 +236,40 @@ def conv_transpose(em, node, p, nd):
     xn = em.nhwc(x4)
     sy, zp = em.out_qparams(out_node)
     if em.u55:
-        acc, sacc = _transpose_conv_as_conv(em, xn, x.scale, w, bias, stride, pad, opad)
+        acc, sacc = _transpose_conv_as_conv(em, xn, x.scale, w, bias, stride, pad, opad,
+                                            x.zp)
         y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
         return conv_output(em, node, out_node, y, sy, zp, nd)
     q, sw = calib.weight_quant(w)
     bq = bias_const(em, bias, x.scale, sw, q.shape[0])
     wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
     out_pad = [-pad[0], -pad[0] + opad[0], -pad[1], -pad[1] + opad[1]]
-    acc = em.b.transpose_conv2d(xn, wc, bq, out_pad=out_pad, stride=stride, acc_type=em.acc)
+    acc = em.b.transpose_conv2d(xn, wc, bq, out_pad=out_pad, stride=stride, input_zp=x.zp,
+                                acc_type=em.acc)
     y = em.rescale(acc, [Q.ratio(x.scale * s, den=[sy]) for s in sw], em.adt, output_zp=zp)
     return conv_output(em, node, out_node, y, sy, zp, nd)
 
 
-def _zero_insert(em, xn, axis, s):
-    """NHWC ``xn`` with s - 1 zeros after every element along H (axis 1) or W (axis 2), by
-    rank-4 RESHAPE + PAD + RESHAPE."""
+def _zero_insert(em, xn, axis, s, zp=0):
+    """NHWC ``xn`` with s - 1 zeros (codes ``zp``) after every element along H (axis 1) or W
+    (axis 2), by rank-4 RESHAPE + PAD + RESHAPE."""
     n, h, w, c = em.b.shape(xn)
     if s == 1:
         return xn
     if axis == 2:
         t = em.reshape(xn, (n * h, w, 1, c))
-        t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], 0)
+        t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], zp)
         return em.reshape(t, (n, h, w * s, c))
     t = em.reshape(xn, (n, h, 1, w * c))
-    t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], 0)
+    t = em.b.pad(t, [0, 0, 0, 0, 0, s - 1, 0, 0], zp)
     return em.reshape(t, (n, h * s, w, c))
 
 
-def _transpose_conv_as_conv(em, xn, sx, w, bias, stride, pad, opad):
+def _transpose_conv_as_conv(em, xn, sx, w, bias, stride, pad, opad, zp=0):
     """A transposed convolution as zero insertion + CONV2D with the flipped kernel: the same
     int8 weights and exact sums as TRANSPOSE_CONV2D, which Ethos-U55/U65 cannot run on int16
     or with strides other than 1x1 and 2x2."""
-    z = _zero_insert(em, _zero_insert(em, xn, 1, stride[0]), 2, stride[1])
+    z = _zero_insert(em, _zero_insert(em, xn, 1, stride[0], zp), 2, stride[1], zp)
     n, zh, zw, c = em.b.shape(z)
     _, ih, iw, _ = em.b.shape(xn)
     ks = list(w.shape[2:])
@@ -278,7 +282,7 @@ def _transpose_conv_as_conv(em, xn, sx, w, bias, stride, pad, opad):
         cut.append(max(-hi, 0))
     if any(cut):
         z = em.b.slice(z, (0, 0, 0, 0), (n, zh - cut[0], zw - cut[1], c))
-    return conv_core(em, z, sx, w.flip(2, 3), bias, pads, (1, 1), (1, 1), False)
+    return conv_core(em, z, sx, w.flip(2, 3), bias, pads, (1, 1), (1, 1), False, zp)
 
 
 @lowers("aten.conv_transpose1d")
@@ -306,15 +310,15 @@ def matmul_act(em, node, a: QT, bq: QT):
     m, k, n = sa[-2], sa[-1], sb[-1]
     a3 = em.reshape(an, (nb, m, k))
     b3 = em.reshape(bn, (nb, k, n))
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     hook = em.hooks.get("matmul") if em.adt == DType.INT16 else None
     if hook is not None:
         y = hook(em, a3, b3, a.scale, bq.scale, sy)
     else:
-        acc = em.b.matmul(a3, b3)
-        y = em.rescale(acc, Q.ratio(a.scale, bq.scale, den=[sy]), em.adt)
+        acc = em.b.matmul(a3, b3, a_zp=a.zp, b_zp=bq.zp)
+        y = em.rescale(acc, Q.ratio(a.scale, bq.scale, den=[sy]), em.adt, output_zp=zp)
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(y, shape), sy, shape)
+    return em.new(em.reshape(y, shape), sy, shape, zp=zp)
 
 
 @lowers("aten.matmul", "aten.bmm", "aten.mm")
@@ -336,4 +340,4 @@ def matmul(em, node, p):
 
 def squeeze_to(em, node, q: QT):
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(q.name, shape), q.scale, shape, q.dtype)
+    return em.new(em.reshape(q.name, shape), q.scale, shape, q.dtype, zp=q.zp)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...schema.definition import DType, Op
-from ..values import QT, IntT, Unsupported, f64, is_act, like
+from ..values import QT, IntT, Unsupported, common_qparams, f64, is_act, like, quantize_const
 from ._registry import lowers
 
 
@@ -88,7 +88,7 @@ def compare(em, node, p):
     if isinstance(b, QT) and not is_act(a):
         a, b, key = b, a, _MIRROR[key]
     if isinstance(a, QT):          # a quantized activation against a constant scalar
-        if is_act(b) or torch.as_tensor(b).numel() != 1 or a.zp:
+        if is_act(b) or torch.as_tensor(b).numel() != 1:
             raise Unsupported("comparison of a quantized activation with anything but a "
                               "constant scalar")
         k = _code_threshold(key, float(torch.as_tensor(b)) / a.scale)
@@ -168,25 +168,28 @@ def select(em, node, cond, a, b):
     vals = [v for v in (a, b) if isinstance(v, QT)]
     if not vals or len(vals) + sum(not is_act(v) for v in (a, b)) != 2:
         raise Unsupported("where/masked_fill of these operand kinds")
-    scale = max(v.scale for v in vals)
+    scale, zp = common_qparams(em, vals)
     dt = DType.INT32 if em.u55 else em.adt
     names = []
     for v in (a, b):
         if isinstance(v, QT):
-            v = em.requant(v, scale)
+            v = em.requant(v, scale, zp)
             names.append(em.to_rank(em.to_i32(v) if em.u55 else v.name, rank))
         else:
             c = f64(v).numpy()
             if not np.all(np.isfinite(c)):
                 raise Unsupported("where/masked_fill with an infinite value outside softmax")
-            c = np.clip(np.round(c / scale), -em.qmax, em.qmax)
+            c = quantize_const(em, c, scale, zp)
+            if em.u55:
+                c = c - zp
             names.append(em.b.const(c.reshape((1,) * (rank - c.ndim) + c.shape), dt))
     cond_name = _bool_mask(em, cond, rank)
     if em.u55:          # a * m + b * (1 - m), exact in int32
         y = em.b.add(em.b.mul(names[0], cond_name), em.b.mul(names[1],
                                                              mask_not(em, cond_name)))
-        return em.new(em.reshape(em.rescale(y, 1, em.adt), shape), scale, shape)
-    return em.new(em.b.select(cond_name, names[0], names[1]), scale, shape)
+        y = em.rescale(y, 1, em.adt, output_zp=zp)
+        return em.new(em.reshape(y, shape), scale, shape, zp=zp)
+    return em.new(em.b.select(cond_name, names[0], names[1]), scale, shape, zp=zp)
 
 
 @lowers("aten.masked_fill", ints=True)

@@ -25,7 +25,7 @@ def layer_norm(em, node, p):
     dflat = numel(nshape)
     if nd > 1:
         x = QT(em.reshape(x.name, x.shape[:-nd] + (dflat,)), x.scale,
-               x.shape[:-nd] + (dflat,), x.dtype)
+               x.shape[:-nd] + (dflat,), x.dtype, x.zp)
         acts_name = None
     else:
         acts_name = node.args[0].name
@@ -60,20 +60,20 @@ def layer_norm(em, node, p):
         ymax = max(ymax, float(yy.abs().max()))
     ymax = ymax if ymax > 0 else 1.0
     w, bias = p["weight"], p["bias"]
+    sy, zp = em.out_qparams(node)
     if w is None and bias is None:
-        sy = em.out_scale(node)
-        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30)
+        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
     else:
         s_n = ymax / 32767
         yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
-        sy = em.out_scale(node)
-        y = affine(em, yn, s_n, w, bias, rank, sy, flat=dflat)
+        y = affine(em, yn, s_n, w, bias, rank, sy, flat=dflat, zp=zp)
     y = em.reshape(y, orig_shape)
-    return em.new(y, sy, orig_shape)
+    return em.new(y, sy, orig_shape, zp=zp)
 
 
-def affine(em, yn, s_n, w, bias, rank, sy, flat=None, axis=-1):
-    """yn (int16, scale s_n) * w + bias along ``axis``; returns the activation-dtype name."""
+def affine(em, yn, s_n, w, bias, rank, sy, flat=None, axis=-1, zp=0):
+    """yn (int16, scale s_n) * w + bias along ``axis``; returns the activation-dtype name
+    (scale ``sy``, zero point ``zp``)."""
     shape_b = [1] * rank
     n = em.b.shape(yn)[axis]
     shape_b[axis] = n
@@ -88,7 +88,7 @@ def affine(em, yn, s_n, w, bias, rank, sy, flat=None, axis=-1):
         sz = need
     if bias is not None:
         z = em.b.add(z, em.const_i32(np.round(be.numpy() / sz).reshape(shape_b)))
-    return em.rescale(z, Q.ratio(sz, den=[sy]), em.adt, bound_bits=31)
+    return em.rescale(z, Q.ratio(sz, den=[sy]), em.adt, bound_bits=31, output_zp=zp)
 
 
 def batch_norm_affine(em, node, p):
@@ -101,9 +101,9 @@ def batch_norm_affine(em, node, p):
     be = f64(p["bias"]) if p["bias"] is not None else torch.zeros(c, dtype=torch.float64)
     k = g / torch.sqrt(var + float(p["eps"]))
     xs = x if x.dtype == DType.INT16 else em.to16(x)
-    sy = em.out_scale(node)
-    y = affine(em, xs.name, x.scale, k, be - mean * k, x.rank, sy, axis=1)
-    return em.new(y, sy, x.shape)
+    sy, zp = em.out_qparams(node)
+    y = affine(em, xs.name, x.scale, k, be - mean * k, x.rank, sy, axis=1, zp=zp)
+    return em.new(y, sy, x.shape, zp=zp)
 
 
 @lowers("aten.batch_norm")

@@ -26,7 +26,7 @@ def adaptive_avg(em, node, x, outs):
     RESCALEs: one for even windows, one per-channel RESCALE on the last axis per axis with
     uneven windows (moved there by a TRANSPOSE), the intermediate ones to int32 with 12
     fractional bits."""
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     rank = x.rank
     axes = list(range(rank - len(outs), rank))
     s = em.to_i32(x)
@@ -63,7 +63,7 @@ def adaptive_avg(em, node, x, outs):
             s = em.b.transpose(s, perm)
         if last:
             ratios = [Q.ratio(x.scale, den=[sy, even * d, frac]) for d in divs]
-            s = em.rescale(s, ratios, em.adt, bound_bits=bound)
+            s = em.rescale(s, ratios, em.adt, bound_bits=bound, output_zp=zp)
         else:
             s = em.rescale(s, [Q.ratio(1 << 12, den=[d]) for d in divs], DType.INT32,
                            bound_bits=bound)
@@ -71,8 +71,9 @@ def adaptive_avg(em, node, x, outs):
         if ax != rank - 1:
             s = em.b.transpose(s, perm)
     if not uneven:
-        s = em.rescale(s, Q.ratio(x.scale, den=[sy, even]), em.adt, bound_bits=bound)
-    return finish_reduce(em, node, s, sy)
+        s = em.rescale(s, Q.ratio(x.scale, den=[sy, even]), em.adt, bound_bits=bound,
+                       output_zp=zp)
+    return finish_reduce(em, node, s, sy, zp)
 
 
 @lowers("aten.adaptive_avg_pool2d")
@@ -81,10 +82,10 @@ def adaptive_avg_pool2d(em, node, p):
     oh, ow = ntuple(p["output_size"], 2)
     if (oh, ow) == (1, 1):
         s = em.reduce_sum32(em.to_i32(x), [x.rank - 2, x.rank - 1])
-        sy = em.out_scale(node)
+        sy, zp = em.out_qparams(node)
         n = x.shape[-1] * x.shape[-2]
-        y = em.rescale(s, Q.ratio(x.scale, den=[sy, n]), em.adt)
-        return finish_reduce(em, node, y, sy)
+        y = em.rescale(s, Q.ratio(x.scale, den=[sy, n]), em.adt, output_zp=zp)
+        return finish_reduce(em, node, y, sy, zp)
     ih, iw = x.shape[-2:]
     if ih % oh or iw % ow or x.rank != 4:
         return adaptive_avg(em, node, x, (oh, ow))
@@ -120,10 +121,11 @@ def pool2d(em, node, x, kind, kernel, stride, padding, count_include_pad=True,
         xn = em.b.slice(xn, (0, 0, 0, 0), (n, h - cut[0], w - cut[1], c))
     if kind == "avg":
         if any(pads) and count_include_pad:
-            xn = em.b.pad(xn, [0, 0, pads[0], pads[1], pads[2], pads[3], 0, 0], 0)
+            xn = em.b.pad(xn, [0, 0, pads[0], pads[1], pads[2], pads[3], 0, 0], x.zp)
             pads = [0, 0, 0, 0]
         pads = [pads[0], pads[1] + extra[0], pads[2], pads[3] + extra[1]]
-        y = em.b.avg_pool2d(xn, kernel, stride=stride, pad=pads)
+        y = em.b.avg_pool2d(xn, kernel, stride=stride, pad=pads, input_zp=x.zp,
+                            output_zp=x.zp)
     else:
         pads = [pads[0], pads[1] + extra[0], pads[2], pads[3] + extra[1]]
         y = em.b.max_pool2d(xn, kernel, stride=stride, pad=pads)
@@ -131,7 +133,7 @@ def pool2d(em, node, x, kind, kernel, stride, padding, count_include_pad=True,
     y = em.b.transpose(y, (0, 3, 1, 2))
     em.set_nhwc(y, y_nhwc)
     shape = tuple(node.meta["val"].shape) if not isinstance(node, Fake) else None
-    return em.new(y, x.scale, shape or em.b.shape(y), x.dtype)
+    return em.new(y, x.scale, shape or em.b.shape(y), x.dtype, zp=x.zp)
 
 
 @lowers("aten.avg_pool2d")
@@ -177,11 +179,11 @@ def _pool1d(em, node, p, kind):
     if kind == "max" and ntuple(p["dilation"], 1)[0] != 1:
         raise Unsupported("dilated max pooling")
     x4 = em.new(em.reshape(x.name, x.shape[:2] + (1, x.shape[2])), x.scale,
-                x.shape[:2] + (1, x.shape[2]), x.dtype)
+                x.shape[:2] + (1, x.shape[2]), x.dtype, zp=x.zp)
     y = pool2d(em, _As2d(node), x4, kind, (1, k), (1, s), (0, ntuple(p["padding"], 1)[0]),
                p.get("count_include_pad", True), p["ceil_mode"])
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(y.name, shape), y.scale, shape, y.dtype)
+    return em.new(em.reshape(y.name, shape), y.scale, shape, y.dtype, zp=y.zp)
 
 
 @lowers("aten.avg_pool1d")
@@ -237,16 +239,20 @@ def resize(em, node, p, mode, nd):
     tosa_mode = ResizeMode.BILINEAR if mode == "linear" else ResizeMode.NEAREST
     y = em.b.resize(xn, (py[0], py[1], px[0], px[1]), (py[2], px[2]), (py[3], px[3]),
                     mode=tosa_mode)
-    scale = x.scale
-    if tosa_mode == ResizeMode.BILINEAR:          # values * n_y * n_x, int48 / int32
-        sy = em.out_scale(node)
+    scale, zp = x.scale, x.zp
+    if tosa_mode == ResizeMode.BILINEAR:          # codes * n_y * n_x, int48 / int32
+        sy, zp = em.out_qparams(node)
+        bits = BITS[x.dtype] + int(py[0] * px[0]).bit_length()
+        if x.zp:                                  # int32: the zero point times n_y * n_x
+            y = em.b.sub(y, em.const_i32([x.zp * py[0] * px[0]], 4))
+            bits += 1
         y = em.rescale(y, Q.ratio(x.scale, den=[sy, py[0] * px[0]]), em.adt,
-                       bound_bits=BITS[x.dtype] + int(py[0] * px[0]).bit_length())
+                       bound_bits=bits, output_zp=zp)
         scale = sy
     y4 = em.b.transpose(y, (0, 3, 1, 2))
     if nd == 2:
         em.set_nhwc(y4, y)
-    return em.new(em.reshape(y4, out), scale, out, x.dtype)
+    return em.new(em.reshape(y4, out), scale, out, x.dtype, zp=zp)
 
 
 @lowers("aten.upsample_nearest1d", "aten.upsample_nearest2d")
@@ -277,9 +283,10 @@ def _interp_weights(size, out, params):
     return w
 
 
-def _interp_last_axis(em, name, params, size, out, ratio, out_dtype):
-    """Linear interpolation along the last axis of ``name`` as a 1x1 CONV2D whose input
-    channels are that axis (integer weights n - dy, dy), then RESCALE by ``ratio / n``."""
+def _interp_last_axis(em, name, params, size, out, ratio, out_dtype, in_zp=0, out_zp=0):
+    """Linear interpolation along the last axis of ``name`` (zero point ``in_zp``) as a 1x1
+    CONV2D whose input channels are that axis (integer weights n - dy, dy), then RESCALE by
+    ``ratio / n`` to zero point ``out_zp``."""
     shape = list(em.b.shape(name))
     rows = int(np.prod(shape[:-1]))
     w = _interp_weights(size, out, params)
@@ -288,23 +295,24 @@ def _interp_last_axis(em, name, params, size, out, ratio, out_dtype):
                           "over 127)")
     wc = em.b.const(w.reshape(out, 1, 1, size), DType.INT8)
     bias = em.b.const(np.zeros(out, np.int64), em.acc)
-    acc = em.b.conv2d(em.reshape(name, (1, rows, 1, size)), wc, bias, acc_type=em.acc)
-    y = em.rescale(acc, ratio / params[0], out_dtype)
+    acc = em.b.conv2d(em.reshape(name, (1, rows, 1, size)), wc, bias, input_zp=in_zp,
+                      acc_type=em.acc)
+    y = em.rescale(acc, ratio / params[0], out_dtype, output_zp=out_zp)
     return em.reshape(y, shape[:-1] + [out])
 
 
 def _resize_as_convs(em, node, x, x4, sizes, outs, params):
     """Ethos-U55/U65 (no BILINEAR RESIZE): interpolate the width, then the height, each as a
     convolution with the bilinear weights (the height pass after a TRANSPOSE)."""
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     out = tuple(node.meta["val"].shape)
     two = sizes[0] != outs[0]
-    s_mid = x.scale if two else sy
+    s_mid, zp_mid = (x.scale, x.zp) if two else (sy, zp)
     y = _interp_last_axis(em, x4, params[1], sizes[1], outs[1],
-                          Q.ratio(x.scale, den=[s_mid]), em.adt)
+                          Q.ratio(x.scale, den=[s_mid]), em.adt, x.zp, zp_mid)
     if two:
         y = em.b.transpose(y, (0, 1, 3, 2))
         y = _interp_last_axis(em, y, params[0], sizes[0], outs[0], Q.ratio(s_mid, den=[sy]),
-                              em.adt)
+                              em.adt, zp_mid, zp)
         y = em.b.transpose(y, (0, 1, 3, 2))
-    return em.new(em.reshape(y, out), sy, out, x.dtype)
+    return em.new(em.reshape(y, out), sy, out, x.dtype, zp=zp)

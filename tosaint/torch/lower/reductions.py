@@ -17,9 +17,9 @@ from ..values import BITS, K16, QT, Unsupported, norm_dims, numel
 from ._registry import lowers
 
 
-def finish_reduce(em, node, y, sy):
+def finish_reduce(em, node, y, sy, zp=0):
     shape = tuple(node.meta["val"].shape)
-    return em.new(em.reshape(y, shape), sy, shape)
+    return em.new(em.reshape(y, shape), sy, shape, zp=zp)
 
 
 @lowers("aten.mean")
@@ -28,9 +28,9 @@ def mean(em, node, p):
     dims = norm_dims(p.get("dim"), x.rank)
     n = numel([x.shape[d] for d in dims])
     s = em.reduce_sum32(em.to_i32(x), dims)
-    sy = em.out_scale(node)
-    y = em.rescale(s, Q.ratio(x.scale, den=[sy, n]), em.adt)
-    return finish_reduce(em, node, y, sy)
+    sy, zp = em.out_qparams(node)
+    y = em.rescale(s, Q.ratio(x.scale, den=[sy, n]), em.adt, output_zp=zp)
+    return finish_reduce(em, node, y, sy, zp)
 
 
 @lowers("aten.sum")
@@ -38,15 +38,15 @@ def sum_(em, node, p):
     x = p["self"]
     dims = norm_dims(p.get("dim"), x.rank)
     s = em.reduce_sum32(em.to_i32(x), dims)
-    sy = em.out_scale(node)
-    y = em.rescale(s, Q.ratio(x.scale, den=[sy]), em.adt)
-    return finish_reduce(em, node, y, sy)
+    sy, zp = em.out_qparams(node)
+    y = em.rescale(s, Q.ratio(x.scale, den=[sy]), em.adt, output_zp=zp)
+    return finish_reduce(em, node, y, sy, zp)
 
 
 def max_row(em, x: QT, d):
     """max over axis d as int32, keepdim."""
     m = em.b.reduce_max(x.name, d)
-    return em.to_i32(QT(m, x.scale, em.b.shape(m), x.dtype))
+    return em.to_i32(QT(m, x.scale, em.b.shape(m), x.dtype, x.zp))
 
 
 def norm_exp(em, v, even):
@@ -147,15 +147,15 @@ def softmax_input(em, node, p):
     """(x as int16, dim, output scale, _softmax_parts) shared by softmax and log_softmax."""
     x = p["self"]
     d = int(p["dim"]) % x.rank
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     if em.adt == DType.INT8:
         x = QT(em.to16(x).name, x.scale, x.shape, DType.INT16, mask=x.mask)
-    return x, d, sy, softmax_parts(em, x, d, node.args[0].name)
+    return x, d, (sy, zp), softmax_parts(em, x, d, node.args[0].name)
 
 
 @lowers("aten.softmax", "aten._softmax")
 def softmax(em, node, p):
-    x, d, sy, (_, e, ssum, tmax, n, _) = softmax_input(em, node, p)
+    x, d, (sy, zp), (_, e, ssum, tmax, n, _) = softmax_input(em, node, p)
     rank = x.rank
     norm, a, _ = norm_exp(em, ssum, even=False)
     r, _ = mantissa_table(em, norm, False, lambda m: 1.0 / m)   # r ~ (1/m) * K16
@@ -166,13 +166,13 @@ def softmax(em, node, p):
     q2 = em.b.binary(Op.LOGICAL_LEFT_SHIFT, q, sh)
     # p = q2 * 2**(s1 + a_min - 30) / K16
     sq2 = Q.ratio(2.0 ** (s1 + a_min - 30), den=[K16])
-    y = em.rescale(q2, sq2 / Q.ratio(sy), em.adt, bound_bits=30)
-    return em.new(y, sy, x.shape)
+    y = em.rescale(q2, sq2 / Q.ratio(sy), em.adt, bound_bits=30, output_zp=zp)
+    return em.new(y, sy, x.shape, zp=zp)
 
 
 @lowers("aten.log_softmax", "aten._log_softmax")
 def log_softmax(em, node, p):
-    x, d, sy, (dlt, e, ssum, tmax, n, _) = softmax_input(em, node, p)
+    x, d, (sy, zp), (dlt, e, ssum, tmax, n, _) = softmax_input(em, node, p)
     rank = x.rank
     norm, a, _ = norm_exp(em, ssum, even=False)
     r, sr = mantissa_table(em, norm, False, lambda m: np.log(m))  # ln(m) ~ r * sr
@@ -187,8 +187,8 @@ def log_softmax(em, node, p):
     c0 = int(round(-math.log(K16) / s_l))
     tot = em.b.add(em.b.add(lnm, t2), em.const_i32([c0], rank))
     out = em.b.sub(d32, tot)
-    y = em.rescale(out, Q.ratio(s_l, den=[sy]), em.adt, bound_bits=31)
-    return em.new(y, sy, x.shape)
+    y = em.rescale(out, Q.ratio(s_l, den=[sy]), em.adt, bound_bits=31, output_zp=zp)
+    return em.new(y, sy, x.shape, zp=zp)
 
 
 def centered(em, x: QT, dims, name_for_acts):
@@ -243,11 +243,11 @@ def var_std(em, node, p, std):
     xc16, s_c, dcount, v, u_v, _ = var_parts(em, x, dims, node.args[0].name, None)
     if dcount - corr <= 0:
         raise Unsupported("variance with correction >= number of elements")
-    sy = em.out_scale(node)
+    sy, zp = em.out_qparams(node)
     if not std:
         y = em.rescale(v, Q.ratio(u_v * dcount / (dcount - corr), den=[sy]), em.adt,
-                       bound_bits=30)
-        return finish_reduce(em, node, y, sy)
+                       bound_bits=30, output_zp=zp)
+        return finish_reduce(em, node, y, sy, zp)
     # sqrt by normalisation: sqrt(v) = sqrt(m4) * 2**(14.5 - h)
     v1 = em.b.maximum(v, em.const_i32([1], keep_rank))
     norm, e, h = norm_exp(em, v1, even=True)
@@ -257,8 +257,8 @@ def var_std(em, node, p, std):
     q2 = em.b.binary(Op.ARITHMETIC_RIGHT_SHIFT, r, sh, attrs=dict(round=True))
     # std = q2 * sr * 2**(14.5 - h_min) * sqrt(u_v * D / (D - corr))
     s_q2 = sr * 2.0 ** (14.5 - h_min) * math.sqrt(u_v * dcount / (dcount - corr))
-    y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=23)
-    return finish_reduce(em, node, y, sy)
+    y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=23, output_zp=zp)
+    return finish_reduce(em, node, y, sy, zp)
 
 
 @lowers("aten.var")

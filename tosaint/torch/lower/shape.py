@@ -1,11 +1,12 @@
 """Lowerings of data movement: reshapes, transposes, expand/repeat, cat/stack, slices and
 splits, constant padding, and the identities (clone, dropout in eval, ...).  The scale of the
-input carries over, except cat/stack, which requantize to the largest input scale."""
+input carries over, except cat/stack, which requantize to one quantization that holds every
+input's range (:func:`~tosaint.torch.values.common_qparams`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..values import QT, Unsupported, f64, is_act, like
+from ..values import QT, Unsupported, common_qparams, f64, is_act, like, quantize_const
 from ._registry import lowers
 
 
@@ -79,15 +80,13 @@ def cat(em, node, p):
     rank = len(node.meta["val"].shape)
     d = int(p["dim"]) % rank
     qs = []
-    scale = max(v.scale for v in xs if isinstance(v, QT))
+    scale, zp = common_qparams(em, [v for v in xs if isinstance(v, QT)])
     for v in xs:
         if isinstance(v, QT):
-            qs.append(em.requant(v, scale).name)
+            qs.append(em.requant(v, scale, zp).name)
         else:
-            a = f64(v).numpy()
-            qs.append(em.b.const(np.clip(np.round(a / scale), -em.qmax, em.qmax),
-                                 em.adt))
-    return em.new(em.b.concat(qs, d), scale, node.meta["val"].shape)
+            qs.append(em.b.const(quantize_const(em, f64(v).numpy(), scale, zp), em.adt))
+    return em.new(em.b.concat(qs, d), scale, node.meta["val"].shape, zp=zp)
 
 
 @lowers("aten.stack")
@@ -95,16 +94,16 @@ def stack(em, node, p):
     xs = p["tensors"]
     shape = tuple(node.meta["val"].shape)
     d = int(p["dim"]) % len(shape)
-    scale = max(v.scale for v in xs if isinstance(v, QT))
+    if not all(isinstance(v, QT) for v in xs):
+        raise Unsupported("stack of constants and activations")
+    scale, zp = common_qparams(em, xs)
     parts = []
     for v in xs:
-        if not isinstance(v, QT):
-            raise Unsupported("stack of constants and activations")
-        v = em.requant(v, scale)
+        v = em.requant(v, scale, zp)
         s = list(v.shape)
         s.insert(d, 1)
         parts.append(em.reshape(v.name, s))
-    return em.new(em.b.concat(parts, d), scale, shape)
+    return em.new(em.b.concat(parts, d), scale, shape, zp=zp)
 
 
 def slice_dim(em, x: QT, d, start, end, step=1):
@@ -221,7 +220,7 @@ def constant_pad_nd(em, node, p):
         pads[2 * d], pads[2 * d + 1] = pad[2 * i], pad[2 * i + 1]
     if any(v < 0 for v in pads):
         raise Unsupported("negative padding")
-    qv = int(np.clip(round(value / x.scale), -em.qmax, em.qmax))
+    qv = int(quantize_const(em, np.array(value), x.scale, x.zp))
     return same_scale(em, node, x, em.b.pad(x.name, pads, qv))
 
 
