@@ -173,12 +173,17 @@ def _tensors(cols, where, max_elements, file):
     out = []
     # natively stored constants are read-only views of the (immutable, aligned) file
     in_place = isinstance(file, bytes) and np.frombuffer(file, np.uint8).ctypes.data % 8 == 0
+    checked = set()             # shapes found good (most tensors share a few shapes)
+    shape_dtype = DType.SHAPE
     for i, (name, shape, dtype, span, variable, variable_name, unranked) in enumerate(
             zip(*(cols[k] for k in _TENSOR_FIELDS))):
         if not name:
             raise SchemaError(f"{where}: tensor without a name")
-        if len(shape) > 8 or (shape and min(shape) <= 0) or prod(shape) > max_elements:
-            shape = _shape(shape, name, max_elements)       # checked in full (or refused)
+        if shape not in checked:
+            if len(shape) > 8 or (shape and min(shape) <= 0) or prod(shape) > max_elements:
+                shape = _shape(shape, name, max_elements)   # checked in full (or refused)
+            else:
+                checked.add(shape)
         extra = {}
         data = None
         # an absent data vector: not a constant; present, it must hold the elements (a constant
@@ -197,7 +202,7 @@ def _tensors(cols, where, max_elements, file):
         for k, col in extras:
             if col[i]:
                 extra[k] = col[i]
-        if dtype == DType.SHAPE:
+        if dtype is shape_dtype:
             # the older form: a shape value as a SHAPE tensor in block.tensors (not
             # block.shapes); the writer keeps it there
             extra["shape_table"] = False

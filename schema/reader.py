@@ -557,8 +557,21 @@ class _Bulk:
         if int(e.max()) >= n or self.u8[e].any():
             raise _Slow
         self.spend(len(t) + int((c >> 3).sum()))
-        if not c.any():
+        total = int(c.sum()) + len(t)
+        if total == len(t):
             return [""] * len(t)
+        if total <= n:
+            # one gather of all the strings, each with its terminator, one decode, one split
+            first = np.cumsum(c + 1) - (c + 1)
+            text = self.u8[np.repeat(t + 4 - first, c + 1) + np.arange(total)].tobytes()
+            try:
+                out = text.decode().split("\0")
+            except UnicodeDecodeError:
+                raise _Slow from None
+            if len(out) == len(t) + 1:
+                out.pop()
+                return out
+            # (else a string holds a zero byte: decoded one by one)
         try:
             return [b[s:x].decode() for s, x in zip((t + 4).tolist(), e.tolist())]
         except UnicodeDecodeError:
@@ -614,6 +627,9 @@ class _Bulk:
         cols = self.table(tid, t)
         if not cols:
             return [{} for _ in range(len(t))]
+        if len(cols) == 1:
+            (key, col), = cols.items()
+            return [{key: v} for v in col]
         keys = list(cols)
         return [dict(zip(keys, row)) for row in zip(*cols.values())]
 
@@ -694,13 +710,23 @@ class _Bulk:
                 types = self.at(p, "B").astype(np.int64)
             else:
                 types[rows] = self.at(p, "B")
-        attrs = np.empty(N, object)         # (None)
+        attrs = [None] * N
         if table_slot is not None:
             rows, p = table_slot
             sel = types if rows is None else types[rows]
             at = np.arange(N) if rows is None else rows
+            if int(sel.max()) >= len(_UNION_KIND) or (_UNION_KIND[sel] == -1).any():
+                raise _Slow                     # (an unknown union type)
             t = self.targets(p)
-            # the tables of each union type together
+            # tables without fields (CONST's, ADD's, ...): only checked, all at once
+            empty = _UNION_KIND[sel] == _NO_FIELDS
+            if empty.any():
+                idx = np.flatnonzero(empty)
+                self.table(_NO_FIELDS, t[idx])
+                for i in at[idx].tolist():
+                    attrs[i] = {}
+                sel = np.where(empty, 0, sel)
+            # the tables of each other union type together
             order = np.argsort(sel, kind="stable")
             sel = sel[order]
             cuts = [0] + (np.flatnonzero(sel[1:] != sel[:-1]) + 1).tolist() + [len(sel)]
@@ -708,12 +734,11 @@ class _Bulk:
                 u = int(sel[a])
                 if not u:
                     continue
-                tid = _UNION_TID.get(u)
-                if tid is None:
-                    raise _Slow
+                tid = _UNION_TID[u]
                 idx = order[a:z]
-                attrs[at[idx]] = np.fromiter(self.tables(tid, t[idx]), object, z - a)
-        return types.tolist(), attrs.tolist()
+                for i, v in zip(at[idx].tolist(), self.tables(tid, t[idx])):
+                    attrs[i] = v
+        return types.tolist(), attrs
 
     def column(self, table, name, ftype, p):
         """The values of the field ``name`` of type ``ftype`` whose slots are at ``p``."""
@@ -741,6 +766,12 @@ class _Bulk:
 
 
 _ENUM_LOOKUP = {name: _enum_lookup(e) for name, e in ENUMS.items()}
+#: union type -> kind id of its table (-1: unknown, -2: none), the kinds without fields as one
+_NO_FIELDS = min(tid for tid in _UNION_TID.values() if not _FIELDS[tid])
+_UNION_KIND = np.full(max(_UNION_TID) + 1, -1, np.int64)
+_UNION_KIND[0] = -2
+for _u, _tid in _UNION_TID.items():
+    _UNION_KIND[_u] = _tid if _FIELDS[_tid] else _NO_FIELDS
 #: kind id -> careful reader, of the kinds without vectors of tables (their rows are alike)
 _LEAVES = {_TID[t]: read for t, read in READERS.items()
            if not any(f.startswith("[") and f[1:-1] in TABLES for _, f in _FIELDS[_TID[t]])}
