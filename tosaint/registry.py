@@ -30,7 +30,7 @@ from .schema.definition import DType, Op
 
 
 def all_operand_types(node):
-    return tuple(t.dtype for t in node.inputs) + tuple(t.dtype for t in node.outputs)
+    return tuple([t.dtype for t in node.inputs + node.outputs])
 
 
 @dataclass

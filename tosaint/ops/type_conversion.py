@@ -48,7 +48,8 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
         return _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo,
                                        shi)
     lo, hi = [], []
-    for m, s, rp, rn, h in zip(*(map(int, a) for a in (mult, shift, rnd_pos, rnd_neg, half))):
+    for m, s, rp, rn, h in zip(map(int, mult), map(int, shift), map(int, rnd_pos),
+                               map(int, rnd_neg), map(int, half)):
         a, b = max(vmin, -h), min(vmax, h - 1)
         if not (slo <= rp >> s <= shi) or rn > rp:
             a, b = 1, 0
@@ -232,10 +233,10 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
 
     Computed in Python integers on the constants' own values (one for a per-tensor RESCALE),
     and only then made arrays for the ``cols`` channels: the rows of one int64 array."""
-    mult = np.asarray(mult, np.int64).reshape(-1).tolist()
-    shift = np.asarray(shift, np.int64).reshape(-1).tolist()
-    if not per_channel:
-        mult, shift = mult[:1], shift[:1]
+    mult = np.asarray(mult).reshape(-1).tolist()            # Python ints
+    shift = np.asarray(shift).reshape(-1).tolist()
+    if not per_channel or len(mult) == 1:
+        return _scale_params_1(mult[0], shift[0], cols, mode, in_mask, in_zp, out_zp, in_bits)
     # 2**-shift in float32: exact for shifts down to -127 (2**127), inf beyond its range
     pow2 = [2.0 ** -s if s >= -127 else math.inf for s in shift]
     bad_params = [c for c, (m, s) in enumerate(zip(mult, shift))
@@ -259,7 +260,7 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
     # of a C-ordered array are contiguous
     ints = np.empty((len(rows), cols), np.int64)
     if all(len(r) == 1 for r in rows):
-        ints[...] = np.array(rows, np.int64)
+        ints.T[...] = [r[0] for r in rows]
     else:
         for i, r in enumerate(rows):
             ints[i] = r
@@ -268,3 +269,28 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
     rnd_pos, rnd_neg, half = ints[2:5] if fast else (None, None, None)
     lo_hi = (ints[5], ints[6]) if len(ints) == 7 else None
     return ints[0], ints[1], pow2, bad_params, fast, rnd_pos, rnd_neg, half, lo_hi
+
+
+def _scale_params_1(m, s, cols, mode, in_mask, in_zp, out_zp, in_bits):
+    """``_scale_params`` for one multiplier and shift (a per-tensor RESCALE): the same values,
+    in Python scalars until the arrays are filled (most RESCALEs of a graph are per-tensor)."""
+    pow2 = 2.0 ** -s if s >= -127 else math.inf
+    bad_params = [] if m >= 0 and 2 <= s <= 62 else [0]
+    fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
+    vals = [m, s]
+    if fast:
+        base = 1 << (s - 1)
+        extra = 1 << 30 if mode == DOUBLE32 and s > 31 else 0
+        half = 1 << 62 if mode == SCALE16 else base
+        vals += [base + extra, base - extra, half]
+        if in_zp == 0:
+            lo, hi = no_require_range([m], [s], [base + extra], [base - extra], [half], out_zp,
+                                      in_bits)
+            vals += [lo[0], hi[0]]
+    ints = np.empty((len(vals), cols), np.int64)
+    ints.T[...] = vals
+    ints = list(ints)
+    rnd_pos, rnd_neg, half = ints[2:5] if fast else (None, None, None)
+    lo_hi = (ints[5], ints[6]) if len(ints) == 7 else None
+    return ints[0], ints[1], np.full(cols, pow2, np.float32), bad_params, fast, rnd_pos, \
+        rnd_neg, half, lo_hi
