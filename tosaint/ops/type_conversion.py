@@ -44,7 +44,7 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     Returns the lists (lo, hi)."""
     vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     slo, shi = max(I32_MIN, I32_MIN - out_zp), min(I32_MAX, I32_MAX - out_zp)
-    if len(shift) >= 16 and 0 <= min(shift) and max(shift) <= 30:
+    if len(shift) >= 16 and 0 <= np.min(shift) and np.max(shift) <= 30:
         return _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo,
                                        shi)
     lo, hi = [], []
@@ -231,41 +231,37 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
     """The per-channel arrays a RESCALE runs with, from its multiplier and shift constants:
     (mult, shift, pow2, bad_params, fast, rnd_pos, rnd_neg, half, (lo, hi) or None).
 
-    Computed in Python integers on the constants' own values (one for a per-tensor RESCALE),
-    and only then made arrays for the ``cols`` channels: the rows of one int64 array."""
-    mult = np.asarray(mult).reshape(-1).tolist()            # Python ints
-    shift = np.asarray(shift).reshape(-1).tolist()
+    A per-tensor RESCALE (one multiplier and shift) is computed in Python integers
+    (``_scale_params_1``), a per-channel one in int64 arrays over its channels (shifts are
+    int8: the rounding constants 2**(shift-1) + 2**30 of shifts up to 62 fit); the intervals of
+    ``no_require_range`` are exact either way."""
+    mult = np.asarray(mult, np.int64).reshape(-1)
+    shift = np.asarray(shift, np.int64).reshape(-1)
     if not per_channel or len(mult) == 1:
-        return _scale_params_1(mult[0], shift[0], cols, mode, in_mask, in_zp, out_zp, in_bits)
-    # 2**-shift in float32: exact for shifts down to -127 (2**127), inf beyond its range
-    pow2 = [2.0 ** -s if s >= -127 else math.inf for s in shift]
-    bad_params = [c for c, (m, s) in enumerate(zip(mult, shift))
-                  if not (m >= 0 and 2 <= s <= 62)]
+        return _scale_params_1(int(mult[0]), int(shift[0]), cols, mode, in_mask, in_zp, out_zp,
+                               in_bits)
+    with np.errstate(over="ignore"):
+        pow2 = np.ldexp(1.0, -shift).astype(np.float32)       # 2**-shift (inf beyond float32)
+    bad_params = np.flatnonzero((mult < 0) | (shift < 2) | (shift > 62)).tolist()
     # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
     # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
     # does the general kernel run again for the exact handling of the failures.
     fast = mode in (SCALE16, SINGLE32, DOUBLE32) and not in_mask and not bad_params
     rows = [mult, shift]
     if fast:
-        base = [1 << (s - 1) for s in shift]                                 # 2**(shift-1)
-        extra = [1 << 30 if mode == DOUBLE32 and s > 31 else 0 for s in shift]
-        rnd_pos = [b + x for b, x in zip(base, extra)]
-        rnd_neg = [b - x for b, x in zip(base, extra)]
+        base = np.left_shift(1, shift - 1)                                   # 2**(shift-1)
+        extra = np.where(shift > 31, 1 << 30, 0) if mode == DOUBLE32 else 0
+        rnd_pos, rnd_neg = base + extra, base - extra
         # value-range REQUIRE of apply_scale_32 (none for apply_scale_16)
-        half = [1 << 62] * len(shift) if mode == SCALE16 else base
+        half = np.full(len(shift), 1 << 62, np.int64) if mode == SCALE16 else base
         rows += [rnd_pos, rnd_neg, half]
         if in_zp == 0:
             rows += no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
-    # every row for each of the ``cols`` channels (a value given once is repeated); the rows
-    # of a C-ordered array are contiguous
+    # the rows of one C-ordered array (each contiguous)
     ints = np.empty((len(rows), cols), np.int64)
-    if all(len(r) == 1 for r in rows):
-        ints.T[...] = [r[0] for r in rows]
-    else:
-        for i, r in enumerate(rows):
-            ints[i] = r
+    for i, r in enumerate(rows):
+        ints[i] = r
     ints = list(ints)
-    pow2 = np.full(cols, pow2[0], np.float32) if len(pow2) == 1 else np.array(pow2, np.float32)
     rnd_pos, rnd_neg, half = ints[2:5] if fast else (None, None, None)
     lo_hi = (ints[5], ints[6]) if len(ints) == 7 else None
     return ints[0], ints[1], pow2, bad_params, fast, rnd_pos, rnd_neg, half, lo_hi
