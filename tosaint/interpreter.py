@@ -283,7 +283,7 @@ class BlockPlan:
                 node.validating = False
                 fn = build(node)
             o = node.operator
-            s = _Step(node, fn, list(o.inputs), list(o.outputs))
+            s = _Step(node, fn, o.inputs, o.outputs)
             s.frees = free
             steps.append(s)
             used.update(o.inputs)

@@ -116,7 +116,6 @@ def _check_rescale(node):
     scale32, per_channel = bool(at["scale32"]), bool(at["per_channel"])
     in_u, out_u = bool(at["input_unsigned"]), bool(at["output_unsigned"])
     rounding = _ROUNDING.get(int(at["rounding_mode"]))
-    e = node.error_if
     if rounding is None:
         node.error(f"rounding_mode {at['rounding_mode']} is not SINGLE_ROUND, INEXACT_ROUND or "
                    "DOUBLE_ROUND")
@@ -125,15 +124,19 @@ def _check_rescale(node):
     if mt.dtype != (T.INT32 if scale32 else T.INT16):
         node.error(f"multiplier is {short(mt.dtype)} but scale32={scale32} needs "
                    f"{'i32' if scale32 else 'i16'}")
-    e(scale32 and in_t == T.INT48, "scale32 with an i48 input")
-    e(not scale32 and rounding == RoundingMode.DOUBLE_ROUND, "DOUBLE_ROUND without scale32")
-    e(in_u and out_u, "input_unsigned and output_unsigned are both set")
-    e(out_t == T.INT32 and in_u, "input_unsigned with an i32 output")
-    e(in_t == T.INT32 and out_u, "output_unsigned with an i32 input")
-    e(in_t == T.INT48 and out_u, "output_unsigned with an i48 input")
-    e(in_t == T.INT48 and in_u, "input_unsigned with an i48 input (no u48)")
-    e(in_t == T.INT32 and in_u, "input_unsigned with an i32 input (no u32)")
-    e(out_t == T.INT32 and out_u, "output_unsigned with an i32 output (no u32)")
+    e = node.error_if
+    if scale32:
+        e(in_t == T.INT48, "scale32 with an i48 input")
+    else:
+        e(rounding == RoundingMode.DOUBLE_ROUND, "DOUBLE_ROUND without scale32")
+    if in_u or out_u:
+        e(in_u and out_u, "input_unsigned and output_unsigned are both set")
+        e(out_t == T.INT32 and in_u, "input_unsigned with an i32 output")
+        e(in_t == T.INT32 and out_u, "output_unsigned with an i32 input")
+        e(in_t == T.INT48 and out_u, "output_unsigned with an i48 input")
+        e(in_t == T.INT48 and in_u, "input_unsigned with an i48 input (no u48)")
+        e(in_t == T.INT32 and in_u, "input_unsigned with an i32 input (no u32)")
+        e(out_t == T.INT32 and out_u, "output_unsigned with an i32 output (no u32)")
     rank = len(x.shape)
     e(per_channel and rank < 1, "per_channel with a rank 0 input")
     nc = x.shape[-1] if per_channel else 1
