@@ -81,11 +81,12 @@ def decode_data(raw, dtype, shape, where="tensor"):
     if dtype == DType.BOOL:
         arr = buf != 0
     elif dtype == DType.INT48:
-        # six little-endian bytes per value: widen to eight (the top two copy the sign bit)
+        # six little-endian bytes per value: the top six of eight, then an arithmetic shift
+        # right by 16 bits drops the two low bytes and copies the sign bit
         b = np.empty((count, 8), np.uint8)
-        b[:, :6] = buf.reshape(count, 6)
-        b[:, 6:] = np.where(b[:, 5:6] & 0x80, 0xFF, 0)
+        b[:, 2:] = buf.reshape(count, 6)
         arr = b.view("<i8").reshape(count).astype(np.int64, copy=False)
+        arr >>= 16
     elif dtype == DType.INT4:
         nib = np.empty(2 * need, np.int8)
         nib[0::2] = (buf & 0xF).astype(np.int8)
@@ -168,7 +169,7 @@ _TENSOR_FIELDS = ("name", "shape", "type", "data", "variable", "variable_name", 
 
 def _tensors(cols, where, max_elements, file):
     """The ``Tensor`` of each row of the ``TosaTensor`` columns ``cols`` read from ``file``
-    (``data`` given as (offset, length) spans of ``file``)."""
+    (``data`` given as the ``range`` of its offsets in ``file``)."""
     extras = [(k, cols[k]) for k in _EXTRA_FIELDS if any(cols[k])]
     out = []
     # natively stored constants are read-only views of the (immutable, aligned) file
@@ -188,14 +189,14 @@ def _tensors(cols, where, max_elements, file):
         data = None
         # an absent data vector: not a constant; present, it must hold the elements (a constant
         # of zero elements has an empty vector)
-        if span is not None and (span[1] or 0 in shape):
-            start, length = span
+        if span is not None and (span or 0 in shape):
+            start = span.start
             native = _NATIVE.get(dtype)
             if native is not None and in_place and not start % native.itemsize and \
-                    length >= prod(shape) * native.itemsize:
+                    len(span) >= prod(shape) * native.itemsize:
                 data = np.ndarray(shape, native, file, start)     # the common case
             else:
-                raw = memoryview(file)[start:start + length]
+                raw = memoryview(file)[start:span.stop]
                 data = decode_data(raw, dtype, shape, f"tensor {name!r}")
                 if data is None:
                     extra["raw_data"] = bytes(raw)

@@ -28,8 +28,8 @@ from tosaint.errors import SchemaError
 from .definition import ATTRIBUTES, DEFAULTS, ENUMS, FILE_IDENTIFIER, ROOT_TABLE, TABLES
 
 _MAX_DEPTH = 32
-#: byte vectors handed out as zero-copy memoryviews of the buffer, or as (offset, length) spans
-#: (``_Buf.spans``); the rest are ``bytes``
+#: byte vectors handed out as zero-copy memoryviews of the buffer, or as the ``range`` of their
+#: offsets in it (``_Buf.spans``); the rest are ``bytes``
 _ZERO_COPY = {("TosaTensor", "data")}
 #: width in bytes and struct code of each scalar type (an enum is a uint32)
 _SCALARS = {"bool": (1, "B"), "int32": (4, "i"), "uint32": (4, "I"), "uint64": (8, "Q")}
@@ -351,7 +351,8 @@ def _field_lines(table, name, ftype, env):
             env["_I32S"] = _i32s
             value, absent = "_I32S(b, s + 4, c)", "()"
         elif (table, name) in _ZERO_COPY:
-            value, absent = "(s + 4, c) if buf.spans else buf.mv[s + 4:s + 4 + c]", "None"
+            value, absent = "range(s + 4, s + 4 + c) if buf.spans else buf.mv[s + 4:s + 4 + c]", \
+                "None"
         else:
             value, absent = "b[s + 4:s + 4 + c]", "None"
         return [f"    if {o}:",
@@ -449,7 +450,7 @@ def read_root(data, spans=False):
     """Decode a whole ``.tosa`` buffer into nested dicts (field names as in the schema).
 
     ``data`` must not change while the result is in use: ``TosaTensor.data`` values are views
-    of it (pass ``bytes``), or with ``spans`` their (offset, length) in ``data``.
+    of it (pass ``bytes``), or with ``spans`` the ``range`` of their offsets in ``data``.
     """
     buf = _header(data)
     buf.spans = spans
@@ -492,7 +493,9 @@ _I32_FORMATS = [f"<{c}i" for c in range(33)]
 #: at most this many distinct vtables per vector of tables (else the careful reader)
 _MAX_BULK_VTABLES = 8
 #: fewer tables than this, of a kind without vectors of tables, are read by the careful reader
+#: (and fewer strings or vectors of the types in ``_FEW``)
 _MIN_BULK = 16
+_FEW = ("string", "[string]", "[int32]", "[ubyte]")
 
 
 def _enum_lookup(enum):
@@ -591,7 +594,7 @@ class _Bulk:
         c = self.lengths(t, 1)
         self.spend(len(t) + int((c >> 3).sum()))
         if zero_copy:
-            return list(zip((t + 4).tolist(), c.tolist()))
+            return list(map(range, (t + 4).tolist(), (t + 4 + c).tolist()))
         b = self.b
         return [b[s:e] for s, e in zip((t + 4).tolist(), (t + 4 + c).tolist())]
 
@@ -740,6 +743,20 @@ class _Bulk:
                     attrs[i] = v
         return types.tolist(), attrs
 
+    def few(self, table, name, ftype, slots):
+        """The values of a few strings or vectors, read one by one by the careful reader."""
+        buf, b = self.buf, self.b
+        t = [pos + _U32(b, pos)[0] for pos in slots]
+        if ftype == "string":
+            return [buf.string(x, table, name) for x in t]
+        if ftype == "[string]":
+            return [buf.strings_vector(x, table, name) for x in t]
+        if ftype == "[int32]":
+            return [buf.int32_vector(x, table, name) for x in t]
+        if (table, name) in _ZERO_COPY:
+            return [range(a, a + c) for a, c in (buf.vector(x, 1, table, name) for x in t)]
+        return [buf.byte_vector(x, table, name, False) for x in t]
+
     def column(self, table, name, ftype, p):
         """The values of the field ``name`` of type ``ftype`` whose slots are at ``p``."""
         if ftype in _SCALARS:
@@ -751,6 +768,8 @@ class _Bulk:
             if int(v.max()) >= len(valid) or not valid[v].all():
                 raise _Slow
             return members[v].tolist()
+        if len(p) < _MIN_BULK and ftype in _FEW:
+            return self.few(table, name, ftype, p.tolist())
         t = self.targets(p)
         if ftype == "string":
             return self.strings(t)
@@ -783,7 +802,8 @@ def read_columns(data):
 
     The bulk reader reads it; whatever it declines, the careful reader (``read_root``) reads,
     raising the same :class:`SchemaError` for a bad file.  ``TosaTensor.data`` values are
-    (offset, length) spans of ``data``.
+    the ``range`` of their offsets in ``data`` (a range holds no references: the collector
+    does not track it).
     """
     buf = _header(data)
     try:
@@ -824,6 +844,9 @@ def _as_columns(row, table):
 
 
 def _split(values, counts):
+    """``values`` cut into lists of ``counts`` elements each."""
+    if len(values) == len(counts) and len(counts) and int(counts.min()) == 1:
+        return [[v] for v in values]        # (all of one element, like most operators' outputs)
     ends = np.cumsum(counts).tolist()
     return [values[a:z] for a, z in zip([0] + ends[:-1], ends)]
 
