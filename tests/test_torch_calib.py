@@ -193,3 +193,49 @@ def test_zoo_models_are_deterministic():
             y = a(*x1[0])
         y = y[0] if isinstance(y, tuple) else y
         assert torch.isfinite(y).all(), name
+
+
+# ---- a8w8 activation ranges ----------------------------------------------------------------------
+def _observed(values):
+    obs = calib.make_observer()
+    obs.update({"t": values})
+    return obs
+
+
+def test_int8_activations_symmetric_when_balanced_affine_when_one_sided():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4096, generator=g)
+    s, zp = calib.int8_qparams(_observed(x), "t")
+    assert zp == 0 and 2.0 / 127 < s <= float(x.abs().max()) / 127
+    s, zp = calib.int8_qparams(_observed(x.abs()), "t")            # [0, max]: all 256 codes
+    assert zp == -128 and s < float(x.abs().max()) / 200
+    s, zp = calib.int8_qparams(_observed(x - 1.5), "t")            # skewed: a zero point
+    assert 0 < zp < 127
+    lo, hi = (-128 - zp) * s, (127 - zp) * s
+    assert lo < float((x - 1.5).min()) * 0.5 and hi > 0
+
+
+def test_affine_qparams_ignore_masked_scores():
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(2)).abs()
+    x[::7] = -float("inf")
+    s, zp = calib.affine_qparams(x)
+    assert np.isfinite(s) and s > 0 and zp == -128
+
+
+def test_table_aware_range_clips_where_the_function_is_flat():
+    """The input range of a tanh TABLE: clipped where tanh saturates, so the held-out error of
+    tanh's output is lower than with the range chosen for the input's own error."""
+    g = torch.Generator().manual_seed(3)
+    cal, held = 3 * torch.randn(20000, generator=g), 3 * torch.randn(20000, generator=g)
+    plain = calib.affine_qparams(cal)
+    aware = calib.affine_qparams(cal, np.tanh)
+    assert (127 - aware[1]) * aware[0] < 0.75 * (127 - plain[1]) * plain[0]
+
+    def err(qp):
+        s, zp = qp
+        q = torch.clamp(torch.round(held.double() / s) + zp, -128, 127)
+        return float(((torch.tanh((q - zp) * s) - torch.tanh(held.double())) ** 2).mean())
+    assert err(aware) < 0.6 * err(plain)
+    # a function that is not finite at an end (1/x at 0) still gets a range over x > 0
+    s, zp = calib.affine_qparams(cal.abs() + 0.25, np.reciprocal)
+    assert s > 0 and zp == -128

@@ -141,14 +141,16 @@ def act_amax(obs, name, qmax, int8):
 AFFINE_GRID = np.linspace(1.0, 0.5, 36)
 
 
-def affine_qparams(values, bins=HIST_BINS):
+def affine_qparams(values, f=None, bins=HIST_BINS):
     """int8 (scale, zero point) of [lo, hi] (containing 0) with the least expected squared error
     over a histogram of ``values`` (non-finite values, such as masked -inf scores, ignored).
 
     lo and hi are searched together on :data:`AFFINE_GRID` x the calibrated min and max: a
     value inside costs the rounding noise scale**2 / 12, one outside its distance to the range
-    (as :func:`histogram_clip`, for both ends).  All 36 x 36 candidates are one vectorised
-    evaluation over the histogram.
+    (as :func:`histogram_clip`, for both ends).  With ``f`` (the function of a TABLE that is
+    the tensor's only consumer, on float64 arrays), the errors are those of ``f``'s output:
+    the noise times f'(v)**2, and f(v) - f(end) outside.  All 36 x 36 candidates are one
+    vectorised evaluation over the histogram.
     """
     xs = values.double()
     xs = xs[torch.isfinite(xs)]
@@ -162,15 +164,37 @@ def affine_qparams(values, bins=HIST_BINS):
     los, his = lo0 * AFFINE_GRID, hi0 * AFFINE_GRID
     below = (v[None] < los[:, None])                       # [L, bins]
     above = (v[None] > his[:, None])                       # [H, bins]
-    e_lo = np.where(below, h * (v[None] - los[:, None]) ** 2, 0.0).sum(1)
-    e_hi = np.where(above, h * (v[None] - his[:, None]) ** 2, 0.0).sum(1)
-    n_in = h.sum() - (below * h).sum(1)[:, None] - (above * h).sum(1)[None]
+    weights = _slopes(f, v, los, his, h) if f is not None else None
+    if weights is None:
+        w_in, fv, f_lo, f_hi = h, v, los, his
+    else:
+        w_in, fv, f_lo, f_hi = weights       # an end where f is not finite: nothing past it
+    with np.errstate(all="ignore"):
+        e_lo = np.where(below & (h > 0), h * (fv[None] - f_lo[:, None]) ** 2, 0.0).sum(1)
+        e_hi = np.where(above & (h > 0), h * (fv[None] - f_hi[:, None]) ** 2, 0.0).sum(1)
+    e_lo, e_hi = np.nan_to_num(e_lo, nan=np.inf), np.nan_to_num(e_hi, nan=np.inf)
+    n_in = w_in.sum() - (below * w_in).sum(1)[:, None] - (above * w_in).sum(1)[None]
     s = (his[None] - los[:, None]) / 255
     err = n_in * s * s / 12 + e_lo[:, None] + e_hi[None]
     i, j = np.unravel_index(int(np.argmin(err)), err.shape)
     lo, hi = float(los[i]), float(his[j])
     sc = (hi - lo) / 255
     return sc, int(np.clip(round(-128 - lo / sc), -128, 127))
+
+
+def _slopes(f, v, los, his, h):
+    """(h * f'(v)**2, f(v), f(los), f(his)) for :func:`affine_qparams` (NaN at an end where ``f``
+    is not finite), or None where ``f`` or its slope is not finite on an occupied bin (then the
+    plain errors are used)."""
+    with np.errstate(all="ignore"):
+        fv, f_lo, f_hi = f(v), f(los), f(his)
+        d = np.gradient(fv, v) if len(v) > 1 else np.zeros_like(v)
+    occupied = h > 0
+    if not (np.all(np.isfinite(fv[occupied])) and np.all(np.isfinite(d[occupied]))):
+        return None
+    fv = np.where(occupied, fv, 0.0)
+    f_lo, f_hi = (np.where(np.isfinite(e), e, np.nan) for e in (f_lo, f_hi))
+    return np.where(occupied, h * d * d, 0.0), fv, f_lo, f_hi
 
 
 #: an int8 activation whose calibrated range is balanced (the smaller side at least this
@@ -181,15 +205,19 @@ def affine_qparams(values, bins=HIST_BINS):
 AFFINE_SKEW = 0.7
 
 
-def int8_qparams(obs, name):
+def int8_qparams(obs, name, f=None):
     """(scale, zero point) of the int8 activation ``name``: symmetric (:func:`act_amax`) when
-    its calibrated range is balanced (see :data:`AFFINE_SKEW`), else :func:`affine_qparams`."""
-    key = (name, "int8")
+    its calibrated range is balanced (see :data:`AFFINE_SKEW`), else :func:`affine_qparams`.
+    ``f``: the function of the TABLE that is its only consumer (always affine then: the table
+    absorbs the zero point, and the range follows the errors of ``f``'s output)."""
+    key = (name, "int8", f is not None)
     if key not in obs._range:
         xs = calib_values(obs, name)
         xs = xs[torch.isfinite(xs)]
         lo, hi = (-float(xs.min()), float(xs.max())) if xs.numel() else (0.0, 0.0)
-        if min(lo, hi) >= AFFINE_SKEW * max(lo, hi) > 0:
+        if f is not None:
+            obs._range[key] = affine_qparams(xs, f)
+        elif min(lo, hi) >= AFFINE_SKEW * max(lo, hi) > 0:
             a = act_amax(obs, name, 127, True)
             obs._range[key] = ((a if a > 0 else 1.0) / 127, 0)
         else:

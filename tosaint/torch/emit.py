@@ -25,6 +25,7 @@ from ..vela.u55 import torch_hooks
 from . import calib, layout
 from .capture import aten_name, caller_line, constants, inplace_of, source_line, user_inputs
 from .lower import LOWERINGS
+from .lower.activations import TABLE_FUNCTIONS
 from .values import BITS, QT, SCHEMES, IntT, Unsupported, bind, f64, flatten, is_act, like
 
 
@@ -99,7 +100,8 @@ class Emitter:
             self.clamped[node.name] = name
         if not self.obs.acts.get(name):
             return self.out_scale(node), 0
-        return calib.int8_qparams(self.obs, name)
+        f = _table_consumer(node) if name == node.name else None
+        return calib.int8_qparams(self.obs, name, f)
     def acts(self, name):
         return self.obs.acts.get(name, [])
 
@@ -379,6 +381,36 @@ def _clamp_consumer(node):
                                     for a in list(u.args[1:]) + list(u.kwargs.values())):
         return None
     return u.name
+
+
+#: a8w8: a tensor whose only consumer is the TABLE of one of these monotonic functions takes
+#: its range from the errors of the function's output (:func:`calib.affine_qparams` with
+#: ``f``): clipping where the function flattens costs little.  Tuning seeds 1-4, held-out
+#: inputs: sigmoid +3.5 dB, tanh +3.4, reciprocal +3.3, exp +0.1.  Not for the non-monotonic
+#: ones (SiLU, GELU, hardswish, mish): their single-op SNR rose by 1-1.5 dB, but EfficientNet
+#: (SiLU into spatial means) lost 1.8 dB
+TABLE_AWARE = {"aten.exp", "aten.sigmoid", "aten.tanh", "aten.reciprocal", "aten.rsqrt",
+               "aten.sqrt", "aten.log", "aten.erf", "aten.hardsigmoid", "aten.softplus",
+               "aten.elu", "aten.leaky_relu"}
+
+
+def _table_consumer(node):
+    """The float function (numpy float64 -> float64) of the TABLE that is ``node``'s only
+    consumer, or None."""
+    users = list(getattr(node, "users", ()))
+    if len(users) != 1 or users[0].op != "call_function":
+        return None
+    u = users[0]
+    key = lowering_key(u)
+    if key not in TABLE_AWARE or u.args[0] is not node or any(
+            isinstance(a, torch.fx.Node) for a in list(u.args[1:]) + list(u.kwargs.values())):
+        return None
+    fn, p = TABLE_FUNCTIONS[key][0], bind(u.target, u.args, u.kwargs)
+
+    def f(v):
+        with torch.no_grad():
+            return fn(torch.from_numpy(np.asarray(v, np.float64)), p).numpy()
+    return f
 
 
 def _target_hooks(target):
