@@ -174,17 +174,19 @@ def _tensors(cols, where, max_elements, file):
     out = []
     # natively stored constants are read-only views of the (immutable, aligned) file
     in_place = isinstance(file, bytes) and np.frombuffer(file, np.uint8).ctypes.data % 8 == 0
-    checked = set()             # shapes found good (most tensors share a few shapes)
+    checked = {}                # shapes found good, one tuple each (tensors share a few shapes)
     shape_dtype = DType.SHAPE
     for i, (name, shape, dtype, span, variable, variable_name, unranked) in enumerate(
             zip(*(cols[k] for k in _TENSOR_FIELDS))):
         if not name:
             raise SchemaError(f"{where}: tensor without a name")
-        if shape not in checked:
-            if len(shape) > 8 or (shape and min(shape) <= 0) or prod(shape) > max_elements:
-                shape = _shape(shape, name, max_elements)   # checked in full (or refused)
-            else:
-                checked.add(shape)
+        same = checked.get(shape)
+        if same is not None:
+            shape = same
+        elif len(shape) > 8 or (shape and min(shape) <= 0) or prod(shape) > max_elements:
+            shape = _shape(shape, name, max_elements)       # checked in full (or refused)
+        else:
+            checked[shape] = shape
         extra = {}
         data = None
         # an absent data vector: not a constant; present, it must hold the elements (a constant
