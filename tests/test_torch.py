@@ -554,3 +554,17 @@ def test_cnn_stays_nhwc_between_convolutions(impl):
     rep = lm.report(*data([(1, 3, 12, 12)], 1)[1])
     assert {"batch_norm", "relu", "silu", "add", "max_pool2d", "conv2d_2"} <= {r["node"]
                                                                             for r in rep}
+
+
+def test_a16w8_saturating_table_input_needs_no_headroom():
+    """An int16 input consumed only by sigmoid/tanh spans its calibrated max |x| (a value past
+    it saturates where the function is flat); one consumed by a linear layer keeps the margin."""
+    from tosaint.torch import calib as C
+    calib_in, test = data([(4, 32)], 5)
+    amax = max(float(c[0].abs().max()) for c in calib_in)
+    for f, margin in ((torch.sigmoid, 1.0), (torch.tanh, 1.0),
+                      (nn.Linear(32, 8).eval(), C.HEADROOM16)):
+        model = f if isinstance(f, nn.Module) else Fn(f)
+        lm = tt.lower(model, test, calibration=calib_in)
+        assert lm.inputs[0]["scale"] == pytest.approx(amax * margin / 32767, rel=1e-12)
+        check_reference(lm, test, lm.run(*test))

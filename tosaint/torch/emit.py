@@ -81,7 +81,13 @@ class Emitter:
         return (amax if amax > 0 else 1.0) / self.qmax
 
     def out_scale(self, node):
-        return self.scale_for(self.amax(node.name))
+        """The symmetric scale of ``node``; an int16 tensor whose only consumer is a saturating
+        TABLE (see :data:`SATURATING`) goes without :data:`calib.HEADROOM16`."""
+        a = self.amax(node.name)
+        if self.adt == DType.INT16 and SATURATING_HEADROOM and _table_consumer(
+                node, SATURATING) is not None:
+            a /= calib.HEADROOM16
+        return self.scale_for(a)
 
     def out_qparams(self, node):
         """(scale, zero point) of the activation that ``node`` produces.
@@ -394,16 +400,23 @@ TABLE_AWARE = {"aten.exp", "aten.sigmoid", "aten.tanh", "aten.reciprocal", "aten
                "aten.elu", "aten.leaky_relu"}
 
 
-def _table_consumer(node):
+#: int16: functions that flatten towards both ends of a calibrated range, so that an input
+#: past it costs little (f(v) - f(end)): their inputs need no headroom
+SATURATING = {"aten.sigmoid", "aten.tanh", "aten.erf", "aten.hardsigmoid"}
+SATURATING_HEADROOM = True
+
+
+def _table_consumer(node, functions=None):
     """The float function (numpy float64 -> float64) of the TABLE that is ``node``'s only
-    consumer, or None."""
+    consumer, if one of ``functions`` (default :data:`TABLE_AWARE`), or None."""
     users = list(getattr(node, "users", ()))
     if len(users) != 1 or users[0].op != "call_function":
         return None
     u = users[0]
     key = lowering_key(u)
-    if key not in TABLE_AWARE or u.args[0] is not node or any(
-            isinstance(a, torch.fx.Node) for a in list(u.args[1:]) + list(u.kwargs.values())):
+    if key not in (TABLE_AWARE if functions is None else functions) or u.args[0] is not node:
+        return None
+    if any(isinstance(a, torch.fx.Node) for a in list(u.args[1:]) + list(u.kwargs.values())):
         return None
     fn, p = TABLE_FUNCTIONS[key][0], bind(u.target, u.args, u.kwargs)
 
