@@ -192,6 +192,11 @@ def rescale(node):
      lo_hi) = node.derive(key, _scale_params, mult_c, shift_c, per_channel, cols, mode,
                           in_mask, in_zp, out_zp, _BITS[in_t])
 
+    # the kernels' parameters, bound here (one tuple each rather than a closure cell per value)
+    exact = (in_zp, out_zp, mult, rnd_pos, rnd_neg, shift, half, qmin, qmax)
+    general = (in_mask, in_zp, out_zp, mult, shift, pow2, mode, qmin, qmax)
+    why = (helper, scale32, bad_params, mult, shift, mode, out_zp)
+
     def run(a, *_):
         if a.size == 0:
             return np.zeros(oshape, ost)
@@ -201,33 +206,39 @@ def rescale(node):
             # an unsigned output's values (0..2**bits-1) are written through an unsigned view
             # of its signed storage: the same bits, and no overflow in the NumPy twin
             view = res.view(res.dtype.str.replace("i", "u")) if out_u else res
-            if k.rescale_exact(a2, in_zp, out_zp, mult, rnd_pos, rnd_neg, shift, half, qmin,
-                               qmax, view) == 0:
+            if k.rescale_exact(a2, *exact, view) == 0:
                 return res.reshape(oshape)
         res = np.empty(a2.shape, np.int32)
-        n_scale, n_zp = k.rescale(a2, in_mask, in_zp, out_zp, mult, shift, pow2, mode,
-                                  qmin, qmax, res)
-        if n_scale:
-            if bad_params:
-                c = bad_params[0]
-                why = (f"{helper}: multiplier {mult[c]} < 0 or shift {shift[c]} outside 2..62 "
-                       f"(channel {c})")
-            elif scale32:
-                why = (f"{helper}: value (input - input_zp) outside [-2^(shift-1), "
-                       "2^(shift-1)) or scaled result outside int32")
-            else:
-                why = f"{helper}: scaled result outside int32"
-            # the reference model computes INEXACT_ROUND in fp32 without these checks
-            node.require(False, why, count=int(n_scale),
-                         reference="unpredictable" if mode < INEXACT32 else "computes in fp32")
-        node.require(n_zp == 0, f"scaled result + output_zp {out_zp} outside int32",
-                     count=int(n_zp))
+        n_scale, n_zp = k.rescale(a2, *general, res)
+        if n_scale or n_zp:
+            _report_rescale(node, n_scale, n_zp, *why)
         return res.astype(ost, copy=False).reshape(oshape)
     if lo_hi is not None:
         # what a producer needs to apply this RESCALE in its own epilogue (interpreter fusion)
         lo, hi = lo_hi
         run.epilogue = ((mult, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax), ost)
     return run
+
+
+def _report_rescale(node, n_scale, n_zp, helper, scale32, bad_params, mult, shift, mode,
+                    out_zp):
+    """The REQUIREs a RESCALE run failed: ``n_scale`` values in apply_scale_32/16 (or invalid
+    multipliers and shifts), ``n_zp`` values where adding output_zp left int32."""
+    if n_scale:
+        if bad_params:
+            c = bad_params[0]
+            why = (f"{helper}: multiplier {mult[c]} < 0 or shift {shift[c]} outside 2..62 "
+                   f"(channel {c})")
+        elif scale32:
+            why = (f"{helper}: value (input - input_zp) outside [-2^(shift-1), "
+                   "2^(shift-1)) or scaled result outside int32")
+        else:
+            why = f"{helper}: scaled result outside int32"
+        # the reference model computes INEXACT_ROUND in fp32 without these checks
+        node.require(False, why, count=int(n_scale),
+                     reference="unpredictable" if mode < INEXACT32 else "computes in fp32")
+    node.require(n_zp == 0, f"scaled result + output_zp {out_zp} outside int32",
+                 count=int(n_zp))
 
 
 def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, in_bits):
