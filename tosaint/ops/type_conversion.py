@@ -74,6 +74,10 @@ def _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo
     q = rp >> s
     empty = (q < slo) | (q > shi) | (rn > rp)
     pos = ~empty & (m > 0)
+    if pos.all():       # the usual case: every interval bounded by a positive multiplier
+        hi = np.minimum(hi, (((shi + 1) << s) - rp - 1) // m)
+        lo = np.maximum(lo, -((rn - (slo << s)) // m))
+        return lo.tolist(), hi.tolist()
     d = np.where(pos, m, 1)
     hi = np.where(pos, np.minimum(hi, (((shi + 1) << s) - rp - 1) // d), hi)
     lo = np.where(pos, np.maximum(lo, -((rn - (slo << s)) // d)), lo)
