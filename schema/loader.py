@@ -29,6 +29,7 @@ _BYTES = {DType.BOOL: 1, DType.INT8: 1, DType.INT16: 2, DType.INT32: 4, DType.IN
 _NATIVE = {d: np.dtype(code) for d, code in (
     (DType.INT8, "<i1"), (DType.INT16, "<i2"), (DType.INT32, "<i4"), (DType.SHAPE, "<i8"),
     (DType.INT64, "<i8"), (DType.FP32, "<f4"), (DType.FP16, "<f2"))}
+_NATIVE_SIZE = {d: (dt, dt.itemsize) for d, dt in _NATIVE.items()}
 
 
 def encoded_size(dtype, count):
@@ -168,16 +169,17 @@ _TENSOR_FIELDS = ("name", "shape", "type", "data", "variable", "variable_name", 
 
 
 def _tensors(cols, where, max_elements, file):
-    """The ``Tensor`` of each row of the ``TosaTensor`` columns ``cols`` read from ``file``
-    (``data`` given as the ``range`` of its offsets in ``file``)."""
-    extras = [(k, cols[k]) for k in _EXTRA_FIELDS if any(cols[k])]
-    out = []
+    """``{name: Tensor}`` of the rows of the ``TosaTensor`` columns ``cols`` read from ``file``
+    (``data`` given as the ``range`` of its offsets in ``file``), in file order."""
+    out = {}
     # natively stored constants are read-only views of the (immutable, aligned) file
     in_place = isinstance(file, bytes) and np.frombuffer(file, np.uint8).ctypes.data % 8 == 0
+    natives = _NATIVE_SIZE if in_place else {}
     checked = {}                # shapes found good, one tuple each (tensors share a few shapes)
     shape_dtype = DType.SHAPE
-    for i, (name, shape, dtype, span, variable, variable_name, unranked) in enumerate(
-            zip(*(cols[k] for k in _TENSOR_FIELDS))):
+    ndarray = np.ndarray
+    for name, shape, dtype, span, variable, variable_name, unranked in zip(
+            *(cols[k] for k in _TENSOR_FIELDS)):
         if not name:
             raise SchemaError(f"{where}: tensor without a name")
         same = checked.get(shape)
@@ -192,25 +194,28 @@ def _tensors(cols, where, max_elements, file):
         # an absent data vector: not a constant; present, it must hold the elements (a constant
         # of zero elements has an empty vector)
         if span is not None and (span or 0 in shape):
-            start = span.start
-            native = _NATIVE.get(dtype)
-            if native is not None and in_place and not start % native.itemsize and \
-                    len(span) >= prod(shape) * native.itemsize:
-                data = np.ndarray(shape, native, file, start)     # the common case
+            native = natives.get(dtype)
+            if native is not None and not span.start % native[1] and \
+                    len(span) >= prod(shape) * native[1]:
+                data = ndarray(shape, native[0], file, span.start)      # the common case
             else:
-                raw = memoryview(file)[start:span.stop]
+                raw = memoryview(file)[span.start:span.stop]
                 data = decode_data(raw, dtype, shape, f"tensor {name!r}")
                 if data is None:
                     extra["raw_data"] = bytes(raw)
-        for k, col in extras:
-            if col[i]:
-                extra[k] = col[i]
         if dtype is shape_dtype:
             # the older form: a shape value as a SHAPE tensor in block.tensors (not
             # block.shapes); the writer keeps it there
             extra["shape_table"] = False
-        out.append(Tensor(name, shape, dtype, data, variable, variable_name or None, unranked,
-                          extra))
+        if name in out:
+            raise SchemaError(f"{where}: tensor {name!r} is declared twice")
+        out[name] = Tensor(name, shape, dtype, data, variable, variable_name or None, unranked,
+                           extra)
+    for k in _EXTRA_FIELDS:
+        if any(cols[k]):
+            for tensor, value in zip(out.values(), cols[k]):
+                if value:
+                    tensor.extra[k] = value
     return out
 
 
@@ -238,19 +243,20 @@ def _shape_value(s, where):
 
 def _operators(cols, where):
     """The ``Operator`` of each row of the ``TosaOperator`` columns ``cols``."""
-    out = []
-    for i, (op, utype, attrs, inputs, outputs, loc) in enumerate(zip(
-            cols["op"], cols["attribute_type"], cols["attribute"], cols["inputs"],
-            cols["outputs"], cols["location"])):
-        if utype != op or attrs is None:
-            attrs = _attributes(op, utype, attrs, where, i)
-        # the reader's lists and dicts are fresh: the operator owns them
-        out.append(Operator(op, inputs, outputs, attrs, None if loc is None else loc["text"]))
-    return out
+    ops, attrs = cols["op"], cols["attribute"]
+    if ops != cols["attribute_type"] or None in attrs:
+        # an attribute absent or of another op (or the op UNKNOWN): defaults, or what is wrong
+        attrs = [_attributes(op, utype, a, where, i) for i, (op, utype, a) in enumerate(zip(
+            ops, cols["attribute_type"], attrs))]
+    texts = [None if loc is None else loc["text"] for loc in cols["location"]]
+    # the reader's lists and dicts are fresh: the operator owns them
+    return list(map(Operator, ops, cols["inputs"], cols["outputs"], attrs, texts))
 
 
 def _attributes(op, utype, attrs, where, i):
     """The attributes of operator ``i`` (``op``), its union holding ``utype``, ``attrs``."""
+    if utype == op and attrs is not None:
+        return attrs
     if not op:
         raise SchemaError(f"{where} operator {i}: operator UNKNOWN (0)")
     if utype != op and utype:
@@ -354,11 +360,7 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
             where = f"region {region.name!r} block {b_name!r}"
             block = Block(name=b_name or "", inputs=blocks["inputs"][i],
                           outputs=blocks["outputs"][i])
-            tensors = block.tensors
-            for tensor in _tensors(blocks["tensors"][i], where, max_elements, data):
-                if tensor.name in tensors:
-                    raise SchemaError(f"{where}: tensor {tensor.name!r} is declared twice")
-                tensors[tensor.name] = tensor
+            tensors = block.tensors = _tensors(blocks["tensors"][i], where, max_elements, data)
             shapes = blocks["shapes"][i]
             for s in (dict(zip(shapes, row)) for row in zip(*shapes.values())):
                 sv_t = _shape_value(s, where)
