@@ -135,22 +135,25 @@ class BlockPlan:
         self.frees = None
         ops = block.operators
         get = tensors.get
+        const_types = _CONST_TYPES.get
+        const_outputs, nodes = self.const_outputs, self.nodes
         for i in self._order():
             o = ops[i]
             # a CONST / CONST_SHAPE operator with no inputs whose outputs are constant tensors
             # of a type of its signature table: nothing to build (every other one goes through
             # its build function, which names what is wrong)
-            types = _CONST_TYPES.get(o.op)
+            types = const_types(o.op)
             if types is not None and not o.inputs:
-                for n in o.outputs:
+                outs = o.outputs
+                for n in outs:
                     if n not in consts or tensors[n].dtype not in types:
                         break
                 else:
-                    self.const_outputs.extend(o.outputs)
+                    const_outputs += outs
                     continue
             ins = [get(n) or self.tensor(n) for n in o.inputs]
             outs = [get(n) or self.tensor(n) for n in o.outputs]
-            self.nodes.append(Node(plan, self, o, ins, outs, depth))
+            nodes.append(Node(plan, self, o, ins, outs, depth))
         self._check_produced()
 
     def const_value(self, name):
@@ -179,12 +182,13 @@ class BlockPlan:
                     producer[n] = i
         get = producer.get
         for i, o in enumerate(ops):
-            for n in o.inputs:
-                if get(n, -1) >= i:
-                    break
-            else:
-                continue
-            break
+            if o.inputs:
+                for n in o.inputs:
+                    if get(n, -1) >= i:
+                        break
+                else:
+                    continue
+                break
         else:
             # every operator comes after the producers of its inputs (as serialized graphs
             # usually are): the smallest-index-first order below is the given order
