@@ -73,6 +73,16 @@ def test_fuzz_target_load_prepare_run():
     assert outcomes.get("prepare", 0) + outcomes.get("run", 0) > 0, outcomes
 
 
+@pytest.mark.slow
+def test_bulk_and_careful_readers_agree_on_mutants():
+    """The loader's column-wise reader gives what the careful reader gives, or the same
+    SchemaError, on mutants (and reads the well-formed ones itself, not by declining)."""
+    stats = _run_worker("agree")
+    print({k: v for k, v in stats.items() if k != "disagreements"})
+    assert stats["disagreements"] == [], stats["disagreements"][:3]
+    assert stats["bulk"] > 100 and stats["errors"] > 100, stats
+
+
 # ---------------------------------------------------------------------------------------------
 # worker side (runs in the limited subprocess)
 # ---------------------------------------------------------------------------------------------
@@ -214,6 +224,75 @@ def fuzz():
     run("huge_word", st.tuples(st.integers(0, 1 << 20), huge), huge_word)
     run("field", _field_mutations(st), _structured(files))
     return {"kinds": stats, "file_sizes": [len(f) for f in files]}
+
+
+def agree():
+    """Worker of ``test_bulk_and_careful_readers_agree_on_mutants``."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tosaint.errors import SchemaError
+    from tosaint.schema import reader
+
+    files = _base_files()
+    structured = _structured(files)
+    stats = {"examples": 0, "bulk": 0, "errors": 0, "disagreements": []}
+    cfg = settings(max_examples=EXAMPLES, derandomize=not os.environ.get("TOSAINT_FUZZ_RANDOM"),
+                   deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+    def outcome(read, data):
+        try:
+            return read(data)
+        except (SchemaError, RecursionError) as e:
+            return f"{type(e).__name__}: {e}"
+
+    def compare(data):
+        stats["examples"] += 1
+        _alarm(10)
+        try:
+            want = outcome(lambda d: reader._as_columns(reader.read_root(d, spans=True),
+                                                        "TosaGraph"), data)
+            got = outcome(reader.read_columns, data)
+            if got != want:
+                stats["disagreements"].append({"careful": str(want)[:300],
+                                               "bulk": str(got)[:300]})
+            if isinstance(want, str):
+                stats["errors"] += 1
+            else:
+                try:
+                    reader._read_bulk(reader._header(data))
+                    stats["bulk"] += 1
+                except (reader._Slow, SchemaError):
+                    pass
+        finally:
+            import signal
+            signal.alarm(0)
+
+    def flips(data, bits):
+        b = bytearray(data)
+        for f in bits:
+            f %= 8 * len(b)
+            b[f // 8] ^= 1 << (f % 8)
+        return bytes(b)
+
+    def word(data, m):
+        pos, value = m
+        pos = (pos % (len(data) // 4)) * 4
+        return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
+
+    fidx = st.integers(0, len(files) - 1)
+    huge = st.sampled_from([0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 1 << 20, 0xFFFF, 0, 4, 8])
+    for strategy, mutate in ((st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4), flips),
+                             (st.tuples(st.integers(0, 1 << 20), huge), word),
+                             (_field_mutations(st), structured)):
+        @cfg
+        @given(fidx, strategy)
+        def t(i, m):
+            compare(mutate(files[i], m))
+        t()
+    for data in files:
+        compare(data)
+    return stats
 
 
 # ---- structure-aware mutation: decode a file, change one field to any value of its type,
@@ -506,4 +585,4 @@ def _block(w, tensor_offsets, shapes=()):
 
 if __name__ == "__main__":
     _limit()
-    print(json.dumps({"fuzz": fuzz, "crafted": crafted}[sys.argv[1]]()))
+    print(json.dumps({"fuzz": fuzz, "crafted": crafted, "agree": agree}[sys.argv[1]]()))
