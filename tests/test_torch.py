@@ -510,6 +510,41 @@ def test_u55_target_lowers_int16_bmm_through_the_vela_helpers_bit_identically():
     check_reference(b, x, rb)
 
 
+class _U55Paths(nn.Module):
+    """Ops lowered differently for Ethos-U55 (bilinear resize as convolutions, transposed
+    convolution as zero insertion + CONV2D, where as MUL/ADD), fed one-sided activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.t = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x):
+        y = torch.relu(self.c(x))
+        u = nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        v = torch.sigmoid(self.t(y))
+        return torch.where(u > 0.5, u, v)
+
+
+def test_a8w8_zero_points_on_the_u55_lowerings_are_bit_exact():
+    """The same a8w8 values with and without the Ethos-U55 forms of resize, transposed
+    convolution and where, every input of them carrying a zero point."""
+    torch.manual_seed(2)
+    model = _U55Paths().eval()
+    calib, test = data([(1, 3, 6, 6)], 7)
+    a = tt.lower(model, test, quantization="a8w8", calibration=calib)
+    b = tt.lower(model, test, quantization="a8w8", calibration=calib, target="ethos-u55-128")
+    ops = {o.op for o in b.graph.operators}
+    assert tosaint.Op.RESIZE not in ops and tosaint.Op.TRANSPOSE_CONV2D not in ops
+    assert min(_zero_points(b, tosaint.Op.CONV2D, 3)) < -100      # the ReLU output
+    ra, rb = a.run(*test), b.run(*test)
+    check_reference(a, test, ra)
+    check_reference(b, test, rb)
+    with torch.no_grad():
+        f = model(*test)
+    assert snr(f, a.dequantize_outputs(ra)) > 25 and snr(f, b.dequantize_outputs(rb)) > 25
+
+
 def test_every_recorded_intermediate_matches_the_reference_model():
     pytest.importorskip("tosa_reference_model")
     from tosaint.examples.conformer_demo import build
