@@ -277,24 +277,24 @@ def _check_block(block, graph_names, where):
     produced = {}
     for i, o in enumerate(block.operators):
         for name in o.outputs:
-            if name not in tensors and name not in graph_names:
-                raise SchemaError(f"{where}: operator {i} ({o.op.name}) writes tensor {name!r}, "
-                                  "which is not declared")
             t = tensors.get(name)
-            if t is not None and t.variable:
+            if t is None:
+                if name not in graph_names:
+                    raise SchemaError(f"{where}: operator {i} ({o.op.name}) writes tensor "
+                                      f"{name!r}, which is not declared")
+            elif t.variable:
                 continue  # EXT-VARIABLE state: may be written repeatedly, is no data dependency
-            if name in produced:
+            if produced.setdefault(name, i) != i:
                 raise SchemaError(f"{where}: tensor {name!r} is written by operator "
                                   f"{produced[name]} and by operator {i} ({o.op.name})")
-            produced[name] = i
     in_order = True      # every input produced by an earlier operator: file order is a schedule
     for i, o in enumerate(block.operators):
         for name in o.inputs:
-            if name and name not in tensors and name not in graph_names:
-                raise SchemaError(f"{where}: operator {i} ({o.op.name}) reads tensor {name!r}, "
-                                  "which is not declared")
             if produced.get(name, -1) >= i:
                 in_order = False
+            elif name not in tensors and name and name not in graph_names:
+                raise SchemaError(f"{where}: operator {i} ({o.op.name}) reads tensor {name!r}, "
+                                  "which is not declared")
     for name in block.inputs + block.outputs:
         if name not in tensors and name not in graph_names:
             raise SchemaError(f"{where}: block input/output {name!r} is not declared")
@@ -373,7 +373,7 @@ def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
             block.operators = _operators(blocks["operators"][i], where)
             region.blocks.append(block)
         graph.regions.append(region)
-    all_names = {n for blk in graph.blocks() for n in blk.tensors}
+    all_names = set().union(*(blk.tensors for blk in graph.blocks()))
     for region in graph.regions:
         for block in region.blocks:
             _check_block(block, all_names, f"region {region.name!r} block {block.name!r}")
