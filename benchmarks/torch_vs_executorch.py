@@ -5,6 +5,10 @@
     python benchmarks/torch_vs_executorch.py --observers minmax,histogram,percentile \\
         --seeds 1,2,3 --dists randn,heavy          # tosaint only: which observer is best
 
+Without ``--et-python`` (and no earlier ExecuTorch results in ``--workdir``) only tosaint's
+columns are printed, for the same cases and seeds: the ExecuTorch numbers of a case stay valid
+while its model, weights and data (fixed seeds) do not change.
+
 The cases are the seed ops (linear, conv1d, conv2d, bmm, exp, reciprocal, mean, var, gelu,
 softmax, LayerNorm), sigmoid, tanh, a conformer-like block, a small CNN and the
 model-zoo-style networks of ``benchmarks/zoo.py``, each in a16w8 and a8w8 (``<name>_a8w8``).  Every model is built once with fixed weights; 8 calibration inputs
