@@ -53,7 +53,10 @@ def promoted():
 
 def compiled():
     """The Numba side (imported on first use)."""
-    from . import compiled as k
+    k = _state.get("compiled")
+    if k is None:
+        from . import compiled as k
+        _state["compiled"] = k
     return k
 
 
@@ -124,6 +127,8 @@ def depthwise_weights(weight, weight_zp, x_absmax):
 
 def _conv_light(input, weights, out_shape, rows):
     """rows: the NumPy form's loop count per tap (output rows, N*OH or N*OD*OH)."""
+    if _state["promoted"]:
+        return False
     w = weights.args[0].shape
     taps = _prod(w[1:-1]) if len(w) > 1 else 1
     return _light(rows * taps, _prod(out_shape) * taps * int(input.shape[-1]))
@@ -163,6 +168,8 @@ def transpose_conv2d(input, weights, bias, input_zp, out_pad, stride, out_shape,
 
 
 def _depthwise_light(input, weights, out_shape):
+    if _state["promoted"]:
+        return False
     KH, KW, _, M = weights.args[0].shape
     return _light(out_shape[0] * out_shape[1] * KH * KW, _prod(out_shape) * KH * KW)
 
