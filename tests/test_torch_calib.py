@@ -195,7 +195,7 @@ def test_zoo_models_are_deterministic():
         assert torch.isfinite(y).all(), name
 
 
-# ---- a8w8 activation ranges ----------------------------------------------------------------------
+# ---- a8w8 activation ranges ---------------------------------------------------------------
 def _observed(values):
     obs = calib.make_observer()
     obs.update({"t": values})
