@@ -238,11 +238,12 @@ def _compile(tid, offs, obj_len, where):
     _, names, codes = _KINDS[tid]
     k = len(names)
     fields = sorted((off, i) for i, off in enumerate(offs) if off)
+    for off, i in fields:
+        if off + struct.calcsize("<" + codes[i]) > obj_len:
+            _fail(where, names[i], "field outside its table")
     end, fmt, order = 0, "<", []
     for off, i in fields:
         width = struct.calcsize("<" + codes[i])
-        if off + width > obj_len:
-            _fail(where, names[i], "field outside its table")
         if off < end:
             break                # overlapping fields (a hostile file): read them one by one
         fmt += (f"{off - end}x" if off > end else "") + codes[i]

@@ -234,7 +234,11 @@ def agree():
     from tosaint.errors import SchemaError
     from tosaint.schema import reader
 
-    files = _base_files()
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.test_schema import _mixed_graph
+
+    # and a graph of a few hundred tables, whose columns the bulk reader reads at once
+    files = _base_files() + [_mixed_graph()]
     structured = _structured(files)
     stats = {"examples": 0, "bulk": 0, "errors": 0, "disagreements": []}
     cfg = settings(max_examples=EXAMPLES, derandomize=not os.environ.get("TOSAINT_FUZZ_RANDOM"),

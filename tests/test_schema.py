@@ -650,8 +650,42 @@ def test_a_string_named_over_and_over_is_refused_before_it_is_decoded():
 
 
 # ---- the bulk (column-wise) reader against the careful one --------------------------------
+def _mixed_graph():
+    """Enough tensors and operators for whole columns, with fields present in some rows only
+    (data, locations, variable flags, extra fields), several attribute kinds, custom bytes."""
+    from tosaint.graph import Operator, Tensor
+    rng = np.random.default_rng(3)
+    b = GraphBuilder()
+    x = b.input((1, 4, 4, 8), DType.INT8, name="x")
+    for i in range(20):
+        w = b.const(rng.integers(-127, 128, (8, 1, 1, 8)), DType.INT8)
+        bias = b.const(rng.integers(-100, 100, 8), DType.INT48 if i % 3 else DType.INT32)
+        y = b.conv2d(x, w, bias)
+        x = b.rescale(y, [1 << 20] * 8 if i % 2 else 1 << 20, 30, DType.INT8)
+        if i % 4 == 0:
+            x = b.op(Op.CLAMP, [x], (1, 4, 4, 8), DType.INT8,
+                     dict(min_val=b"\x80", max_val=b"\x7f", nan_mode=0), location=f"f.py:{i}")
+        if i % 5 == 0:
+            x = b.reshape(b.reshape(x, (4, 4, 8)), (1, 4, 4, 8))
+    b.output(x)
+    g = b.build()
+    blk = g.main
+    for i, o in enumerate(blk.operators):
+        if i % 3 == 0:
+            o.location = f"f.py:{i}" if i % 2 else "\u00e9\u00e8"     # (UTF-8 of two bytes)
+    blk.tensors["state"] = Tensor("state", (2,), DType.INT16, variable=True,
+                                  variable_name="state_var")
+    blk.tensors["c"] = Tensor("c", (2,), DType.INT8, data=np.array([1, 2], np.int8),
+                              extra={"offset": 64, "size": 2})
+    blk.operators.insert(0, Operator(Op.CUSTOM, ["x"], ["cu"], dict(
+        operator_name="op", domain_name="dom", implementation_attrs=b"\x01\x00")))
+    blk.tensors["cu"] = Tensor("cu", (2,), DType.INT8)
+    return g.to_bytes()
+
+
 def _bulk_files():
     files = {p.parent.name: p.read_bytes() for p in sorted(DATA.glob("executorch/*/model.tosa"))}
+    files["mixed"] = _mixed_graph()
     files["tosa-tools"] = _tosa_tools_graph()
     files["const"] = _const_graph()[0].to_bytes()
     files["cond_if"] = _cond_if_graph().to_bytes()
@@ -695,3 +729,33 @@ def test_bulk_reader_and_careful_reader_agree_on_corrupt_files():
             assert reader.read_columns(b) == want
             outcomes["same"] += 1
     assert outcomes["same"] > 50 and outcomes["error"] > 50, outcomes
+
+
+def test_overlapping_fields_then_one_far_outside_its_table():
+    """Regression (found by the reader-agreement fuzzing): in a vtable whose fields overlap
+    (then read one by one), the fields after the overlap were not checked against the table's
+    size, and one far past the end of the file raised struct.error instead of a SchemaError."""
+    import struct
+    b = GraphBuilder()
+    x = b.input((2,), DType.INT8, name="x")
+    b.output(b.identity(x))
+    data = bytearray(b.build().to_bytes())
+
+    def field(pos, slot):
+        vt = pos - struct.unpack_from("<i", data, pos)[0]
+        off = struct.unpack_from("<H", data, vt + 4 + 2 * slot)[0]
+        return pos + off + struct.unpack_from("<I", data, pos + off)[0]
+
+    def first(vec):
+        return vec + 4 + struct.unpack_from("<I", data, vec + 4)[0]
+
+    block = first(field(first(field(struct.unpack_from("<I", data, 0)[0], 1)), 1))
+    tensor = first(field(block, 2))
+    vt = tensor - struct.unpack_from("<i", data, tensor)[0]
+    name_off = struct.unpack_from("<H", data, vt + 4)[0]
+    # shape (slot 1) on top of name (slot 0), type (slot 2) far past the table and the file
+    struct.pack_into("<HH", data, vt + 6, name_off, 0xFFF0)
+    with pytest.raises(SchemaError, match="outside its table"):
+        load(bytes(data))
+    with pytest.raises(SchemaError, match="outside its table"):
+        reader.read_root(bytes(data))
