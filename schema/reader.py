@@ -55,7 +55,7 @@ def _fail(where, field, message):
 
 class _Buf:
     """The buffer being read, its size, the decoding budget and the layouts compiled so far."""
-    __slots__ = ("b", "mv", "n", "budget", "unknown", "layouts", "spans")
+    __slots__ = ("b", "mv", "n", "budget", "unknown", "layouts", "spans", "bulk")
 
     def __init__(self, data):
         self.b = data if isinstance(data, bytes) else bytes(data)
@@ -69,8 +69,10 @@ class _Buf:
         self.unknown = []
         #: per table kind: vtable position -> compiled layout (see ``layout``)
         self.layouts = [{} for _ in _KINDS]
-        #: zero-copy byte vectors as (offset, length) in the buffer instead of memoryviews
+        #: zero-copy byte vectors as the range of their offsets instead of memoryviews
         self.spans = False
+        #: the ``_Bulk`` reading this buffer, which reads vectors of tables as columns
+        self.bulk = None
 
     def spend(self, count, where, field=None):
         self.budget -= count
@@ -379,10 +381,12 @@ def _field_lines(table, name, ftype, env):
     elif ftype == "[string]":
         read, absent = f"buf.strings_vector({target}, where, {q})", "[]"
     elif ftype.startswith("[") and ftype[1:-1] in TABLES:
+        # (as columns when the bulk reader has handed a few tables to this reader: ``_Bulk``)
         sub = _reader_name(ftype[1:-1])
-        read = (f"[{sub}(buf, t, (where, {q}, i), depth + 1) "
-                f"for i, t in enumerate(buf.tables_vector({target}, where, {q}))]")
-        absent = "[]"
+        vector = f"buf.tables_vector({target}, where, {q})"
+        read = (f"(buf.bulk.rows({ftype[1:-1]!r}, {vector}) if buf.bulk else "
+                f"[{sub}(buf, t, (where, {q}, i), depth + 1) for i, t in enumerate({vector})])")
+        absent = f"(buf.bulk.rows({ftype[1:-1]!r}, ()) if buf.bulk else [])"
     else:
         raise TypeError(f"{table}.{name}: unknown field type {ftype!r}")
     return [f"    {v} = {read} if {o} else {absent}"]
@@ -502,8 +506,8 @@ _STEPS = {w: np.arange(w, dtype=np.int64) for w in (2, 4, 8)}
 _I32_FORMATS = [f"<{c}i" for c in range(33)]
 #: at most this many distinct vtables per vector of tables (else the careful reader)
 _MAX_BULK_VTABLES = 8
-#: fewer tables than this, of a kind without vectors of tables, are read by the careful reader
-#: (and fewer strings or vectors of the types in ``_FEW``)
+#: fewer tables than this are read by the careful reader (and fewer strings or vectors of the
+#: types in ``_FEW``)
 _MIN_BULK = 16
 _FEW = ("string", "[string]", "[int32]", "[ubyte]")
 
@@ -527,11 +531,16 @@ class _Bulk:
         self.b = buf.b
         self.n = buf.n
         self.u8 = np.frombuffer(buf.b, np.uint8)
-        #: the buffer as arrays of each width: flatbuffers aligns a scalar to its width
-        self.aligned = {w: self.u8[:self.n - self.n % w].view(dt)
-                        for w, dt in ((2, "<u2"), (4, "<u4"), (8, "<u8"))}
+        #: the buffer as an array of each width (made when first needed): flatbuffers aligns a
+        #: scalar to its width
+        self.aligned = {}
         #: at most this many elements in one column: a valid file does not share data this much
         self.cap = buf.n // 4 + 64
+        buf.bulk = self
+
+    def rows(self, table, positions):
+        """The columns of the tables named ``table`` at ``positions`` (checked in bounds)."""
+        return self.table(_TID[table], np.array(positions, np.int64))
 
     def spend(self, count):
         self.buf.budget -= int(count)
@@ -544,7 +553,10 @@ class _Bulk:
         if w == 1:
             return self.u8[p]
         if not _any(p & (w - 1)):
-            v = self.aligned[w][p // w]
+            whole = self.aligned.get(w)
+            if whole is None:
+                whole = self.aligned[w] = self.u8[:self.n - self.n % w].view(f"<u{w}")
+            v = whole[p // w]
             return v.view("<i4") if code == "i" else v
         return self.u8[p[:, None] + _STEPS[w]].view(_NPTYPE[code])[:, 0]
 
@@ -655,9 +667,10 @@ class _Bulk:
         N = len(P)
         if N == 0:
             return {name: [] for name in names}
-        if N < _MIN_BULK and tid in _LEAVES:
-            # a few tables: the careful reader is quicker than whole-column NumPy calls
-            read = _LEAVES[tid]
+        if N < _MIN_BULK:
+            # a few tables: the careful reader is quicker than whole-column NumPy calls (it hands
+            # their vectors of tables back to ``rows``)
+            read = READERS[table]
             rows = [read(buf, p, table, 1) for p in P.tolist()]
             return {name: [r[name] for r in rows] for name in names}
         if _max(P) + 4 > n:
@@ -806,9 +819,6 @@ _UNION_KIND = np.full(max(_UNION_TID) + 1, -1, np.int64)
 _UNION_KIND[0] = -2
 for _u, _tid in _UNION_TID.items():
     _UNION_KIND[_u] = _tid if _FIELDS[_tid] else _NO_FIELDS
-#: kind id -> careful reader, of the kinds without vectors of tables (their rows are alike)
-_LEAVES = {_TID[t]: read for t, read in READERS.items()
-           if not any(f.startswith("[") and f[1:-1] in TABLES for _, f in _FIELDS[_TID[t]])}
 
 
 def read_columns(data):
