@@ -14,9 +14,10 @@ bounded by the file size (``_Buf.budget``), because shared sub-objects could oth
 small file decode for ever.  ``TosaTensor.data`` is returned as a read-only ``memoryview`` of the
 buffer (no copy); every other value is a plain Python value.
 
-``read_columns``, which the loader uses, reads the same file column by column: each vector of
-tables with one NumPy gather per field over all its tables, every check done on whole columns
-(see ``_Bulk``); it leaves whatever it does not fully check to the careful reader.
+``read_columns``, which the loader uses, reads the same file column by column: each long vector
+of tables with one NumPy gather per field over all its tables, every check done on whole columns
+(see ``_Bulk``), a few tables with the readers above.  Whatever it does not fully check it leaves
+to the careful reader (``read_root``), so the two give the same values or the same error.
 """
 import operator
 import struct
