@@ -746,30 +746,36 @@ class _Bulk:
         if table_slot is not None:
             rows, p = table_slot
             sel = types if rows is None else types[rows]
-            at = np.arange(N) if rows is None else rows
-            if _max(sel) >= len(_UNION_KIND) or _any(_UNION_KIND[sel] == -1):
+            at = range(N) if rows is None else rows.tolist()
+            if _max(sel) >= len(_UNION_KIND):
                 raise _Slow                     # (an unknown union type)
+            kinds = _UNION_KIND[sel]
+            if _any(kinds == -1):
+                raise _Slow
             t = self.targets(p)
             # tables without fields (CONST's, ADD's, ...): only checked, all at once
-            empty = _UNION_KIND[sel] == _NO_FIELDS
+            empty = kinds == _NO_FIELDS
             if _any(empty):
                 idx = empty.nonzero()[0]
                 self.table(_NO_FIELDS, t[idx])
-                for i in at[idx].tolist():
-                    attrs[i] = {}
-                sel = np.where(empty, 0, sel)
-            # the tables of each other union type together
-            order = sel.argsort(kind="stable")
-            sel = sel[order]
-            cuts = [0] + ((sel[1:] != sel[:-1]).nonzero()[0] + 1).tolist() + [len(sel)]
-            for a, z in zip(cuts[:-1], cuts[1:]):
-                u = int(sel[a])
-                if not u:
-                    continue
-                tid = _UNION_TID[u]
-                idx = order[a:z]
-                for i, v in zip(at[idx].tolist(), self.tables(tid, t[idx])):
-                    attrs[i] = v
+                for j in idx.tolist():
+                    attrs[at[j]] = {}
+            # the other tables: as columns per union type, a few by the careful readers
+            rest = (kinds >= 0) & ~empty
+            if _any(rest):
+                idx = rest.nonzero()[0]
+                types_of = sel[idx]
+                many = np.bincount(types_of) >= _MIN_BULK
+                for u in many.nonzero()[0].tolist():
+                    group = idx[types_of == u]
+                    for j, v in zip(group.tolist(), self.tables(_UNION_TID[u], t[group])):
+                        attrs[at[j]] = v
+                few = idx[~many[types_of]]
+                buf, n = self.buf, self.n
+                for j, u, pos in zip(few.tolist(), sel[few].tolist(), t[few].tolist()):
+                    if pos >= n:
+                        raise _Slow
+                    attrs[at[j]] = _UNION[u](buf, pos, "attribute", 1)
         return types.tolist(), attrs
 
     def few(self, table, name, ftype, slots):
