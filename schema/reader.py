@@ -880,7 +880,7 @@ def _split(values, counts):
     if len(values) == len(counts) and len(counts) and not _any(counts != 1):
         return [[v] for v in values]        # (all of one element, like most operators' outputs)
     ends = counts.cumsum().tolist()
-    return [values[a:z] for a, z in zip([0] + ends[:-1], ends)]
+    return [values[a:z] if a != z else [] for a, z in zip([0] + ends[:-1], ends)]
 
 
 def _absent_column(table, name, ftype, count):
