@@ -511,6 +511,9 @@ _MAX_BULK_VTABLES = 8
 #: types in ``_FEW``)
 _MIN_BULK = 16
 _FEW = ("string", "[string]", "[int32]", "[ubyte]")
+#: at most this many bytes of a column of strings are gathered into one (its index array takes
+#: eight times as much); a longer column is decoded string by string
+_MAX_JOINED = 1 << 22
 
 
 def _enum_lookup(enum):
@@ -586,7 +589,7 @@ class _Bulk:
         total = int(c.sum()) + len(t)
         if total == len(t):
             return [""] * len(t)
-        if total <= n:
+        if total <= min(n, _MAX_JOINED):
             # one gather of all the strings, each with its terminator, one decode, one split
             first = (c + 1).cumsum() - (c + 1)
             text = self.u8[(t + 4 - first).repeat(c + 1) + np.arange(total)].tobytes()
