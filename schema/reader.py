@@ -707,10 +707,10 @@ class _Bulk:
         else:
             if _any(P + np.array([lay[0] for lay in lays])[inv] > n):
                 raise _Slow
-            offs = np.array([lay[1] for lay in lays], np.int64)[inv]
+            offs = np.array([lay[1] for lay in lays], np.int64)     # (vtable, slot)
             slots = []
             for j in range(len(names)):
-                off = offs[:, j]
+                off = offs[:, j][inv]
                 rows = off.nonzero()[0]
                 slots.append(None if not len(rows) else (None, P + off) if len(rows) == N else
                              (rows, P[rows] + off[rows]))
