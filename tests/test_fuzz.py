@@ -40,6 +40,22 @@ def _run_worker(mode):
 
 
 @pytest.mark.slow
+
+def _bitflip(data, flips):
+    """``data`` with the bits at the (wrapped) positions ``flips`` inverted."""
+    b = bytearray(data)
+    for f in flips:
+        f %= 8 * len(b)
+        b[f // 8] ^= 1 << (f % 8)
+    return bytes(b)
+
+
+def _huge_word(data, m):
+    """``data`` with the aligned 32-bit word at ``m[0]`` (wrapped) replaced by ``m[1]``."""
+    pos, value = m
+    pos = (pos % (len(data) // 4)) * 4
+    return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
+
 def test_fuzz_mutations_only_raise_tosa_errors():
     stats = _run_worker("fuzz")
     print(stats)
@@ -203,25 +219,13 @@ def fuzz():
             _check(mutate(files[i], m), counts)
         t()
 
-    def bitflip(data, flips):
-        b = bytearray(data)
-        for f in flips:
-            f %= 8 * len(b)
-            b[f // 8] ^= 1 << (f % 8)
-        return bytes(b)
-
-    def huge_word(data, m):
-        pos, value = m
-        pos = (pos % (len(data) // 4)) * 4
-        return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
-
-    run("bitflip", st.lists(st.integers(0, 1 << 20), min_size=1, max_size=8), bitflip)
+    run("bitflip", st.lists(st.integers(0, 1 << 20), min_size=1, max_size=8), _bitflip)
     run("truncate", st.integers(0, 1 << 20), lambda d, n: d[:n % len(d)])
     run("insert", st.tuples(st.integers(0, 1 << 20), st.binary(min_size=1, max_size=16)),
         lambda d, m: d[:m[0] % len(d)] + m[1] + d[m[0] % len(d):])
     run("delete", st.tuples(st.integers(0, 1 << 20), st.integers(1, 64)),
         lambda d, m: d[:m[0] % len(d)] + d[m[0] % len(d) + m[1]:])
-    run("huge_word", st.tuples(st.integers(0, 1 << 20), huge), huge_word)
+    run("huge_word", st.tuples(st.integers(0, 1 << 20), huge), _huge_word)
     run("field", _field_mutations(st), _structured(files))
     return {"kinds": stats, "file_sizes": [len(f) for f in files]}
 
@@ -272,22 +276,10 @@ def agree():
             import signal
             signal.alarm(0)
 
-    def flips(data, bits):
-        b = bytearray(data)
-        for f in bits:
-            f %= 8 * len(b)
-            b[f // 8] ^= 1 << (f % 8)
-        return bytes(b)
-
-    def word(data, m):
-        pos, value = m
-        pos = (pos % (len(data) // 4)) * 4
-        return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
-
     fidx = st.integers(0, len(files) - 1)
     huge = st.sampled_from([0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 1 << 20, 0xFFFF, 0, 4, 8])
-    for strategy, mutate in ((st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4), flips),
-                             (st.tuples(st.integers(0, 1 << 20), huge), word),
+    for strategy, mutate in ((st.lists(st.integers(0, 1 << 20), min_size=1, max_size=4), _bitflip),
+                             (st.tuples(st.integers(0, 1 << 20), huge), _huge_word),
                              (_field_mutations(st), structured)):
         @cfg
         @given(fidx, strategy)
