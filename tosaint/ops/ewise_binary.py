@@ -215,6 +215,10 @@ def intdiv(node):
 #: its input has at least this many elements; a smaller input (e.g. the 16 values of a
 #: per-token rsqrt) is cheaper to evaluate directly than the array is to build
 _LUT_MIN_ELEMENTS = 1 << 12
+#: building the lookup array costs about as much as evaluating this many inputs directly: an
+#: input smaller than that is evaluated directly on the first run of its plan, and the array is
+#: built on the second (a graph run once never builds it)
+_LUT_COST_ELEMENTS = 1 << 16
 
 
 @register(Op.TABLE, {(I8, I8, I8): "PRO-INT", (I16, I16, I32): "EXT-INT16"},
@@ -242,24 +246,33 @@ def table(node):
         node.require(bad == 0, "TABLE slope (table[index+1] - table[index]) outside int16",
                      count=int(bad))
 
-    if node.is_const(1) and math.prod(shape) >= _LUT_MIN_ELEMENTS:
-        # constant table: evaluate apply_lookup_s once for all 65536 inputs, then gather
-        # derived once per constant table, shared by every TABLE that uses it
-        table_const = node.const(1)
-        lut, badmask = node.derive(("table16_lut", id(table_const)), k.table16_lut,
-                                   np.ascontiguousarray(table_const, np.int16))
-        any_bad = bool(badmask.any())
-
-        def run_lut(x, _tbl):
-            flat = x.reshape(-1)
-            if any_bad:
-                report(int(np.count_nonzero(badmask[flat.view(np.uint16)])))
-            return np.take(lut, flat.view(np.uint16)).reshape(shape)
-        return run_lut
-
     def run16(x, tbl):
         flat = x.reshape(-1)
         out = np.empty(flat.shape, np.int32)
         report(k.table16(flat, np.ascontiguousarray(tbl, np.int16), out))
         return out.reshape(shape)
-    return run16
+
+    elements = math.prod(shape)
+    if not (node.is_const(1) and elements >= _LUT_MIN_ELEMENTS):
+        return run16
+    # constant table: evaluate apply_lookup_s once for all 65536 inputs, then gather; derived
+    # once per constant table, shared by every TABLE that uses it (see _LUT_COST_ELEMENTS)
+    table_const = np.ascontiguousarray(node.const(1), np.int16)
+    key = ("table16_lut", id(node.const(1)))
+    # [lut, badmask, any bad] once built; [] while the direct evaluation is cheaper
+    built = []
+    first = [elements < _LUT_COST_ELEMENTS]
+
+    def run_lut(x, tbl):
+        if first[0]:
+            first[0] = False
+            return run16(x, table_const)
+        if not built:
+            lut, badmask = node.derive(key, k.table16_lut, table_const)
+            built[:] = [lut, badmask, bool(badmask.any())]
+        lut, badmask, any_bad = built
+        flat = x.reshape(-1)
+        if any_bad:
+            report(int(np.count_nonzero(badmask[flat.view(np.uint16)])))
+        return np.take(lut, flat.view(np.uint16)).reshape(shape)
+    return run_lut
