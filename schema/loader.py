@@ -13,6 +13,7 @@ from math import prod
 import numpy as np
 
 from tosaint.errors import SchemaError
+from tosaint.gc_pause import gc_paused
 from tosaint.graph import Block, Graph, Operator, Region, Tensor, Version
 
 from . import reader
@@ -328,6 +329,11 @@ def _check_acyclic(block, produced, where):
 def load(src, *, max_elements=MAX_ELEMENTS) -> Graph:
     """Read a TOSA flatbuffer (a path, bytes or bytearray) into a :class:`Graph`."""
     data = _read_src(src)
+    with gc_paused():
+        return _graph(data, max_elements)
+
+
+def _graph(data, max_elements):
     try:
         root = reader.read_columns(data)
     except RecursionError:

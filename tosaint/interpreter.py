@@ -38,6 +38,7 @@ from .dtypes import INTEGER, STORAGE, short
 from .errors import (ErrorIfViolation, InternalError, LevelLimitError, ResourceLimitError,
                      SchemaError, TosaError, UnpredictableError, UnsupportedOp,
                      UnsupportedTypeSignature)
+from .gc_pause import gc_paused
 from .graph import Graph
 from .inputs import coerce
 from .node import Diagnostic, Node, RunContext, enter_run, leave_run
@@ -623,8 +624,9 @@ def prepare(graph, *, impl="auto", level=None, max_memory=None,
     key = _plan_key(impl, level, max_memory, max_while_iterations)
     plan = graph._plans.get(key)
     if plan is None:
-        plan = Plan(graph, impl=impl, level=level, max_memory=max_memory,
-                    max_while_iterations=max_while_iterations)
+        with gc_paused():
+            plan = Plan(graph, impl=impl, level=level, max_memory=max_memory,
+                        max_while_iterations=max_while_iterations)
         graph._plans[key] = plan
     return plan
 
@@ -634,7 +636,9 @@ def validate(graph, *, level=None) -> None:
     ERROR_IF (also in branches never taken), level limits and the memory budget.  Raises the
     first problem as a TosaError; returns None for a valid graph.  (It checks with the spec
     twins' namespace, which imports no Numba: nothing runs, so the kernels do not matter.)"""
-    Plan(_graph(graph), impl="spec", level=level, validate_only=True)
+    graph = _graph(graph)
+    with gc_paused():
+        Plan(graph, impl="spec", level=level, validate_only=True)
 
 
 def run_tosa(graph, inputs, *, capture=False, trace=None, on_unpredictable="reference",
