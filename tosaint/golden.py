@@ -39,11 +39,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
-import socket
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -197,11 +196,11 @@ def is_complete(case_dir):
 
 
 def _host():
-    return safe_name(socket.gethostname(), 30)
+    return safe_name(platform.node(), 30)
 
 
 def _tmp_dir(output_dir, name):
-    return Path(output_dir) / f"{TMP_PREFIX}{name}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return Path(output_dir) / f"{TMP_PREFIX}{name}.{_host()}.{os.getpid()}.{os.urandom(4).hex()}"
 
 
 def _pid_alive(pid):
@@ -263,7 +262,7 @@ def _model_store(output_dir, data, dig):
     store.mkdir(parents=True, exist_ok=True)
     p = store / f"{dig}.tosa"
     if not p.is_file():
-        tmp = store / f"{TMP_PREFIX}{dig}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        tmp = store / f"{TMP_PREFIX}{dig}.{_host()}.{os.getpid()}.{os.urandom(3).hex()}"
         try:
             tmp.write_bytes(data)
             os.replace(tmp, p)
@@ -338,7 +337,7 @@ def run_case(case: Case, output_dir, *, impl="auto", verify=False, model=None,
     res = _run_case(case, output_dir, impl=impl, model=model, limits=limits or {})
     if verify and res.status in ("ok", "skipped"):
         _verify(res)
-    res.worker = f"{socket.gethostname()}:{os.getpid()}"
+    res.worker = f"{platform.node()}:{os.getpid()}"
     return res
 
 
