@@ -96,28 +96,39 @@ class _Dense:
     """
 
     def __init__(self, weight, weight_zp, op, x_absmax):
-        w = np.asarray(weight, np.int64) - int(weight_zp)
+        # int32 holds every corrected weight (int8/int4 minus a zero point in int8's range)
+        w = np.asarray(weight).astype(np.int32)
+        if weight_zp:
+            w -= int(weight_zp)
         self.transpose = op == "transpose_conv2d"
         if w.ndim == 4:
             w = w[:, None]                                   # [OC, KD=1, KH, KW, IC]
         self.oc, self.kd, self.kh, self.kw, self.ic = w.shape
-        w_absmax = int(np.abs(w).max()) if w.size else 0
-        if self.transpose:
-            # each GEMM sum runs over IC only: bound = IC * max|x-izp| * max|w-wzp|
-            self.k = self.ic
-            wq = w[:, 0].transpose(3, 1, 2, 0).reshape(self.ic, self.kh * self.kw * self.oc)
-        else:
-            # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|
-            self.k = self.kd * self.kh * self.kw * self.ic
-            wq = w.reshape(self.oc, self.k).T
+        w_absmax = int(max(w.max(), -w.min())) if w.size else 0
+        # headroom proof: see the module docstring; bound = K * max|x-izp| * max|w-wzp|, where
+        # a TRANSPOSE_CONV2D's GEMM sums run over IC only
+        self.k = self.ic if self.transpose else self.kd * self.kh * self.kw * self.ic
         self.ftype = exact_float_type(self.k * int(x_absmax) * w_absmax)
-        if self.ftype is not None:
-            self.wt = np.ascontiguousarray(wq.astype(self.ftype))
-        else:           # beyond float64's exact range: the int64 spec twin runs instead
+        if self.ftype is None:      # beyond float64's exact range: the int64 spec twin runs
             self.spec = _spec.conv_weights(weight, weight_zp, op, x_absmax)
         self.x_absmax, self.w_absmax = int(x_absmax), w_absmax
+        self._wq = w
+        self._wt = None
         self._w = w if (op == "conv2d" and self.kh == 3 and self.kw == 3) else None
         self._wino = None
+
+    @property
+    def wt(self):
+        """The GEMM weights in the exact float type, built on first use (a convolution that
+        runs by Winograd never needs them)."""
+        if self._wt is None:
+            w = self._wq
+            if self.transpose:
+                wq = w[:, 0].transpose(3, 1, 2, 0).reshape(self.ic, self.kh * self.kw * self.oc)
+            else:
+                wq = w.reshape(self.oc, self.k).T
+            self._wt = np.ascontiguousarray(wq, self.ftype)
+        return self._wt
 
     def winograd(self):
         """U [16, IC, OC] float64 = G2 g G2^T per (ic, oc), or None when not applicable.
@@ -126,15 +137,32 @@ class _Dense:
         4*Y = A^T [(G2 g G2^T) * (B^T d B)] A.  Headroom: |B^T d B| <= 4*max|x-izp|,
         |G2 g G2^T| <= 9*max|w-wzp|, one GEMM sum <= IC * 36 * max|x| * max|w| and the output
         transform adds 9 of those, so everything is exact in float64 while
-        324 * IC * max|x-izp| * max|w-wzp| < 2**53."""
+        324 * IC * max|x-izp| * max|w-wzp| < 2**53.  The transform itself runs in int32
+        (|values| <= 9 * 255)."""
         if self._w is None or 324 * self.ic * self.x_absmax * self.w_absmax >= (1 << 53):
             return None
         if self._wino is None:
-            g2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
-            g = self._w[:, 0]                                 # [OC, 3, 3, IC]
-            u = np.einsum("ak,okli,bl->abio", g2, g, g2)
-            self._wino = np.ascontiguousarray(u.reshape(16, self.ic, self.oc).astype(np.float64))
+            g = np.ascontiguousarray(self._w[:, 0].transpose(1, 2, 3, 0))  # [3, 3, IC, OC]
+            u = _g2(_g2(g, 0), 1)                                           # [4, 4, IC, OC]
+            self._wino = u.reshape(16, self.ic, self.oc).astype(np.float64)
         return self._wino
+
+
+def _g2(t, axis):
+    """G2 t along ``axis`` (0 or 1; length 3 -> 4), G2 = [[2,0,0], [1,1,1], [1,-1,1], [0,0,2]]."""
+    shape = list(t.shape)
+    shape[axis] = 4
+    out = np.empty(shape, t.dtype)
+    if axis == 1:
+        t, o = t.swapaxes(0, 1), out.swapaxes(0, 1)
+    else:
+        o = out
+    s = t[0] + t[2]
+    np.add(t[0], t[0], out=o[0])
+    np.add(s, t[1], out=o[1])
+    np.subtract(s, t[1], out=o[2])
+    np.add(t[2], t[2], out=o[3])
+    return out
 
 
 def conv_weights(weight, weight_zp, op, x_absmax):
