@@ -15,7 +15,7 @@ from ... import quant as Q
 from ...schema.definition import DType
 from .. import calib
 from ..capture import aten_name
-from ..values import QT, Unsupported, bind, f64, fit_padding, ntuple, numel
+from ..values import QT, Unsupported, bind, f64, fit_padding, is_act, ntuple, numel
 from ._registry import lowers
 
 
@@ -332,10 +332,24 @@ def matmul(em, node, p):
             b = b.unsqueeze(1)
             res = linear_const(em, node, a, b.t(), None)
             return squeeze_to(em, node, res)
-        if b.dim() != 2:
-            raise Unsupported("matmul with a batched constant operand")
-        return linear_const(em, node, a, b.t(), None)
-    raise Unsupported("matmul with a constant first operand")
+        if b.dim() == 2:
+            return linear_const(em, node, a, b.t(), None)
+    elif not isinstance(b, QT):
+        raise Unsupported("matmul of two constants")
+    # a batched constant (relative position embeddings through a linear layer), or a constant
+    # first operand: a per-tensor constant of the activation type, multiplied as an activation
+    if isinstance(a, QT):
+        b = _const_operand(em, b)
+    else:
+        a = _const_operand(em, a)
+    return matmul_act(em, node, a, b)
+
+
+def _const_operand(em, c):
+    if is_act(c):
+        raise Unsupported("matmul of an integer tensor")
+    name, scale = em.quant_const(c)
+    return em.new(name, scale, tuple(c.shape))
 
 
 def squeeze_to(em, node, q: QT):

@@ -16,9 +16,9 @@ def same_scale(em, node, x: QT, name):
 
 
 @lowers("aten.view", "aten.reshape", "aten._unsafe_view", "aten.flatten", "aten.unsqueeze",
-        "aten.squeeze", "aten.unflatten", ints=True)
+        "aten.squeeze", "aten.unflatten", "aten.view_as", "aten.reshape_as", ints=True)
 def reshape_like(em, node, p):
-    x = next(v for v in p.values() if is_act(v))
+    x = p["self"] if is_act(p.get("self")) else next(v for v in p.values() if is_act(v))
     shape = tuple(node.meta["val"].shape)
     return same_scale(em, node, x, em.reshape(x.name, shape))
 
