@@ -34,7 +34,7 @@ import numpy as np
 from . import _threads
 from ._epilogue import NO_RESCALE, bias64, epilogue_args, finalize_rows, rescale_rows, rescaled
 from ._int import I32_MAX, I32_MIN, I48_MAX, I48_MIN
-from ._jit import jit, sat48, wrap32
+from ._jit import inline, jit, sat48, wrap32
 from ._threads import run_parallel, single_threaded_blas
 from .spec import tensor_ops as _spec
 
@@ -254,63 +254,102 @@ def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
                 V[4 * a + 3, i, c] = R[a, 1, c] - R[a, 3, c]
 
 
+@inline
+def _wino_value(a, b, out48, rs, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+    """(the output value, 1 if a REQUIRE failed else 0) of one exact sum ``a`` plus bias
+    ``b``: the fused RESCALE as in rescale_rows (``rs``), else the int48 saturation or the
+    int32 wrap as in finalize_rows."""
+    if rs:
+        amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
+        v = a + b
+        bad = (a < amin) | (a > amax) | (v < lo) | (v > hi)
+        return rescaled(v, m, rp, rn, sh, ozp, qmin, qmax), np.int64(bad)
+    if out48:
+        v = a + b
+        bad = (a < I48_MIN) | (a > I48_MAX) | (v < I48_MIN) | (v > I48_MAX)
+        return sat48(v), np.int64(bad)
+    a32 = wrap32(a)
+    v = a32 + b
+    bad = (a != a32) | (v < I32_MIN) | (v > I32_MAX)
+    return wrap32(v), np.int64(bad)
+
+
 @jit
 def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
     the int48 saturation / int32 wrap; returns the count of out-of-range values.  With ``rs``
     the consuming RESCALE is applied instead, as in rescale_rows (the other arguments are its
-    parameters) and the count is rescale_rows's."""
+    parameters, per channel) and the count is rescale_rows's.  ``bias`` has one value per
+    channel; every loop over the channels is contiguous (vectorised)."""
     N, OH, OW, OC = out.shape
-    bc1 = bias.shape[0] == 1
-    amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
     bad = 0
     for i in range(Mb.shape[1]):
         t = t0 + i
         tx = t % TX
         ty = (t // TX) % TY
         n = t // (TX * TY)
+        oy = 2 * ty
+        ox = 2 * tx
+        full = oy + 1 < OH and ox + 1 < OW
         for oc in range(OC):
-            m = Mb[:, i, oc]
+            m0 = Mb[0, i, oc]
+            m1 = Mb[1, i, oc]
+            m2 = Mb[2, i, oc]
+            m3 = Mb[3, i, oc]
+            m4 = Mb[4, i, oc]
+            m5 = Mb[5, i, oc]
+            m6 = Mb[6, i, oc]
+            m7 = Mb[7, i, oc]
+            m8 = Mb[8, i, oc]
+            m9 = Mb[9, i, oc]
+            m10 = Mb[10, i, oc]
+            m11 = Mb[11, i, oc]
+            m12 = Mb[12, i, oc]
+            m13 = Mb[13, i, oc]
+            m14 = Mb[14, i, oc]
+            m15 = Mb[15, i, oc]
             # s = A^T m: s[0, b] = m0b + m1b + m2b, s[1, b] = m1b - m2b - m3b
-            s00 = m[0] + m[4] + m[8]
-            s01 = m[1] + m[5] + m[9]
-            s02 = m[2] + m[6] + m[10]
-            s03 = m[3] + m[7] + m[11]
-            s10 = m[4] - m[8] - m[12]
-            s11 = m[5] - m[9] - m[13]
-            s12 = m[6] - m[10] - m[14]
-            s13 = m[7] - m[11] - m[15]
-            y4 = (s00 + s01 + s02, s01 - s02 - s03, s10 + s11 + s12, s11 - s12 - s13)
-            b = bias[0] if bc1 else bias[oc]
-            for k in range(4):
-                oy = 2 * ty + k // 2
-                ox = 2 * tx + k % 2
-                if oy >= OH or ox >= OW:
-                    continue
-                a = np.int64(y4[k]) >> 2
-                if rs:
-                    v = a + b
-                    bad += (a < amin) | (a > amax) | (v < lo[oc]) | (v > hi[oc])
-                    out[n, oy, ox, oc] = rescaled(v, m_[oc], rp[oc], rn[oc], sh[oc], ozp,
-                                                   qmin, qmax)
-                elif out48:
-                    v = a + b
-                    if a < I48_MIN or a > I48_MAX or v < I48_MIN or v > I48_MAX:
-                        bad += 1
-                    out[n, oy, ox, oc] = sat48(v)
-                else:
-                    a32 = wrap32(a)
-                    v = a32 + b
-                    if a != a32 or v < I32_MIN or v > I32_MAX:
-                        bad += 1
-                    out[n, oy, ox, oc] = wrap32(v)
+            s00 = m0 + m4 + m8
+            s01 = m1 + m5 + m9
+            s02 = m2 + m6 + m10
+            s03 = m3 + m7 + m11
+            s10 = m4 - m8 - m12
+            s11 = m5 - m9 - m13
+            s12 = m6 - m10 - m14
+            s13 = m7 - m11 - m15
+            b = bias[oc]
+            if rs:
+                mm, p_, n_, h_, l_, u_ = m_[oc], rp[oc], rn[oc], sh[oc], lo[oc], hi[oc]
+            else:
+                mm = p_ = n_ = h_ = l_ = u_ = np.int64(0)
+            v, e = _wino_value(np.int64(s00 + s01 + s02) >> 2, b, out48, rs, mm, p_, n_, h_,
+                               l_, u_, ozp, qmin, qmax)
+            out[n, oy, ox, oc] = v
+            bad += e
+            if full or ox + 1 < OW:
+                v, e = _wino_value(np.int64(s01 - s02 - s03) >> 2, b, out48, rs, mm, p_, n_,
+                                   h_, l_, u_, ozp, qmin, qmax)
+                out[n, oy, ox + 1, oc] = v
+                bad += e
+            if full or oy + 1 < OH:
+                v, e = _wino_value(np.int64(s10 + s11 + s12) >> 2, b, out48, rs, mm, p_, n_,
+                                   h_, l_, u_, ozp, qmin, qmax)
+                out[n, oy + 1, ox, oc] = v
+                bad += e
+            if full:
+                v, e = _wino_value(np.int64(s11 - s12 - s13) >> 2, b, out48, rs, mm, p_, n_,
+                                   h_, l_, u_, ozp, qmin, qmax)
+                out[n, oy + 1, ox + 1, oc] = v
+                bad += e
     return bad
+
 
 
 def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dtype=None):
     """CONV2D 3x3 stride 1 by Winograd F(2x2,3x3) (see _Dense.winograd); ``bias``: from
     bias64."""
     N, OH, OW, OC = out_shape
+    bias = bias64(bias, OC)
     C = x.shape[3]
     TY, TX = -(-OH // 2), -(-OW // 2)
     T = N * TY * TX
