@@ -26,6 +26,7 @@ from . import calib, layout
 from .capture import aten_name, caller_line, constants, inplace_of, source_line, user_inputs
 from .lower import LOWERINGS
 from .lower.activations import TABLE_FUNCTIONS
+from .lower.masks import mask_dtype
 from .values import BITS, QT, SCHEMES, IntT, Unsupported, bind, f64, flatten, is_act, like
 
 
@@ -244,6 +245,11 @@ class Emitter:
                     name = self.b.input(tuple(val.shape), self.adt, name=node.name)
                     sx, zp = self.out_qparams(node)
                     self.env[node.name] = self.new(name, sx, val.shape, zp=zp)
+                elif node.meta["val"].dtype == torch.bool:     # a mask given as an input
+                    shape = tuple(int(d) for d in node.meta["val"].shape)
+                    dt = mask_dtype(self)
+                    name = self.b.input(shape, dt, name=node.name)
+                    self.env[node.name] = IntT(name, shape, dt, boolean=True)
                 else:                       # lengths, indices: int32 on the TOSA side
                     shape = tuple(int(d) for d in node.meta["val"].shape)
                     name = self.b.input(shape, DType.INT32, name=node.name)

@@ -96,7 +96,7 @@ def _io(v):
         return dict(name=v.name, scale=v.scale, zero_point=v.zp, dtype=v.dtype.name,
                     shape=list(v.shape))
     return dict(name=v.name, scale=1.0, zero_point=0, dtype=v.dtype.name, shape=list(v.shape),
-                integer=True)
+                integer=True, **({"boolean": True} if v.boolean else {}))
 
 
 class LoweredModule:
@@ -120,16 +120,19 @@ class LoweredModule:
         out = {}
         for t, q in zip(tensors, self.inputs):
             dt = DType[q["dtype"]]
-            info = np.iinfo(STORAGE[dt])
             if q.get("integer"):            # passed through exactly, or refused
                 a = t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
                 if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
                     raise TypeError(f"input {q['name']!r} is an integer input; got {a.dtype}")
                 a = a.astype(np.int64)
-                if a.size and (a.min() < info.min or a.max() > info.max):
-                    raise ValueError(f"input {q['name']!r} has values outside {dt.name}")
+                lo, hi = (0, 1) if dt == DType.BOOL or q.get("boolean") else \
+                    (np.iinfo(STORAGE[dt]).min, np.iinfo(STORAGE[dt]).max)
+                if a.size and (a.min() < lo or a.max() > hi):
+                    raise ValueError(f"input {q['name']!r} has values outside {dt.name}"
+                                     f"{' (a mask: 0 or 1)' if hi == 1 else ''}")
                 out[q["name"]] = a.astype(STORAGE[dt])
                 continue
+            info = np.iinfo(STORAGE[dt])
             a = t.detach().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(
                 t, np.float64)
             v = np.round(a / q["scale"]) + q["zero_point"]
@@ -143,7 +146,8 @@ class LoweredModule:
             vals = [outputs[q["name"]] for q in self.outputs]
         else:
             vals = list(outputs)
-        res = [torch.from_numpy(np.asarray(v, np.int64)) if q.get("integer") else
+        res = [torch.from_numpy(np.asarray(v, bool)) if q.get("boolean") else
+               torch.from_numpy(np.asarray(v, np.int64)) if q.get("integer") else
                torch.from_numpy((np.asarray(v, np.float64) - q["zero_point"]) * q["scale"])
                .float() for v, q in zip(vals, self.outputs)]
         return res[0] if len(res) == 1 else tuple(res)
