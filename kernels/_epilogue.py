@@ -50,7 +50,7 @@ def rescaled(t, m, rp, rn, sh, ozp, qmin, qmax):
 
 
 @jit
-def rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+def rescale_rows(acc, bias, out, out48, check, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     """The fused epilogue of a convolution: out[r, j] = RESCALE(acc[r, j] + bias[j]) without
     storing the int48 / int32 sum (``m``, ``rp``/``rn``, ``sh``, ``ozp``, ``qmin``/``qmax``:
     the consuming RESCALE's multiplier, rounding constants for sums >= 0 / < 0, shift, output
@@ -61,6 +61,8 @@ def rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     accumulators (``acc``: exact integers, any numeric type) leave the accumulator type or give
     a sum outside [lo, hi]: when that is not 0 the caller discards ``out`` and runs both ops
     unfused, so the reference model's saturation / wrap never needs to be applied here.
+    ``check`` False (see epilogue_args: every sum the convolution can produce is known to lie
+    inside) skips counting and returns 0.
     Headroom: inside [lo, hi], t*m + rnd fits int64 (int48 sums: scale16 multipliers
     < 2**15; int32 sums: multipliers < 2**31)."""
     amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
@@ -68,11 +70,16 @@ def rescale_rows(acc, bias, out, out48, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
     for r in range(acc.shape[0]):
         a_r = acc[r]
         o = out[r]
-        for j in range(a_r.shape[0]):
-            a = np.int64(a_r[j])
-            t = a + bias[j]
-            bad += (a < amin) | (a > amax) | (t < lo[j]) | (t > hi[j])
-            o[j] = rescaled(t, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
+        if check:
+            for j in range(a_r.shape[0]):
+                a = np.int64(a_r[j])
+                t = a + bias[j]
+                bad += (a < amin) | (a > amax) | (t < lo[j]) | (t > hi[j])
+                o[j] = rescaled(t, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
+        else:
+            for j in range(a_r.shape[0]):
+                t = np.int64(a_r[j]) + bias[j]
+                o[j] = rescaled(t, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
     return bad
 
 
@@ -85,12 +92,21 @@ def bias64(bias, n=None):
     return b
 
 
-def epilogue_args(rescale):
-    """rescale_rows's parameters from the op layer's RESCALE tuple (multiplier, rnd_pos,
-    rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax); ``half`` is not needed: [lo, hi]
-    already holds the value-range REQUIRE."""
+def epilogue_args(rescale, bias=None, bound=None, out48=True):
+    """rescale_rows's parameters after ``out48``, from the op layer's RESCALE tuple
+    (multiplier, rnd_pos, rnd_neg, shift, half, lo, hi, out_zp, qmin, qmax); ``half`` is not
+    needed: [lo, hi] already holds the value-range REQUIRE.  The first, ``check``, is False
+    when ``bound`` (a bound on |sum| of the convolution for any input: taps * max|x-izp| *
+    max|w-wzp|) shows that every accumulator fits its type and every sum plus ``bias`` (one
+    int64 per channel) lies in [lo, hi]: then nothing can be flagged and the epilogue need
+    not count."""
     m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
-    return m, rp, rn, sh, lo, hi, ozp, qmin, qmax
+    check = True
+    if bound is not None and bias is not None:
+        bound = int(bound)
+        check = not (bound <= (I48_MAX if out48 else I32_MAX) and bound < (1 << 62)
+                     and bool(np.all(lo <= bias - bound)) and bool(np.all(bias + bound <= hi)))
+    return check, m, rp, rn, sh, lo, hi, ozp, qmin, qmax
 
 
 def finalize(acc, bias, out48):

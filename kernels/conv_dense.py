@@ -255,14 +255,16 @@ def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
 
 
 @inline
-def _wino_value(a, b, out48, rs, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+def _wino_value(a, b, out48, rs, check, p):
     """(the output value, 1 if a REQUIRE failed else 0) of one exact sum ``a`` plus bias
     ``b``: the fused RESCALE as in rescale_rows (``rs``), else the int48 saturation or the
-    int32 wrap as in finalize_rows."""
+    int32 wrap as in finalize_rows (``check``: as in rescale_rows; ``p``: the RESCALE's
+    m, rp, rn, sh, lo, hi of this channel, ozp, qmin, qmax)."""
+    m, rp, rn, sh, lo, hi, ozp, qmin, qmax = p
     if rs:
         amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
         v = a + b
-        bad = (a < amin) | (a > amax) | (v < lo) | (v > hi)
+        bad = check and ((a < amin) | (a > amax) | (v < lo) | (v > hi))
         return rescaled(v, m, rp, rn, sh, ozp, qmin, qmax), np.int64(bad)
     if out48:
         v = a + b
@@ -275,7 +277,8 @@ def _wino_value(a, b, out48, rs, m, rp, rn, sh, lo, hi, ozp, qmin, qmax):
 
 
 @jit
-def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp, qmin, qmax):
+def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, check, m_, rp, rn, sh, lo, hi, ozp, qmin,
+              qmax):
     """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
     the int48 saturation / int32 wrap; returns the count of out-of-range values.  With ``rs``
     the consuming RESCALE is applied instead, as in rescale_rows (the other arguments are its
@@ -319,30 +322,26 @@ def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, m_, rp, rn, sh, lo, hi, ozp,
             s13 = m7 - m11 - m15
             b = bias[oc]
             if rs:
-                mm, p_, n_, h_, l_, u_ = m_[oc], rp[oc], rn[oc], sh[oc], lo[oc], hi[oc]
+                p = (m_[oc], rp[oc], rn[oc], sh[oc], lo[oc], hi[oc], ozp, qmin, qmax)
             else:
-                mm = p_ = n_ = h_ = l_ = u_ = np.int64(0)
-            v, e = _wino_value(np.int64(s00 + s01 + s02) >> 2, b, out48, rs, mm, p_, n_, h_,
-                               l_, u_, ozp, qmin, qmax)
+                z = np.int64(0)
+                p = (z, z, z, z, z, z, ozp, qmin, qmax)
+            v, e = _wino_value(np.int64(s00 + s01 + s02) >> 2, b, out48, rs, check, p)
             out[n, oy, ox, oc] = v
             bad += e
             if full or ox + 1 < OW:
-                v, e = _wino_value(np.int64(s01 - s02 - s03) >> 2, b, out48, rs, mm, p_, n_,
-                                   h_, l_, u_, ozp, qmin, qmax)
+                v, e = _wino_value(np.int64(s01 - s02 - s03) >> 2, b, out48, rs, check, p)
                 out[n, oy, ox + 1, oc] = v
                 bad += e
             if full or oy + 1 < OH:
-                v, e = _wino_value(np.int64(s10 + s11 + s12) >> 2, b, out48, rs, mm, p_, n_,
-                                   h_, l_, u_, ozp, qmin, qmax)
+                v, e = _wino_value(np.int64(s10 + s11 + s12) >> 2, b, out48, rs, check, p)
                 out[n, oy + 1, ox, oc] = v
                 bad += e
             if full:
-                v, e = _wino_value(np.int64(s11 - s12 - s13) >> 2, b, out48, rs, mm, p_, n_,
-                                   h_, l_, u_, ozp, qmin, qmax)
+                v, e = _wino_value(np.int64(s11 - s12 - s13) >> 2, b, out48, rs, check, p)
                 out[n, oy + 1, ox + 1, oc] = v
                 bad += e
     return bad
-
 
 
 def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dtype=None):
@@ -354,7 +353,7 @@ def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dty
     TY, TX = -(-OH // 2), -(-OW // 2)
     T = N * TY * TX
     out = np.empty(out_shape, out_dtype if rescale else np.int64 if out48 else np.int32)
-    rs = (True,) + tuple(rescale) if rescale else (False,) + NO_RESCALE
+    rs = (True,) + tuple(rescale) if rescale else (False, True) + NO_RESCALE
     # V and the GEMM result of one block hold 16*rows*C and 16*rows*OC floats: a quarter block
     # each (256 KiB per worker thread; halving it again made no measurable difference in time)
     rows = max(1, min(T, _threads.BLOCK_ELEMS // (64 * max(C, OC, 1))))
@@ -394,7 +393,8 @@ def _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, ou
     # the fused epilogue wants one bias per channel and the RESCALE's parameters
     bias = bias64(bias, OC if rescale else None)
     if rescale:
-        rescale = epilogue_args(rescale)
+        rescale = epilogue_args(rescale, bias,
+                                weights.k * weights.x_absmax * weights.w_absmax, out48)
     if (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and weights.ftype is not np.float32
             and OH * OW >= 16):
         U = weights.winograd()
@@ -416,13 +416,6 @@ def conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilation, out_sh
     the count (of values where either op flags anything) is 0."""
     return _conv2d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48,
                    rescale, out_dtype)
-
-
-def epilogue_args(rescale):
-    """_rescale_rows's parameters from the RESCALE epilogue tuple (``half`` is not needed:
-    [lo, hi] already holds the value-range REQUIRE)."""
-    m, rp, rn, sh, _half, lo, hi, ozp, qmin, qmax = rescale
-    return m, rp, rn, sh, lo, hi, ozp, qmin, qmax
 
 
 def conv3d(input, weights, bias, input_zp, pad, stride, dilation, out_shape, out48):

@@ -33,6 +33,8 @@ class _Depthwise:
         # chunk >= 256; int8 x int8: p <= 255*255, chunk >= 33025.
         p = max(1, int(x_absmax) * w_absmax)
         self.chunk = max(1, min(KH * KW, I32_MAX // p))
+        #: bound on |sum| of one output for any input (the fused epilogue's check)
+        self.bound = KH * KW * p
         self.wq = np.ascontiguousarray(wq.astype(np.int32))
 
 
@@ -216,6 +218,7 @@ def depthwise_conv2d_rescale(input, weights, bias, input_zp, pad, stride, dilati
     qmax); [lo, hi] as in the op layer's no_require_range.
     Returns (output, count of elements where either op flags anything)."""
     out = np.empty(out_shape, out_dtype)
+    CM = out_shape[3]
     n = _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48,
-                   epilogue_args(rescale))
+                   epilogue_args(rescale, bias64(bias, CM), weights.bound, out48))
     return out, n
