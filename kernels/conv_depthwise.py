@@ -56,6 +56,30 @@ def _dw_taps3(acc, r, lo, hi, sx, x0, dx, izp, wa, wb, wc):
 
 
 @jit
+def _dw_taps9(acc, xn, y, dy, lo, hi, sx, x0, dx, zs, wq):
+    """acc[ox, c] = the whole 3x3 sum for ox in [lo, hi), whose nine input pixels (rows y,
+    y+dy, y+2dy; columns ox*sx + x0 + {0, dx, 2dx}) are all inside the image ``xn`` [IH, IW,
+    C]: sum of x*w over the taps minus zs[c] = izp * (sum of the channel's nine weights),
+    which is the sum of (x - izp)*w.  int32 arithmetic wraps, and the result fits int32
+    (_depthwise_rows3's condition), so it is exact.  One pass over the channels per pixel."""
+    r0, r1, r2 = xn[y], xn[y + dy], xn[y + 2 * dy]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = (wq[0], wq[1], wq[2], wq[3], wq[4], wq[5], wq[6],
+                                          wq[7], wq[8])
+    for ox in range(lo, hi):
+        a = acc[ox]
+        xx = ox * sx + x0
+        p0, p1, p2 = r0[xx], r0[xx + dx], r0[xx + 2 * dx]
+        p3, p4, p5 = r1[xx], r1[xx + dx], r1[xx + 2 * dx]
+        p6, p7, p8 = r2[xx], r2[xx + dx], r2[xx + 2 * dx]
+        for c in range(a.shape[0]):
+            a[c] = (np.int32(p0[c]) * w0[c] + np.int32(p1[c]) * w1[c]
+                    + np.int32(p2[c]) * w2[c] + np.int32(p3[c]) * w3[c]
+                    + np.int32(p4[c]) * w4[c] + np.int32(p5[c]) * w5[c]
+                    + np.int32(p6[c]) * w6[c] + np.int32(p7[c]) * w7[c]
+                    + np.int32(p8[c]) * w8[c] - zs[c])
+
+
+@jit
 def _dw_tap(a, src, izp, wr, M, C):
     """a[c*M+m] += (src[c] - izp) * wr[c*M+m]: one tap of one output pixel."""
     if M == 1:
@@ -69,7 +93,7 @@ def _dw_tap(a, src, izp, wr, M, C):
 
 
 @jit
-def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl, acc32):
+def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl, zs, acc32):
     """The sums of output rows (n, oy) = row0 .. row1-1 (row = n*OH + oy) of a depthwise
     convolution with M == 1 whose taps all fit an int32 partial sum (chunk >= KH*KW, always
     for int16 x int8 up to 256 taps), written to ``acc32`` [(row1-row0)*OW, C].
@@ -77,15 +101,38 @@ def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl,
     The taps of one kernel row are taken three at a time: for the output pixels whose three
     input pixels are all inside the input, one pass over the channels adds all three products
     (a third of the accumulator loads and stores); the pixels near the edges, and the last
-    KW % 3 taps, are taken one by one with bounds checks.  The loops over the channels are
+    KW % 3 taps, are taken one by one with bounds checks.  A 3x3 kernel whose three input
+    rows are inside the input takes all nine taps in one pass (``_dw_taps9``, ``zs``: its
+    zero-point term) and only its edge pixels tap by tap.  The loops over the channels are
     contiguous (vectorised)."""
     N, IH, IW, C = x.shape
     OW = acc32.shape[0] // (row1 - row0)
-    acc32[:] = 0
     for row in range(row0, row1):
         n = row // OH
         oy = row % OH
         acc = acc32[(row - row0) * OW:(row - row0 + 1) * OW]
+        y0 = oy * sy - pt
+        if KH == 3 and KW == 3 and y0 >= 0 and y0 + 2 * dy < IH:
+            # ox with all nine taps inside: 0 <= ox*sx - pl and ox*sx - pl + 2*dx <= IW-1
+            lo = min(OW, max(0, -((-pl) // sx)))
+            hi = max(lo, min(OW, (IW - 1 + pl - 2 * dx) // sx + 1))
+            _dw_taps9(acc, x[n], y0, dy, lo, hi, sx, -pl, dx, zs, wq)
+            acc[:lo] = 0
+            acc[hi:] = 0
+            for t in range(9):
+                src_row = x[n, y0 + (t // 3) * dy]
+                wr = wq[t]
+                for ox in range(OW - (hi - lo)):
+                    if ox >= lo:
+                        ox += hi - lo                   # the pixels right of the interior
+                    xx = ox * sx - pl + (t % 3) * dx
+                    if xx >= 0 and xx < IW:
+                        a = acc[ox]
+                        src = src_row[xx]
+                        for c in range(C):
+                            a[c] += (np.int32(src[c]) - izp) * wr[c]
+            continue
+        acc[:] = 0
         for ky in range(KH):
             y = oy * sy - pt + ky * dy
             if y < 0 or y >= IH:
@@ -181,7 +228,10 @@ def _depthwise(input, weights, bias, input_zp, pad, stride, dilation, out, out48
     geometry = (weights.kh, weights.kw, stride[0], stride[1], dilation[0], dilation[1], pad[0],
                 pad[2])
     grouped = weights.m == 1 and not flush
-    args3 = (OH, input, izp, weights.wq) + geometry
+    # the zero-point term of _dw_taps9: izp * (sum of each channel's nine weights)
+    zs = (int(input_zp) * weights.wq[:9].sum(0, dtype=np.int64)).astype(np.int32) \
+        if weights.kh * weights.kw == 9 else np.zeros(CM, np.int32)
+    args3 = (OH, input, izp, weights.wq) + geometry + (zs,)
     args = (OH, input, izp, weights.wq, weights.m) + geometry + (weights.chunk,)
 
     def work(tid, blocks):
