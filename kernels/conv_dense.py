@@ -60,6 +60,7 @@ def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd,
     """
     N, ID, IH, IW, C = x.shape
     R = col.shape[0]
+    KWC = KW * C
     for i in range(R):
         r = r0 + i
         ox = r % OW
@@ -69,12 +70,23 @@ def _im2col(x, izp, r0, col, OD, OH, OW, KD, KH, KW, sd, sy, sx, dd, dy, dx, pd,
         od = t % OD
         n = t // OD
         k = 0
+        x0 = ox * sx - pl
+        # the KW taps of one kernel row are KW*C contiguous input values when dx == 1 and
+        # they are all inside: one copy loop
+        row_inside = dx == 1 and x0 >= 0 and x0 + KW <= IW
         for kd in range(KD):
             d = od * sd - pd + kd * dd
             okd = d >= 0 and d < ID
             for ky in range(KH):
                 y = oy * sy - pt + ky * dy
                 oky = okd and y >= 0 and y < IH
+                if oky and row_inside:
+                    src = x[n, d, y].reshape(IW * C)[x0 * C:x0 * C + KWC]
+                    dst = col[i, k:k + KWC]
+                    for j in range(KWC):
+                        dst[j] = np.int32(src[j]) - izp
+                    k += KWC
+                    continue
                 for kx in range(KW):
                     xx = ox * sx - pl + kx * dx
                     if oky and xx >= 0 and xx < IW:
@@ -175,6 +187,7 @@ def _dense(x5, prep, bias, input_zp, out5, stride, dilation, pad_lo, out48, resc
     """The blocked im2col GEMM; ``bias``: from bias64."""
     N, OD, OH, OW, OC = out5
     M = N * OD * OH * OW
+    x5 = np.ascontiguousarray(x5)                    # _im2col reads rows as flat runs
     K = prep.k
     out = np.empty((M, OC), out_dtype if rescale else np.int64 if out48 else np.int32)
     rows = max(1, min(M, _threads.BLOCK_ELEMS // max(K, 1)))
