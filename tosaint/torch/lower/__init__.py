@@ -3,8 +3,8 @@
 :data:`LOWERINGS` maps ``"aten.<name>"`` to a :class:`~._registry.Lowering`; the family
 modules below fill it with ``@lowers(...)`` when imported here (explicitly, in this order).
 """
-from . import (activations, arith, attention, linear, masks, norms, pooling,  # noqa: F401
-               reductions, shape)
+from . import (activations, arith, attention, einsum, linear, masks, norms,  # noqa: F401
+               pooling, reductions, shape)
 from ._registry import LOWERINGS, Lowering, lowers
 
 __all__ = ["LOWERINGS", "Lowering", "lowers"]
