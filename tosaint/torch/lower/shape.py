@@ -1,12 +1,12 @@
-"""Lowerings of data movement: reshapes, transposes, expand/repeat, cat/stack, slices and
-splits, constant padding, and the identities (clone, dropout in eval, ...).  The scale of the
-input carries over, except cat/stack, which requantize to one quantization that holds every
-input's range (:func:`~tosaint.torch.values.common_qparams`)."""
+"""Lowerings of data movement: reshapes, transposes, pixel (un)shuffle, expand/repeat,
+cat/stack, slices and splits, constant padding, and the identities (clone, dropout in eval,
+...).  The scale of the input carries over, except cat/stack, which requantize to one
+quantization that holds every input's range (:func:`~tosaint.torch.values.common_qparams`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..values import QT, Unsupported, common_qparams, f64, is_act, like, quantize_const
+from ..values import QT, Unsupported, common_qparams, f64, is_act, like, numel, quantize_const
 from ._registry import lowers
 
 
@@ -230,3 +230,35 @@ def pad(em, node, p):
         raise Unsupported(f"pad mode {p.get('mode')!r}")
     return constant_pad_nd(em, node, dict(input=p["self"], pad=p["pad"],
                                               value=p.get("value")))
+
+
+def _pixel_shuffle(em, node, x: QT, r, inverse):
+    """[*, C*r*r, H, W] <-> [*, C, H*r, W*r] (pixel_unshuffle: ``inverse``) by two rank-4
+    TRANSPOSEs with the leading dims folded into the first axis:
+
+    [L*C*r, r, H, W] -(0,2,3,1)-> [L*C*r, H, W, r] = [L*C, r, H, W*r] -(0,2,1,3)->
+    [L*C, H, r, W*r] = [*, C, H*r, W*r]; pixel_unshuffle runs the same steps backwards."""
+    if x.rank < 3:
+        raise Unsupported(f"pixel_{'un' if inverse else ''}shuffle of a rank-{x.rank} tensor")
+    shape = tuple(node.meta["val"].shape)
+    if r == 1:
+        return like(x, em.reshape(x.name, shape), shape)
+    if inverse:
+        lc, h, w = numel(shape[:-2]) // (r * r), shape[-2], shape[-1]
+        t = em.b.transpose(em.reshape(x.name, (lc, h, r, w * r)), (0, 2, 1, 3))
+        t = em.b.transpose(em.reshape(t, (lc * r, h, w, r)), (0, 3, 1, 2))
+    else:
+        lc, h, w = numel(shape[:-2]), x.shape[-2], x.shape[-1]
+        t = em.b.transpose(em.reshape(x.name, (lc * r, r, h, w)), (0, 2, 3, 1))
+        t = em.b.transpose(em.reshape(t, (lc, r, h, w * r)), (0, 2, 1, 3))
+    return like(x, em.reshape(t, shape), shape)
+
+
+@lowers("aten.pixel_shuffle")
+def pixel_shuffle(em, node, p):
+    return _pixel_shuffle(em, node, p["self"], int(p["upscale_factor"]), False)
+
+
+@lowers("aten.pixel_unshuffle")
+def pixel_unshuffle(em, node, p):
+    return _pixel_shuffle(em, node, p["self"], int(p["downscale_factor"]), True)
