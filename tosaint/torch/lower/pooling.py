@@ -1,5 +1,5 @@
 """Lowerings of pooling and resizing: avg/max pool 1d/2d (NHWC, torch's padding and
-ceil_mode made exact), adaptive average pooling to any output size, and
+ceil_mode made exact), adaptive average and max pooling to any output size, and
 upsample/interpolate (nearest, nearest-exact, linear, bilinear) as RESIZE."""
 from __future__ import annotations
 
@@ -96,6 +96,61 @@ def adaptive_avg_pool2d(em, node, p):
 @lowers("aten.adaptive_avg_pool1d")
 def adaptive_avg_pool1d(em, node, p):
     return adaptive_avg(em, node, p["self"], ntuple(p["output_size"], 1))
+
+
+# ---- adaptive max pooling ----------------------------------------------------------------------
+def adaptive_max(em, node, x, outs):
+    """Maximum over torch's adaptive windows on the last ``len(outs)`` axes of ``x``, on the
+    codes (the scale and zero point carry over): per axis a RESHAPE + REDUCE_MAX when the
+    windows are even, else one SLICE + REDUCE_MAX per window and a CONCAT."""
+    if x.rank < len(outs) + 1:
+        raise Unsupported(f"adaptive max pooling of a rank-{x.rank} tensor")
+    rank = x.rank
+    s = x.name
+    shape = list(x.shape)
+    for ax, o in zip(range(rank - len(outs), rank), outs):
+        size = shape[ax]
+        if size % o == 0:
+            k = size // o
+            if k > 1:
+                s = em.reshape(s, shape[:ax] + [o, k] + shape[ax + 1:])
+                s = em.reshape(em.b.reduce_max(s, ax + 1), shape[:ax] + [o] + shape[ax + 1:])
+        else:
+            parts = []
+            for lo, hi in _bins(size, o):
+                st = [0] * rank
+                sz = list(shape)
+                st[ax], sz[ax] = lo, hi - lo
+                parts.append(em.b.reduce_max(em.b.slice(s, st, sz), ax))
+            s = em.b.concat(parts, ax)
+        shape[ax] = o
+    out = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(s, out), x.scale, out, x.dtype, zp=x.zp)
+
+
+@lowers("aten.adaptive_max_pool2d")
+def adaptive_max_pool2d(em, node, p):
+    """(values, no indices): MAX_POOL2D when the windows are even, else :func:`adaptive_max`."""
+    x = p["self"]
+    oh, ow = ntuple(p["output_size"], 2)
+    node0 = _First(node)
+    if x.rank == 4 and x.shape[-2] % oh == 0 and x.shape[-1] % ow == 0:
+        k = (x.shape[-2] // oh, x.shape[-1] // ow)
+        return pool2d(em, node0, x, "max", k, k, (0, 0)), None
+    return adaptive_max(em, node0, x, (oh, ow)), None
+
+
+@lowers("aten.adaptive_max_pool1d")
+def adaptive_max_pool1d(em, node, p):
+    return adaptive_max(em, _First(node), p["self"], ntuple(p["output_size"], 1)), None
+
+
+class _First:
+    """The first result (the values) of a node returning (values, indices)."""
+
+    def __init__(self, node):
+        self.name = node.name
+        self.meta = {"val": node.meta["val"][0]}
 
 
 # ---- pool1d / pool2d ------------------------------------------------------------------------

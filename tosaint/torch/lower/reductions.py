@@ -1,4 +1,4 @@
-"""Lowerings of reductions: mean, sum, var/std, softmax and log_softmax.
+"""Lowerings of reductions: mean, sum, amax/amin, var/std, softmax and log_softmax.
 
 softmax: REDUCE_MAX, exact int32 difference, exp TABLE on the full int16 range, REDUCE_SUM,
 reciprocal by CLZ normalisation + mantissa TABLE + variable shift.  var: exact D*x - sum(x) in
@@ -41,6 +41,27 @@ def sum_(em, node, p):
     sy, zp = em.out_qparams(node)
     y = em.rescale(s, Q.ratio(x.scale, den=[sy]), em.adt, output_zp=zp)
     return finish_reduce(em, node, y, sy, zp)
+
+
+def _extreme(em, node, p, reduce):
+    """amax/amin over ``dim`` (all axes when empty) on the codes: one REDUCE_MAX/MIN per axis,
+    the scale and zero point carried over."""
+    x = p["self"]
+    s = x.name
+    for d in norm_dims(p.get("dim"), x.rank):
+        s = reduce(s, d)
+    shape = tuple(node.meta["val"].shape)
+    return em.new(em.reshape(s, shape), x.scale, shape, x.dtype, zp=x.zp)
+
+
+@lowers("aten.amax")
+def amax(em, node, p):
+    return _extreme(em, node, p, em.b.reduce_max)
+
+
+@lowers("aten.amin")
+def amin(em, node, p):
+    return _extreme(em, node, p, em.b.reduce_min)
 
 
 def max_row(em, x: QT, d):
