@@ -17,7 +17,7 @@ from ._threads import run_parallel
 __all__ = ["depthwise_weights", "depthwise_conv2d", "depthwise_conv2d_rescale"]
 
 #: multiply-adds per work block: smaller convolutions run in one call, on the calling thread
-_BLOCK_MACS = 1 << 18
+_BLOCK_MACS = 1 << 20
 
 
 class _Depthwise:
