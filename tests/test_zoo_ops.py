@@ -203,7 +203,7 @@ def test_einsum_that_cannot_be_one_matmul_is_refused_naming_the_equation(eq, sha
         tt.lower(Einsum(eq), xs, calibration=[xs])
 
 
-# ---- pixel shuffle, adaptive max, amax/amin: the layouts torch uses --------------------------
+# ---- pixel shuffle, adaptive max, amax/amin, max/min: the layouts torch uses -----------------
 class Fn(nn.Module):
     def __init__(self, f):
         super().__init__()
@@ -222,6 +222,9 @@ SHAPE_OPS = {
     "adaptive_max_1d_even": (lambda x: F.adaptive_max_pool1d(x, 4), (2, 4, 12)),
     "amax_all": (lambda x: x - x.amax(), (3, 7)),
     "amin_two_dims": (lambda x: torch.amin(x, (0, 2)), (3, 4, 5)),
+    "max_dim_keepdim": (lambda x: torch.max(x, 1, keepdim=True)[0], (1, 8, 5, 5)),  # CBAM
+    "min_dim_values": (lambda x: torch.min(x, -1).values, (3, 7)),
+    "max_all": (lambda x: x.max().reshape(1), (3, 7)),
 }
 
 
@@ -255,3 +258,13 @@ def test_zoo_op_model_compiles_with_vela_for_ethos_u55(name, quantization):
     _, lm, _ = _lower(name, quantization, target=U55)
     result = vela.compile(lm.graph, U55, per_layer=True)
     assert all(row["Target"] == "NPU" for row in result.per_layer)
+
+
+@pytest.mark.parametrize("f,why", [
+    (lambda x: torch.max(x, -1)[1], r"indices of torch.max over a dim \(argmax\)"),
+    (lambda x: torch.min(x, 2 * x), r"torch.min of two tensors"),
+])
+def test_max_min_that_are_not_reductions_of_values_are_refused(f, why):
+    x = torch.randn(3, 7)
+    with pytest.raises(UnsupportedOp, match=why):
+        tt.lower(Fn(f), (x,), calibration=[(x,)])

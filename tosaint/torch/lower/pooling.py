@@ -9,7 +9,7 @@ from ... import quant as Q
 from ...schema.definition import DType, ResizeMode
 from ..values import BITS, Fake, Unsupported, fit_padding, ntuple
 from ._registry import lowers
-from .reductions import finish_reduce
+from .reductions import ValuesOf, finish_reduce
 
 
 # ---- adaptive average pooling ------------------------------------------------------------------
@@ -133,7 +133,7 @@ def adaptive_max_pool2d(em, node, p):
     """(values, no indices): MAX_POOL2D when the windows are even, else :func:`adaptive_max`."""
     x = p["self"]
     oh, ow = ntuple(p["output_size"], 2)
-    node0 = _First(node)
+    node0 = ValuesOf(node)
     if x.rank == 4 and x.shape[-2] % oh == 0 and x.shape[-1] % ow == 0:
         k = (x.shape[-2] // oh, x.shape[-1] // ow)
         return pool2d(em, node0, x, "max", k, k, (0, 0)), None
@@ -142,15 +142,7 @@ def adaptive_max_pool2d(em, node, p):
 
 @lowers("aten.adaptive_max_pool1d")
 def adaptive_max_pool1d(em, node, p):
-    return adaptive_max(em, _First(node), p["self"], ntuple(p["output_size"], 1)), None
-
-
-class _First:
-    """The first result (the values) of a node returning (values, indices)."""
-
-    def __init__(self, node):
-        self.name = node.name
-        self.meta = {"val": node.meta["val"][0]}
+    return adaptive_max(em, ValuesOf(node), p["self"], ntuple(p["output_size"], 1)), None
 
 
 # ---- pool1d / pool2d ------------------------------------------------------------------------

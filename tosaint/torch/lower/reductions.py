@@ -1,4 +1,5 @@
-"""Lowerings of reductions: mean, sum, amax/amin, var/std, softmax and log_softmax.
+"""Lowerings of reductions: mean, sum, amax/amin and max/min, var/std, softmax and
+log_softmax.
 
 softmax: REDUCE_MAX, exact int32 difference, exp TABLE on the full int16 range, REDUCE_SUM,
 reciprocal by CLZ normalisation + mantissa TABLE + variable shift.  var: exact D*x - sum(x) in
@@ -62,6 +63,39 @@ def amax(em, node, p):
 @lowers("aten.amin")
 def amin(em, node, p):
     return _extreme(em, node, p, em.b.reduce_min)
+
+
+def _max_min(em, node, p, reduce, fn):
+    """torch.max/min of one tensor: over everything, or over ``dim`` as (values, indices)
+    where the indices must go unused."""
+    overload = str(node.target).rsplit(".", 1)[-1]
+    if overload not in ("default", "dim"):
+        raise Unsupported(f"torch.{fn} of two tensors (elementwise; torch.{fn}imum)")
+    if overload == "default":
+        return _extreme(em, node, dict(self=p["self"], dim=None), reduce)
+    for u in node.users:
+        if len(u.args) > 1 and u.args[1] == 1 and u.users:
+            raise Unsupported(f"the indices of torch.{fn} over a dim (arg{fn})")
+    vals = ValuesOf(node)
+    return _extreme(em, vals, dict(self=p["self"], dim=[p["dim"]]), reduce), None
+
+
+class ValuesOf:
+    """A stand-in for a node returning (values, indices): its values."""
+
+    def __init__(self, node):
+        self.name = node.name
+        self.meta = {"val": node.meta["val"][0]}
+
+
+@lowers("aten.max")
+def max_(em, node, p):
+    return _max_min(em, node, p, em.b.reduce_max, "max")
+
+
+@lowers("aten.min")
+def min_(em, node, p):
+    return _max_min(em, node, p, em.b.reduce_min, "min")
 
 
 def max_row(em, x: QT, d):
