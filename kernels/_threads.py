@@ -107,39 +107,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-class _Blocks:
-    """The block numbers 0 .. n-1 handed out one at a time to whichever thread asks first."""
-
-    def __init__(self, n):
-        self._next, self._n, self._lock = 0, n, threading.Lock()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        with self._lock:
-            b = self._next
-            if b >= self._n:
-                raise StopIteration
-            self._next = b + 1
-            return b
-
-
 def run_parallel(nblocks, work):
-    """work(tid, blocks) for tid in 0..nt-1, tid 0 in the calling thread, the others on the
-    pool, BLAS single-threaded; returns the sum of the results.  ``blocks`` is shared: each
-    thread takes the next block number when it is free, so a thread that gets less of a CPU
-    (other processes on a busy machine) takes fewer blocks instead of holding up the others
-    (a fixed split made the call wait for the slowest thread).  Every block is computed
-    exactly, so which thread takes it never changes a value."""
+    """work(tid, blocks) for tid in 0..nt-1 (blocks tid, tid+nt, ...): tid 0 in the calling
+    thread, the others on the pool, BLAS single-threaded; returns the sum of the results."""
     if nblocks <= 1:      # small problems: no thread hand-off (per-call overhead matters)
         with single_threaded_blas():
             return work(0, range(nblocks))
     nt = max(1, min(threads(), nblocks))
     with single_threaded_blas():
-        if nt == 1:
-            return work(0, range(nblocks))
-        blocks = _Blocks(nblocks)
-        futures = [_pool().submit(work, t, blocks) for t in range(1, nt)]
-        total = work(0, blocks)
+        futures = [_pool().submit(work, t, range(t, nblocks, nt)) for t in range(1, nt)]
+        total = work(0, range(0, nblocks, nt))
         return total + sum(f.result() for f in futures)
