@@ -225,6 +225,8 @@ SHAPE_OPS = {
     "max_dim_keepdim": (lambda x: torch.max(x, 1, keepdim=True)[0], (1, 8, 5, 5)),  # CBAM
     "min_dim_values": (lambda x: torch.min(x, -1).values, (3, 7)),
     "max_all": (lambda x: x.max().reshape(1), (3, 7)),
+    "max_pool_return_indices": (lambda x: F.max_pool2d(x, 3, 2, 1, return_indices=True)[0],
+                                (1, 2, 7, 6)),
 }
 
 
@@ -263,8 +265,10 @@ def test_zoo_op_model_compiles_with_vela_for_ethos_u55(name, quantization):
 @pytest.mark.parametrize("f,why", [
     (lambda x: torch.max(x, -1)[1], r"indices of torch.max over a dim \(argmax\)"),
     (lambda x: torch.min(x, 2 * x), r"torch.min of two tensors"),
+    (lambda x: F.adaptive_max_pool1d(x, 3, return_indices=True)[1],
+     "indices of adaptive max pooling"),
 ])
-def test_max_min_that_are_not_reductions_of_values_are_refused(f, why):
+def test_used_indices_and_elementwise_max_min_are_refused_by_name(f, why):
     x = torch.randn(3, 7)
     with pytest.raises(UnsupportedOp, match=why):
         tt.lower(Fn(f), (x,), calibration=[(x,)])

@@ -133,7 +133,7 @@ def adaptive_max_pool2d(em, node, p):
     """(values, no indices): MAX_POOL2D when the windows are even, else :func:`adaptive_max`."""
     x = p["self"]
     oh, ow = ntuple(p["output_size"], 2)
-    node0 = ValuesOf(node)
+    node0 = ValuesOf(node, "adaptive max pooling")
     if x.rank == 4 and x.shape[-2] % oh == 0 and x.shape[-1] % ow == 0:
         k = (x.shape[-2] // oh, x.shape[-1] // ow)
         return pool2d(em, node0, x, "max", k, k, (0, 0)), None
@@ -142,7 +142,8 @@ def adaptive_max_pool2d(em, node, p):
 
 @lowers("aten.adaptive_max_pool1d")
 def adaptive_max_pool1d(em, node, p):
-    return adaptive_max(em, ValuesOf(node), p["self"], ntuple(p["output_size"], 1)), None
+    values = ValuesOf(node, "adaptive max pooling")
+    return adaptive_max(em, values, p["self"], ntuple(p["output_size"], 1)), None
 
 
 # ---- pool1d / pool2d ------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def max_pool2d(em, node, p):
 
 @lowers("aten.max_pool2d_with_indices")
 def max_pool2d_with_indices(em, node, p):
-    return (max_pool2d(em, node, p), None)
+    return (max_pool2d(em, ValuesOf(node, "max pooling"), p), None)
 
 
 class _As2d:

@@ -73,17 +73,18 @@ def _max_min(em, node, p, reduce, fn):
         raise Unsupported(f"torch.{fn} of two tensors (elementwise; torch.{fn}imum)")
     if overload == "default":
         return _extreme(em, node, dict(self=p["self"], dim=None), reduce)
-    for u in node.users:
-        if len(u.args) > 1 and u.args[1] == 1 and u.users:
-            raise Unsupported(f"the indices of torch.{fn} over a dim (arg{fn})")
-    vals = ValuesOf(node)
+    vals = ValuesOf(node, f"torch.{fn} over a dim (arg{fn})")
     return _extreme(em, vals, dict(self=p["self"], dim=[p["dim"]]), reduce), None
 
 
 class ValuesOf:
-    """A stand-in for a node returning (values, indices): its values."""
+    """A stand-in for a node returning (values, indices): its values.  Raises
+    :class:`Unsupported` naming ``what`` when the graph uses the indices."""
 
-    def __init__(self, node):
+    def __init__(self, node, what):
+        for u in node.users:
+            if len(u.args) > 1 and u.args[1] == 1 and u.users:
+                raise Unsupported(f"the indices of {what}")
         self.name = node.name
         self.meta = {"val": node.meta["val"][0]}
 
