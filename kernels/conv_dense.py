@@ -34,7 +34,7 @@ import numpy as np
 from . import _threads
 from ._epilogue import NO_RESCALE, bias64, epilogue_args, finalize_rows, rescale_rows, rescaled
 from ._int import I32_MAX, I32_MIN, I48_MAX, I48_MIN
-from ._jit import inline, jit, sat48, wrap32
+from ._jit import jit, sat48, wrap32
 from ._threads import run_parallel, single_threaded_blas
 from .spec import tensor_ops as _spec
 
@@ -267,93 +267,60 @@ def _wino_in(x, izp, pt, pl, TY, TX, t0, V):
                 V[4 * a + 3, i, c] = R[a, 1, c] - R[a, 3, c]
 
 
-@inline
-def _wino_value(a, b, out48, rs, check, p):
-    """(the output value, 1 if a REQUIRE failed else 0) of one exact sum ``a`` plus bias
-    ``b``: the fused RESCALE as in rescale_rows (``rs``), else the int48 saturation or the
-    int32 wrap as in finalize_rows (``check``: as in rescale_rows; ``p``: the RESCALE's
-    m, rp, rn, sh, lo, hi of this channel, ozp, qmin, qmax)."""
-    m, rp, rn, sh, lo, hi, ozp, qmin, qmax = p
-    if rs:
-        amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
-        v = a + b
-        bad = check and ((a < amin) | (a > amax) | (v < lo) | (v > hi))
-        return rescaled(v, m, rp, rn, sh, ozp, qmin, qmax), np.int64(bad)
-    if out48:
-        v = a + b
-        bad = (a < I48_MIN) | (a > I48_MAX) | (v < I48_MIN) | (v > I48_MAX)
-        return sat48(v), np.int64(bad)
-    a32 = wrap32(a)
-    v = a32 + b
-    bad = (a != a32) | (v < I32_MIN) | (v > I32_MAX)
-    return wrap32(v), np.int64(bad)
+#: the output transform of F(2x2, 3x3) as one matrix: Y[2*r + s] = sum over a, b of
+#: A^T[r, a] * A^T[s, b] * M[4*a + b] (A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]), i.e. 4 * the
+#: four outputs of a tile from its 16 GEMM results
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+_ATA = np.ascontiguousarray(np.einsum("ra,sb->rsab", _AT, _AT).reshape(4, 16))
 
 
 @jit
-def _wino_out(Mb, t0, TY, TX, bias, out, out48, rs, check, m_, rp, rn, sh, lo, hi, ozp, qmin,
+def _wino_out(Y, t0, TY, TX, bias, out, out48, rs, check, m, rp, rn, sh, lo, hi, ozp, qmin,
               qmax):
-    """out 2x2 per tile = (A^T m A) / 4 (exact: the values are multiples of 4), then bias with
-    the int48 saturation / int32 wrap; returns the count of out-of-range values.  With ``rs``
-    the consuming RESCALE is applied instead, as in rescale_rows (the other arguments are its
-    parameters, per channel) and the count is rescale_rows's.  ``bias`` has one value per
-    channel; every loop over the channels is contiguous (vectorised)."""
+    """out[n, 2ty + r, 2tx + s, :] = Y[2*r + s, t, :] / 4 (exact: multiples of 4) plus bias,
+    for the tiles t0.. (``Y``: [4, tiles, OC], the output transform already applied), with the
+    int48 saturation / int32 wrap as in finalize_rows, or with ``rs`` the consuming RESCALE as
+    in rescale_rows (the other arguments are its parameters, per channel; ``check`` as
+    there); returns the count of flagged values.  ``bias`` has one value per channel; every
+    loop over the channels reads one row of Y and writes one row of out (vectorised)."""
     N, OH, OW, OC = out.shape
+    amin, amax = (I48_MIN, I48_MAX) if out48 else (I32_MIN, I32_MAX)
     bad = 0
-    for i in range(Mb.shape[1]):
+    for i in range(Y.shape[1]):
         t = t0 + i
         tx = t % TX
         ty = (t // TX) % TY
         n = t // (TX * TY)
-        oy = 2 * ty
-        ox = 2 * tx
-        full = oy + 1 < OH and ox + 1 < OW
-        for oc in range(OC):
-            m0 = Mb[0, i, oc]
-            m1 = Mb[1, i, oc]
-            m2 = Mb[2, i, oc]
-            m3 = Mb[3, i, oc]
-            m4 = Mb[4, i, oc]
-            m5 = Mb[5, i, oc]
-            m6 = Mb[6, i, oc]
-            m7 = Mb[7, i, oc]
-            m8 = Mb[8, i, oc]
-            m9 = Mb[9, i, oc]
-            m10 = Mb[10, i, oc]
-            m11 = Mb[11, i, oc]
-            m12 = Mb[12, i, oc]
-            m13 = Mb[13, i, oc]
-            m14 = Mb[14, i, oc]
-            m15 = Mb[15, i, oc]
-            # s = A^T m: s[0, b] = m0b + m1b + m2b, s[1, b] = m1b - m2b - m3b
-            s00 = m0 + m4 + m8
-            s01 = m1 + m5 + m9
-            s02 = m2 + m6 + m10
-            s03 = m3 + m7 + m11
-            s10 = m4 - m8 - m12
-            s11 = m5 - m9 - m13
-            s12 = m6 - m10 - m14
-            s13 = m7 - m11 - m15
-            b = bias[oc]
-            if rs:
-                p = (m_[oc], rp[oc], rn[oc], sh[oc], lo[oc], hi[oc], ozp, qmin, qmax)
+        for k in range(4):
+            oy = 2 * ty + k // 2
+            ox = 2 * tx + k % 2
+            if oy >= OH or ox >= OW:
+                continue
+            y = Y[k, i]
+            o = out[n, oy, ox]
+            if rs and check:
+                for j in range(OC):
+                    a = np.int64(y[j]) >> 2
+                    v = a + bias[j]
+                    bad += (a < amin) | (a > amax) | (v < lo[j]) | (v > hi[j])
+                    o[j] = rescaled(v, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
+            elif rs:
+                for j in range(OC):
+                    v = (np.int64(y[j]) >> 2) + bias[j]
+                    o[j] = rescaled(v, m[j], rp[j], rn[j], sh[j], ozp, qmin, qmax)
+            elif out48:
+                for j in range(OC):
+                    a = np.int64(y[j]) >> 2
+                    v = a + bias[j]
+                    bad += (a < I48_MIN) | (a > I48_MAX) | (v < I48_MIN) | (v > I48_MAX)
+                    o[j] = sat48(v)
             else:
-                z = np.int64(0)
-                p = (z, z, z, z, z, z, ozp, qmin, qmax)
-            v, e = _wino_value(np.int64(s00 + s01 + s02) >> 2, b, out48, rs, check, p)
-            out[n, oy, ox, oc] = v
-            bad += e
-            if full or ox + 1 < OW:
-                v, e = _wino_value(np.int64(s01 - s02 - s03) >> 2, b, out48, rs, check, p)
-                out[n, oy, ox + 1, oc] = v
-                bad += e
-            if full or oy + 1 < OH:
-                v, e = _wino_value(np.int64(s10 + s11 + s12) >> 2, b, out48, rs, check, p)
-                out[n, oy + 1, ox, oc] = v
-                bad += e
-            if full:
-                v, e = _wino_value(np.int64(s11 - s12 - s13) >> 2, b, out48, rs, check, p)
-                out[n, oy + 1, ox + 1, oc] = v
-                bad += e
+                for j in range(OC):
+                    a = np.int64(y[j]) >> 2
+                    a32 = wrap32(a)
+                    v = a32 + bias[j]
+                    bad += (a != a32) | (v < I32_MIN) | (v > I32_MAX)
+                    o[j] = wrap32(v)
     return bad
 
 
@@ -374,15 +341,22 @@ def _winograd(x, U, bias, input_zp, pad, out_shape, out48, rescale=None, out_dty
     izp = np.int32(input_zp)
 
     def work(tid, blocks):
-        V = np.empty((16, rows, C), np.float64)
-        Mb = np.empty((16, rows, OC), np.float64)
+        # flat buffers: every block's V, M and Y are contiguous, the last one's too
+        Vf = np.empty(16 * rows * C, np.float64)
+        Mf = np.empty(16 * rows * OC, np.float64)
+        Yf = np.empty(4 * rows * OC, np.float64)
         count = 0
         for blk in blocks:
             t0 = blk * rows
             tb = min(T, t0 + rows) - t0
-            _wino_in(x, izp, pad[0], pad[2], TY, TX, t0, V[:, :tb])
-            np.matmul(V[:, :tb], U, out=Mb[:, :tb])          # exact: see _Dense.winograd
-            count += _wino_out(Mb[:, :tb], t0, TY, TX, bias, out, out48, *rs)
+            V = Vf[:16 * tb * C].reshape(16, tb, C)
+            Mb = Mf[:16 * tb * OC].reshape(16, tb, OC)
+            Y = Yf[:4 * tb * OC].reshape(4, tb, OC)
+            _wino_in(x, izp, pad[0], pad[2], TY, TX, t0, V)
+            np.matmul(V, U, out=Mb)                          # exact: see _Dense.winograd
+            # the output transform, exact too: the sums of 9 GEMM results (same docstring)
+            np.matmul(_ATA, Mb.reshape(16, tb * OC), out=Y.reshape(4, tb * OC))
+            count += _wino_out(Y, t0, TY, TX, bias, out, out48, *rs)
         return count
 
     count = run_parallel(nblocks, work)
