@@ -276,3 +276,37 @@ def test_rescale_bounds_of_many_channels_equal_the_loop():
         in_bits = int(rng.choice([8, 16, 32, 48]))
         args = (m, s, rp, rn, half, out_zp, in_bits)
         assert no_require_range(*args) == one_by_one(*args), trial
+
+
+def test_rescale_bounds_of_many_channels_with_wide_shifts_equal_the_loop():
+    """The same for shifts up to 62 (scale16 RESCALEs of int48 sums), where the bounds leave
+    int64: channels whose int32 bounds lie far outside the input range take it exactly, the
+    others go through the loop; both kinds occur (small shifts with large multipliers bind)."""
+    from tosaint.ops.type_conversion import no_require_range
+
+    rng = np.random.default_rng(11)
+    near = far = 0
+    for trial in range(300):
+        c = int(rng.integers(16, 64))
+        s = rng.integers(2 if trial % 3 else 31, 63, c)
+        m = rng.integers(0 if trial % 4 else -(1 << 15), 1 << (15 if trial % 2 else 31), c)
+        base = [1 << (int(x) - 1) for x in s]
+        extra = [(1 << 30) if trial % 5 == 0 and x > 31 else 0 for x in s]
+        rp = [b + e for b, e in zip(base, extra)]
+        rn = [b - e for b, e in zip(base, extra)]
+        half = [1 << 62] * c if trial % 2 else base
+        out_zp = int(rng.choice([0, 3, -(1 << 31), (1 << 31) - 1]))
+        in_bits = int(rng.choice([16, 32, 48]))
+        args = (m.tolist(), s.tolist(), rp, rn, half, out_zp, in_bits)
+        got = no_require_range(*args)
+        want = [], []
+        for i in range(c):
+            a, b = no_require_range(*(v[i:i + 1] for v in args[:5]), out_zp, in_bits)
+            want[0].extend(a)
+            want[1].extend(b)
+        assert got == want, trial
+        vmax = (1 << (in_bits - 1)) - 1
+        bound = [b < min(vmax, h - 1) for b, h in zip(want[1], half)]
+        near += sum(bound)
+        far += len(bound) - sum(bound)
+    assert near > 100 and far > 100, (near, far)

@@ -42,11 +42,23 @@ def no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits=48):
     v*m + rnd_neg >= slo << shift.  If scaled(0) is invalid the interval is left empty (lo >
     hi: every value is reported, which only costs speed).  Python integers: no overflow.
     Returns the lists (lo, hi)."""
+    lo, hi = _no_require_bounds(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
+    return (lo.tolist(), hi.tolist()) if isinstance(lo, np.ndarray) else (lo, hi)
+
+
+def _no_require_bounds(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits):
+    """``no_require_range`` as int64 arrays (many channels) or lists (a few)."""
     vmin, vmax = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
     slo, shi = max(I32_MIN, I32_MIN - out_zp), min(I32_MAX, I32_MAX - out_zp)
-    if len(shift) >= 16 and 0 <= np.min(shift) and np.max(shift) <= 30:
-        return _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo,
-                                       shi)
+    if len(shift) >= 16 and 0 <= np.min(shift) and np.max(shift) <= 62:
+        wide = np.max(shift) > 30
+        return (_no_require_range_wide if wide else _no_require_range_int64)(
+            mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo, shi)
+    return _no_require_range_loop(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo, shi)
+
+
+def _no_require_range_loop(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo, shi):
+    """``no_require_range`` channel by channel, in Python integers."""
     lo, hi = [], []
     for m, s, rp, rn, h in zip(map(int, mult), map(int, shift), map(int, rnd_pos),
                                map(int, rnd_neg), map(int, half)):
@@ -77,14 +89,46 @@ def _no_require_range_int64(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo
     if pos.all():       # the usual case: every interval bounded by a positive multiplier
         hi = np.minimum(hi, (((shi + 1) << s) - rp - 1) // m)
         lo = np.maximum(lo, -((rn - (slo << s)) // m))
-        return lo.tolist(), hi.tolist()
+        return lo, hi
     d = np.where(pos, m, 1)
     hi = np.where(pos, np.minimum(hi, (((shi + 1) << s) - rp - 1) // d), hi)
     lo = np.where(pos, np.maximum(lo, -((rn - (slo << s)) // d)), lo)
     lo = np.where(~empty & ~pos & ((rn >> s) < slo), np.maximum(lo, 0), lo)
     lo[empty] = 1
     hi[empty] = 0
-    return lo.tolist(), hi.tolist()
+    return lo, hi
+
+
+def _no_require_range_wide(mult, shift, rnd_pos, rnd_neg, half, vmin, vmax, slo, shi):
+    """``no_require_range`` for many channels with shifts up to 62 (the scale16 RESCALEs of
+    int48 sums), where ``(shi + 1) << shift`` leaves int64.  A positive multiplier's int32
+    bounds, ``((shi + 1) << s) - rp - 1) // m`` and its counterpart, usually lie far outside
+    the input's own range [max(-half, vmin), min(half - 1, vmax)] (|bound| < 2**47): the
+    float64 quotients show it with room to spare (the error bound below covers the rounding
+    of every operation with a factor of 4), and the interval is then the input range, exactly.
+    The channels where a bound comes near the input range are computed by the loop."""
+    m, s, rp, rn, h = (np.asarray(v, np.int64) for v in (mult, shift, rnd_pos, rnd_neg, half))
+    lo = np.maximum(-h, vmin)
+    hi = np.minimum(h - 1, vmax)
+    empty = ((rp >> s) < slo) | ((rp >> s) > shi) | (rn > rp)
+    pos = ~empty & (m > 0)
+    p2 = np.ldexp(1.0, s)
+    mf = np.where(pos, m, 1).astype(np.float64)
+    top, bottom = (shi + 1) * p2, slo * p2                     # exact: powers of two
+    rpf, rnf = rp.astype(np.float64), rn.astype(np.float64)
+    x_hi, x_lo = (top - rpf - 1) / mf, (bottom - rnf) / mf
+    err_hi = (np.abs(top) + np.abs(rpf) + 1) / mf * 2.0 ** -50 + 1
+    err_lo = (np.abs(bottom) + np.abs(rnf)) / mf * 2.0 ** -50 + 1
+    near = pos & ((x_hi - err_hi < hi + 1) | (x_lo + err_lo > lo - 1))
+    lo = np.where(~empty & ~pos & ((rn >> s) < slo), np.maximum(lo, 0), lo)
+    lo[empty] = 1
+    hi[empty] = 0
+    lo, hi = lo.tolist(), hi.tolist()
+    for i in np.flatnonzero(near).tolist():
+        (lo[i],), (hi[i],) = _no_require_range_loop(m[i:i + 1], s[i:i + 1], rp[i:i + 1],
+                                                    rn[i:i + 1], h[i:i + 1], vmin, vmax,
+                                                    slo, shi)
+    return lo, hi
 
 
 _BITS = {T.INT8: 8, T.INT16: 16, T.INT32: 32, T.INT48: 48}
@@ -258,9 +302,12 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
     if not per_channel or len(mult) == 1:
         return _scale_params_1(int(mult[0]), int(shift[0]), cols, mode, in_mask, in_zp, out_zp,
                                in_bits)
-    with np.errstate(over="ignore"):
-        pow2 = np.ldexp(1.0, -shift).astype(np.float32)       # 2**-shift (inf beyond float32)
     bad_params = np.flatnonzero((mult < 0) | (shift < 2) | (shift > 62)).tolist()
+    if bad_params:
+        with np.errstate(over="ignore"):
+            pow2 = np.ldexp(1.0, -shift).astype(np.float32)   # 2**-shift (inf beyond float32)
+    else:
+        pow2 = np.ldexp(np.float32(1.0), -shift.astype(np.int32))
     # The common case (signed input, SINGLE/DOUBLE_ROUND or scale16, every multiplier and
     # shift valid) goes through the branch-free kernel; only if some element fails a REQUIRE
     # does the general kernel run again for the exact handling of the failures.
@@ -274,7 +321,7 @@ def _scale_params(mult, shift, per_channel, cols, mode, in_mask, in_zp, out_zp, 
         half = np.full(len(shift), 1 << 62, np.int64) if mode == SCALE16 else base
         rows += [rnd_pos, rnd_neg, half]
         if in_zp == 0:
-            rows += no_require_range(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
+            rows += _no_require_bounds(mult, shift, rnd_pos, rnd_neg, half, out_zp, in_bits)
     # the rows of one C-ordered array (each contiguous)
     ints = np.empty((len(rows), cols), np.int64)
     for i, r in enumerate(rows):
