@@ -84,3 +84,26 @@ def test_conv2d_fused_rescale_matches_twin(ih, iw, c, oc, i16, narrow, seed):
     assert (got[1] == 0) == (want[1] == 0)
     if want[1] == 0:
         check(got[0], want[0])
+
+
+def test_conv2d_int8_winograd_fused_rescale_matches_twin():
+    """int8 with zero points -128 / 127 and 40 channels needs float64, so the int32 sums go
+    through Winograd and the fused RESCALE, counting or not."""
+    from tosaint.kernels import compiled as K
+    from tosaint.kernels.spec import tensor_ops as S
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (1, 7, 6, 40)).astype(np.int8)
+    w = rng.integers(-128, 128, (3, 3, 3, 40)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 3)
+    prep = K.conv_weights(w, 127, "conv2d", 255)
+    assert prep.winograd() is not None
+    geo = (-128, (1, 1, 0, 1), (1, 1), (1, 1), (1, 7, 5, 3), False)
+    for narrow in (False, True):
+        rs = _rescale_args(rng, 3, False, narrow)
+        got = K.conv2d_rescale(x, prep, bias, *geo, rs, np.int16)
+        want = S.conv2d_rescale(x, S.conv_weights(w, 127, "conv2d", 255), bias, *geo, rs,
+                                np.int16)
+        assert (got[1] == 0) == (want[1] == 0)
+        assert (want[1] == 0) != narrow
+        if want[1] == 0:
+            check(got[0], want[0])
