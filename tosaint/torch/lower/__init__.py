@@ -5,6 +5,7 @@ modules below fill it with ``@lowers(...)`` when imported here (explicitly, in t
 """
 from . import (activations, arith, attention, einsum, linear, masks, norms,  # noqa: F401
                pooling, reductions, shape)
+from . import embedding  # noqa: F401
 from ._registry import LOWERINGS, Lowering, lowers
 
 __all__ = ["LOWERINGS", "Lowering", "lowers"]

@@ -1,5 +1,6 @@
-"""Lowerings of the normalisations: layer_norm (rsqrt by CLZ normalisation + mantissa TABLE,
-MUL, variable shift) and eval-mode batch_norm (a per-channel affine map)."""
+"""Lowerings of the normalisations: layer_norm and group_norm (rsqrt by CLZ normalisation +
+mantissa TABLE, MUL, variable shift; GroupNorm normalises each group's values as one row) and
+eval-mode batch_norm (a per-channel affine map)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +10,9 @@ import torch
 
 from ... import quant as Q
 from ...schema.definition import DType, Op
-from ..values import QT, Unsupported, f64, numel
+from ..values import QT, Unsupported, f64, norm_dims, numel
 from ._registry import lowers
-from .reductions import mantissa_table
-from .reductions import norm_exp
-from .reductions import var_parts
+from .reductions import mantissa_table, norm_exp, sumsq, var_parts
 
 
 @lowers("aten.layer_norm")
@@ -30,12 +29,37 @@ def layer_norm(em, node, p):
     else:
         acts_name = node.args[0].name
     rank = x.rank
-    eps = float(p["eps"])
-    dims = [rank - 1]
     if acts_name is None:
         acts_name = f"__flat_{node.name}"
         em.obs.acts[acts_name] = [t.reshape(t.shape[:-nd] + (dflat,))
                                   for t in em.acts(node.args[0].name)]
+    q2, s_q2, ymax = normalise_last(em, x, acts_name, float(p["eps"]))
+    w, bias = p["weight"], p["bias"]
+    sy, zp = em.out_qparams(node)
+    if w is None and bias is None:
+        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
+    else:
+        s_n = ymax / 32767
+        yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
+        y = affine(em, yn, s_n, w, bias, rank, sy, flat=dflat, zp=zp)
+    y = em.reshape(y, orig_shape)
+    return em.new(y, sy, orig_shape, zp=zp)
+
+
+#: the most values one normalisation may cover: D * x - sum(x) of int16 codes fits int32
+MAX_NORM_COUNT = 1 << 16
+
+
+def normalise_last(em, x: QT, acts_name, eps):
+    """(x - mean) / sqrt(var + eps) over the last axis of ``x``: returns (q2, s_q2, ymax),
+    int32 ``q2`` holding the normalised values at scale ``s_q2`` (|q2| <= 2**30) and the
+    largest normalised magnitude over the calibration activations ``acts_name`` (float
+    values of ``x``'s shape)."""
+    rank = x.rank
+    dims = [rank - 1]
+    if x.shape[-1] > MAX_NORM_COUNT:
+        raise Unsupported(f"a normalisation over {x.shape[-1]} values (at most "
+                          f"{MAX_NORM_COUNT}: D * x - sum(x) must fit int32)")
     xc16, s_c, dcount, v, u_v, eps_i = var_parts(em, x, dims, acts_name, eps)
     norm, e, h = norm_exp(em, v, even=True)
     r, sr = mantissa_table(em, norm, True, lambda m: 1.0 / np.sqrt(m))
@@ -59,16 +83,144 @@ def layer_norm(em, node, p):
                                                                   keepdim=True) + eps)
         ymax = max(ymax, float(yy.abs().max()))
     ymax = ymax if ymax > 0 else 1.0
-    w, bias = p["weight"], p["bias"]
+    return q2, s_q2, ymax
+
+
+def group_norm_core(em, node, x: QT, groups, w, bias, eps):
+    """GroupNorm: layer_norm over each group's (C/G, *spatial) values of [N, C, *spatial]
+    ``x`` (reshaped to [N, G, D]), then the per-channel affine map along axis 1."""
+    if x.rank < 2:
+        raise Unsupported("group_norm of a tensor of rank < 2")
+    n, c = x.shape[0], x.shape[1]
+    if groups <= 0 or c % groups:
+        raise Unsupported(f"group_norm with {groups} groups of {c} channels")
+    d = numel(x.shape[1:]) // groups
+    g3 = (n, groups, d)
+    acts_name = f"__groups_{node.name}"
+    em.obs.acts[acts_name] = [t.reshape(g3) for t in em.acts(node.args[0].name)]
+    xg = QT(em.reshape(x.name, g3), x.scale, g3, x.dtype, x.zp)
+    q2, s_q2, ymax = normalise_last(em, xg, acts_name, eps)
     sy, zp = em.out_qparams(node)
     if w is None and bias is None:
         y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
     else:
         s_n = ymax / 32767
         yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
-        y = affine(em, yn, s_n, w, bias, rank, sy, flat=dflat, zp=zp)
-    y = em.reshape(y, orig_shape)
-    return em.new(y, sy, orig_shape, zp=zp)
+        yn = em.reshape(yn, (n, c, numel(x.shape[2:])))
+        y = affine(em, yn, s_n, w, bias, 3, sy, axis=1, zp=zp)
+    y = em.reshape(y, x.shape)
+    return em.new(y, sy, x.shape, zp=zp)
+
+
+@lowers("aten.group_norm")
+def group_norm(em, node, p):
+    return group_norm_core(em, node, p["input"], int(p["num_groups"]), p["weight"],
+                           p["bias"], float(p["eps"]))
+
+
+def _key(node):
+    return ".".join(str(node.target).split(".")[:2]) if node.op == "call_function" else ""
+
+
+def _normalize_pattern(node):
+    """For ``linalg_vector_norm(x, 2, dims, keepdim=True)`` whose only use is F.normalize's
+    ``x / norm.clamp_min(eps).expand_as(x)`` (the clamp and the expand optional; clamp(min=eps)
+    too): (eps, [the nodes after the norm, the div last]); else None."""
+    x = node.args[0]
+    eps, chain, cur = 0.0, [], node
+    while True:
+        users = list(cur.users)
+        if len(users) != 1:
+            return None
+        u = users[0]
+        k = _key(u)
+        if k in ("aten.clamp_min", "aten.clamp") and u.args[0] is cur:
+            lo = u.args[1] if len(u.args) > 1 else u.kwargs.get("min")
+            hi = u.args[2] if len(u.args) > 2 else u.kwargs.get("max")
+            if not isinstance(lo, (int, float)) or hi is not None or lo < 0:
+                return None
+            eps = max(eps, float(lo))
+        elif k in ("aten.expand_as", "aten.expand") and u.args[0] is cur:
+            if k == "aten.expand_as" and u.args[1] is not x:
+                return None
+        elif k == "aten.div" and len(u.args) == 2 and u.args[0] is x and u.args[1] is cur \
+                and not u.kwargs:
+            if tuple(u.meta["val"].shape) != tuple(x.meta["val"].shape):
+                return None
+            return eps, chain + [u]
+        else:
+            return None
+        chain.append(u)
+        cur = u
+
+
+def _sum_squares(em, x: QT, dims):
+    """(v, u_v, dcount, x16, s16): v = sum over dims of (x16**2 >> k) (int32, keepdim, <= 2**30)
+    with v * u_v = sum of x**2; x16 the int16 values (int8 codes, zero point removed, << 7)."""
+    if x.dtype == DType.INT8:
+        x16, s16 = em.rescale(x.name, 128, DType.INT16, input_zp=x.zp), x.scale / 128
+    else:
+        x16, s16 = x.name, x.scale
+    dcount = numel([x.shape[d] for d in dims])
+    if dcount > MAX_NORM_COUNT:
+        raise Unsupported(f"a vector norm over {dcount} values (at most {MAX_NORM_COUNT})")
+    v, k = sumsq(em, x16, dims, dcount)
+    return v, s16 * s16 * (1 << k), dcount, x16, s16
+
+
+@lowers("aten.linalg_vector_norm")
+def vector_norm(em, node, p):
+    """The L2 norm over ``dim``: sqrt of the sum of squares by CLZ normalisation + mantissa
+    TABLE.  Used only by F.normalize's division (see :func:`_normalize_pattern`) it becomes
+    the whole normalisation, x * rsqrt(max(sum x**2, eps**2)), in one pass: rsqrt TABLE, MUL,
+    variable shift, RESCALE, without quantizing the norm."""
+    x = p["self"]
+    if float(p["ord"]) != 2.0:
+        raise Unsupported(f"vector norm of order {p['ord']} (only the L2 norm)")
+    if p.get("dtype") is not None:
+        raise Unsupported("vector norm with a dtype")
+    dims = norm_dims(p.get("dim"), x.rank)
+    rank = x.rank
+    pat = _normalize_pattern(node) if p.get("keepdim") else None
+    v, u_v, dcount, x16, s16 = _sum_squares(em, x, dims)
+    if pat is None:         # the norm itself: sqrt(v) = sqrt(m4) * 2**(14.5 - h)
+        v1 = em.b.maximum(v, em.const_i32([1], rank))
+        norm, e, h = norm_exp(em, v1, even=True)
+        r, sr = mantissa_table(em, norm, True, np.sqrt)
+        h_min = (Q.clz32((1 << 30)) - 1) // 2
+        sh = em.b.sub(h, em.const_i32([h_min], rank))
+        q2 = em.b.binary(Op.ARITHMETIC_RIGHT_SHIFT, r, sh, attrs=dict(round=True))
+        s_q2 = sr * 2.0 ** (14.5 - h_min) * math.sqrt(u_v)
+        sy, zp = em.out_qparams(node)
+        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=23, output_zp=zp)
+        shape = tuple(node.meta["val"].shape)
+        return em.new(em.reshape(y, shape), sy, shape, zp=zp)
+    eps, chain = pat
+    div = chain[-1]
+    eps_i = int(min(max(1, round(eps * eps / u_v)), (1 << 30) - 1))
+    v = em.b.maximum(v, em.const_i32([eps_i], rank))
+    norm, e, h = norm_exp(em, v, even=True)
+    r, sr = mantissa_table(em, norm, True, lambda m: 1.0 / np.sqrt(m))
+    # rsqrt(v * u_v) = r * sr * 2**(h - 14.5) / sqrt(u_v)
+    h_min = (Q.clz32(max(1 << 30, eps_i)) - 1) // 2
+    x32 = em.b.rescale(x16, 1 << 30, 30, DType.INT32)
+    # |y| <= 1 in exact arithmetic; the rounded squares (each off by at most 2**(k-1) of
+    # 2**k, v >= 1) allow |y| up to sqrt(1 + D / 2)
+    ybound = 1.05 * math.sqrt(1 + dcount / 2)
+    base = 2.0 ** (h_min - 14.5) * s16 * sr / math.sqrt(u_v)
+    s1 = max(7, math.ceil(math.log2(ybound / (base * (1 << 30)))))
+    q = em.b.mul(x32, r, shift=s1)
+    sh = em.b.sub(h, em.const_i32([h_min], rank))
+    q2 = em.b.binary(Op.LOGICAL_LEFT_SHIFT, q, sh)
+    s_q2 = base * 2.0 ** s1
+    sy, zp = em.out_qparams(div)
+    y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
+    out = em.new(y, sy, x.shape, zp=zp)
+    for n in chain[:-1]:
+        em.folded[n.name] = None
+    em.folded[div.name] = out
+    em.record_as = div.name
+    return out
 
 
 def affine(em, yn, s_n, w, bias, rank, sy, flat=None, axis=-1, zp=0):
