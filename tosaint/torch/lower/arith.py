@@ -1,5 +1,7 @@
 """Lowerings of elementwise arithmetic: add/sub (both operands RESCALEd to a shared int32
-scale with headroom), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg."""
+scale with headroom), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg,
+and the elementwise extremes maximum/minimum and clamp with tensor bounds (a CLAMP on the codes
+for a scalar constant bound, else MAXIMUM/MINIMUM on a shared int32 scale, as add)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +11,7 @@ from ... import quant as Q
 from ...schema.definition import DType, Op
 from ..values import QT, Fake, IntT, Unsupported, f64
 from ._registry import lowers
-from .activations import table
+from .activations import clamp_to, table
 from .masks import masked
 
 
@@ -125,3 +127,84 @@ def div(em, node, p):
 @lowers("aten.neg", nhwc=True)
 def neg(em, node, p):
     return scalar_mul(em, node, p["self"], -1.0)
+
+
+def _scalar(v):
+    """True for a float constant holding one value (a python number or a one-element tensor)."""
+    return not isinstance(v, (QT, IntT)) and (not isinstance(v, torch.Tensor) or v.numel() == 1)
+
+
+def clamp_between(em, node, x, lo, hi):
+    """``min(max(x, lo), hi)`` elementwise (torch.clamp's order), ``lo``/``hi`` None, a float
+    constant or a QT, broadcast to the node's shape.
+
+    An activation ``x`` between constant scalar bounds inside its range is a CLAMP on its
+    codes (as relu).  Otherwise every operand goes to int32 on one scale ``sc`` = the largest
+    operand scale / 2**headroom (constants rounded to it), MAXIMUM then MINIMUM, and one
+    RESCALE to the node's own quantization: as in add, no operand is rounded to a coarser
+    one's scale (the int32 values carry every operand's codes within 2**-headroom), and the
+    output takes the range calibrated for it (max(x, y) is often narrower than x's and y's
+    ranges together)."""
+    shape = tuple(node.meta["val"].shape)
+    bounds = [v for v in (lo, hi) if v is not None]
+    if isinstance(x, QT) and x.shape == shape and all(_scalar(v) for v in bounds):
+        f = [None if v is None else float(v) for v in (lo, hi)]
+        qmin, qmax = (-128, 127) if x.dtype == DType.INT8 else (-em.qmax, em.qmax)
+        inside = all((qmin - x.zp) * x.scale <= v <= (qmax - x.zp) * x.scale
+                     for v in f if v is not None)
+        if inside and (None in f or f[0] <= f[1]):
+            return clamp_to(em, node, x, f[0], f[1])
+    rank = len(shape)
+    ss = []
+    for v in [x] + bounds:
+        if isinstance(v, QT):
+            ss.append(v.scale)
+        else:
+            t = f64(v)
+            ss.append((float(t.abs().max()) if t.numel() else 0.0) / em.qmax)
+    sc = max(ss) / (1 << em.headroom)
+
+    def i32(v):
+        if isinstance(v, QT):
+            return em.to_rank(em.rescale(v.name, Q.ratio(v.scale, den=[sc]), DType.INT32,
+                                         input_zp=v.zp), rank)
+        return em.const_i32(np.round(f64(v).numpy() / sc), rank)
+
+    y = i32(x)
+    if lo is not None:
+        y = em.b.maximum(y, i32(lo))
+    if hi is not None:
+        y = em.b.minimum(y, i32(hi))
+    sy, zp = em.out_qparams(node)
+    y = em.rescale(y, Q.ratio(sc, den=[sy]), em.adt, bound_bits=em.headroom + 17, output_zp=zp)
+    return em.new(em.reshape(y, shape), sy, shape, zp=zp)
+
+
+def maximum_of(em, node, a, b):
+    """torch.maximum(a, b) (also torch.max(a, b)): either operand a QT or a constant."""
+    if not isinstance(a, QT):
+        a, b = b, a
+    return clamp_between(em, node, a, b, None)
+
+
+def minimum_of(em, node, a, b):
+    """torch.minimum(a, b) (also torch.min(a, b)): either operand a QT or a constant."""
+    if not isinstance(a, QT):
+        a, b = b, a
+    return clamp_between(em, node, a, None, b)
+
+
+@lowers("aten.maximum", "aten.fmax", nhwc=True)
+def maximum(em, node, p):
+    return maximum_of(em, node, p["self"], p["other"])
+
+
+@lowers("aten.minimum", "aten.fmin", nhwc=True)
+def minimum(em, node, p):
+    return minimum_of(em, node, p["self"], p["other"])
+
+
+def clamp_tensor(em, node, p):
+    """torch.clamp(x, min=, max=) where a bound is a tensor (aten.clamp.Tensor): activation
+    or constant bounds, broadcast."""
+    return clamp_between(em, node, p["self"], p.get("min"), p.get("max"))

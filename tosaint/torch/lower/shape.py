@@ -1,12 +1,15 @@
 """Lowerings of data movement: reshapes, transposes, pixel (un)shuffle, expand/repeat,
-cat/stack, slices and splits, constant padding, and the identities (clone, dropout in eval,
-...).  The scale of the input carries over, except cat/stack, which requantize to one
-quantization that holds every input's range (:func:`~tosaint.torch.values.common_qparams`)."""
+cat/stack, slices and splits, flip (REVERSE) and roll (SLICE + CONCAT), constant padding, and
+the identities (clone, dropout in eval, ...).  The scale of the input carries over, except
+cat/stack, which requantize to one quantization that holds every input's range
+(:func:`~tosaint.torch.values.common_qparams`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..values import QT, Unsupported, common_qparams, f64, is_act, like, numel, quantize_const
+from ...schema.definition import Op
+from ..values import (QT, Unsupported, common_qparams, f64, is_act, like, numel,
+                      quantize_const)
 from ._registry import lowers
 
 
@@ -54,8 +57,10 @@ def t_(em, node, p):
     return same_scale(em, node, x, em.b.transpose(x.name, [1, 0]))
 
 
-@lowers("aten.expand", ints=True)
+@lowers("aten.expand", "aten.expand_as", ints=True)
 def expand(em, node, p):
+    """expand/expand_as to the node's shape: TILE where a size-1 axis grows (rank made equal
+    first); ``expand_as``'s other tensor gives only the shape."""
     x = p["self"]
     shape = tuple(node.meta["val"].shape)
     xr = em.to_rank(x.name, len(shape))
@@ -262,3 +267,95 @@ def pixel_shuffle(em, node, p):
 @lowers("aten.pixel_unshuffle")
 def pixel_unshuffle(em, node, p):
     return _pixel_shuffle(em, node, p["self"], int(p["downscale_factor"]), True)
+
+
+def reverse(em, name, d):
+    """REVERSE of tensor ``name`` along axis ``d``.  Ethos-U55/U65 reverse no channel (last)
+    axis of a rank <= 4 tensor: there the axis is made the middle one of a [before, n, 1]
+    reshape (the same element order)."""
+    shape = tuple(em.b.shape(name))
+    if shape[d] == 1:
+        return name
+    if em.u55 and d == len(shape) - 1 and len(shape) <= 4:
+        r = em.reshape(name, (numel(shape[:d]), shape[d], 1))
+        r = em.b.op(Op.REVERSE, [r], em.b.shape(r), em.b.dtype(r), dict(axis=1))
+        return em.reshape(r, shape)
+    return em.b.op(Op.REVERSE, [name], shape, em.b.dtype(name), dict(axis=d))
+
+
+#: the NHWC axis of each NCHW axis
+NHWC_AXIS = (0, 3, 1, 2)
+
+
+@lowers("aten.flip", ints=True)
+def flip(em, node, p):
+    """torch.flip / x.flip(dims): one REVERSE per flipped axis, exact on the codes (the scale
+    and zero point carried over).  A rank-4 input with an NHWC twin (a conv/pool output, or
+    a conv input) is flipped on the twin too, so that test-time augmentation around convs
+    needs no TRANSPOSE (the unused chain is removed)."""
+    x = p["self"]
+    dims = sorted({int(d) % x.rank for d in p["dims"]}) if x.rank else []
+    name = x.name
+    for d in dims:
+        name = reverse(em, name, d)
+    if name == x.name:
+        return x
+    if x.rank == 4 and x.name in em.nhwc_of:
+        tw = em.nhwc_of[x.name]
+        for d in dims:
+            tw = reverse(em, tw, NHWC_AXIS[d])
+        em.set_nhwc(name, tw)
+    return like(x, name, x.shape)
+
+
+@lowers("aten.fliplr", ints=True)
+def fliplr(em, node, p):
+    return flip(em, node, dict(self=p["self"], dims=[1]))
+
+
+@lowers("aten.flipud", ints=True)
+def flipud(em, node, p):
+    return flip(em, node, dict(self=p["self"], dims=[0]))
+
+
+def roll_dim(em, x, d, shift):
+    """``x`` rolled by ``shift`` along axis ``d``: out[i] = x[(i - shift) mod n], as the
+    last ``shift`` entries SLICEd off and CONCATenated in front of the rest."""
+    n = x.shape[d]
+    s = int(shift) % n if n else 0
+    if s == 0:
+        return x
+    tail = slice_dim(em, x, d, n - s, n)
+    head = slice_dim(em, x, d, 0, n - s)
+    return like(x, em.b.concat([tail.name, head.name], d), x.shape)
+
+
+@lowers("aten.roll", ints=True)
+def roll(em, node, p):
+    """torch.roll(x, shifts, dims) (Swin's shifted windows): SLICE + CONCAT per rolled axis,
+    exact on the codes; without dims the flattened tensor is rolled and reshaped back.  A
+    rank-4 input with an NHWC twin is rolled on the twin too (see :func:`flip`)."""
+    x = p["self"]
+    shifts = [p["shifts"]] if isinstance(p["shifts"], int) else list(p["shifts"])
+    dims = p.get("dims")
+    dims = [] if dims is None else [dims] if isinstance(dims, int) else list(dims)
+    if not dims:
+        if len(shifts) != 1:
+            raise Unsupported(f"roll with shifts {shifts} and no dims")
+        shape = x.shape
+        flat = like(x, em.reshape(x.name, (numel(shape),)), (numel(shape),))
+        y = roll_dim(em, flat, 0, shifts[0])
+        return like(x, em.reshape(y.name, shape), shape)
+    if len(shifts) != len(dims):
+        raise Unsupported(f"roll with {len(shifts)} shifts for {len(dims)} dims")
+    dims = [int(d) % x.rank for d in dims]
+    y = x
+    for s, d in zip(shifts, dims):
+        y = roll_dim(em, y, d, s)
+    if y.name != x.name and x.rank == 4 and x.name in em.nhwc_of:
+        tw = em.nhwc_of[x.name]
+        tw = like(x, tw, em.b.shape(tw))
+        for s, d in zip(shifts, dims):
+            tw = roll_dim(em, tw, NHWC_AXIS[d], s)
+        em.set_nhwc(y.name, tw.name)
+    return y
