@@ -80,6 +80,23 @@ def _dw_taps9(acc, xn, y, dy, lo, hi, sx, x0, dx, zs, wq):
 
 
 @jit
+def _dw_single(acc, src_row, lo, hi, sx, x0, izp, wr):
+    """acc[ox, c] += (src_row[ox*sx + x0, c] - izp) * wr[c] for the ox outside [lo, hi) whose
+    input pixel is inside the row: one tap near the edges (one compiled loop for all callers)."""
+    OW = acc.shape[0]
+    IW = src_row.shape[0]
+    for ox in range(OW - (hi - lo)):
+        if ox >= lo:
+            ox += hi - lo                               # the pixels right of [lo, hi)
+        xx = ox * sx + x0
+        if xx >= 0 and xx < IW:
+            a = acc[ox]
+            src = src_row[xx]
+            for c in range(a.shape[0]):
+                a[c] += (np.int32(src[c]) - izp) * wr[c]
+
+
+@jit
 def _dw_tap(a, src, izp, wr, M, C):
     """a[c*M+m] += (src[c] - izp) * wr[c*M+m]: one tap of one output pixel."""
     if M == 1:
@@ -120,17 +137,8 @@ def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl,
             acc[:lo] = 0
             acc[hi:] = 0
             for t in range(9):
-                src_row = x[n, y0 + (t // 3) * dy]
-                wr = wq[t]
-                for ox in range(OW - (hi - lo)):
-                    if ox >= lo:
-                        ox += hi - lo                   # the pixels right of the interior
-                    xx = ox * sx - pl + (t % 3) * dx
-                    if xx >= 0 and xx < IW:
-                        a = acc[ox]
-                        src = src_row[xx]
-                        for c in range(C):
-                            a[c] += (np.int32(src[c]) - izp) * wr[c]
+                _dw_single(acc, x[n, y0 + (t // 3) * dy], lo, hi, sx, (t % 3) * dx - pl, izp,
+                           wq[t])
             continue
         acc[:] = 0
         for ky in range(KH):
@@ -151,16 +159,8 @@ def _depthwise_rows3(row0, row1, OH, x, izp, wq, KH, KW, sy, sx, dy, dx, pt, pl,
                     _dw_taps3(acc, src_row, lo, hi, sx, kx * dx - pl, dx, izp, wq[t0],
                               wq[t0 + 1], wq[t0 + 2])
                 for t in range(group):
-                    wr = wq[ky * KW + kx + t]
-                    for ox in range(OW):
-                        if ox >= lo and ox < hi:
-                            continue
-                        xx = ox * sx - pl + (kx + t) * dx
-                        if xx >= 0 and xx < IW:
-                            a = acc[ox]
-                            src = src_row[xx]
-                            for c in range(C):
-                                a[c] += (np.int32(src[c]) - izp) * wr[c]
+                    _dw_single(acc, src_row, lo, hi, sx, (kx + t) * dx - pl, izp,
+                               wq[ky * KW + kx + t])
                 kx += group
 
 
