@@ -1,6 +1,7 @@
-"""Lowerings of the normalisations: layer_norm and group_norm (rsqrt by CLZ normalisation +
-mantissa TABLE, MUL, variable shift; GroupNorm normalises each group's values as one row) and
-eval-mode batch_norm (a per-channel affine map)."""
+"""Lowerings of the normalisations: layer_norm, group_norm and instance_norm (rsqrt by CLZ
+normalisation + mantissa TABLE, MUL, variable shift; GroupNorm normalises each group's values
+as one row), eval-mode batch_norm (a per-channel affine map), and the L2 vector norm with
+F.normalize's division by it."""
 from __future__ import annotations
 
 import math
@@ -116,6 +117,17 @@ def group_norm_core(em, node, x: QT, groups, w, bias, eps):
 def group_norm(em, node, p):
     return group_norm_core(em, node, p["input"], int(p["num_groups"]), p["weight"],
                            p["bias"], float(p["eps"]))
+
+
+@lowers("aten.instance_norm")
+def instance_norm(em, node, p):
+    """InstanceNorm: GroupNorm with one group per channel; in eval mode with running
+    statistics (track_running_stats=True) the batch_norm affine map."""
+    x = p["input"]
+    if not p["use_input_stats"]:
+        return batch_norm_affine(em, node, dict(input=x, training=False, **{
+            k: p[k] for k in ("running_mean", "running_var", "weight", "bias", "eps")}))
+    return group_norm_core(em, node, x, x.shape[1], p["weight"], p["bias"], float(p["eps"]))
 
 
 def _key(node):
