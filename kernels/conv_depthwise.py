@@ -11,7 +11,7 @@ import numpy as np
 
 from ._epilogue import bias64, epilogue_args, finalize_rows, rescale_rows
 from ._int import I32_MAX
-from ._jit import jit
+from ._jit import inline, jit
 from ._threads import run_parallel
 
 __all__ = ["depthwise_weights", "depthwise_conv2d", "depthwise_conv2d_rescale"]
@@ -79,10 +79,10 @@ def _dw_taps9(acc, xn, y, dy, lo, hi, sx, x0, dx, zs, wq):
                     + np.int32(p8[c]) * w8[c] - zs[c])
 
 
-@jit
+@inline
 def _dw_single(acc, src_row, lo, hi, sx, x0, izp, wr):
     """acc[ox, c] += (src_row[ox*sx + x0, c] - izp) * wr[c] for the ox outside [lo, hi) whose
-    input pixel is inside the row: one tap near the edges (one compiled loop for all callers)."""
+    input pixel is inside the row: one tap near the edges (inlined into its callers)."""
     OW = acc.shape[0]
     IW = src_row.shape[0]
     for ox in range(OW - (hi - lo)):
