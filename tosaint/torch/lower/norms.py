@@ -47,7 +47,8 @@ def layer_norm(em, node, p):
     return em.new(y, sy, orig_shape, zp=zp)
 
 
-#: the most values one normalisation may cover: D * x - sum(x) of int16 codes fits int32
+#: the most values one row of a normalisation may hold: D * x - sum(x) of int16 codes fits
+#: int32 (a GroupNorm over more reduces in two steps, see :func:`_group_var_parts`)
 MAX_NORM_COUNT = 1 << 16
 
 
@@ -62,6 +63,14 @@ def normalise_last(em, x: QT, acts_name, eps):
         raise Unsupported(f"a normalisation over {x.shape[-1]} values (at most "
                           f"{MAX_NORM_COUNT}: D * x - sum(x) must fit int32)")
     xc16, s_c, dcount, v, u_v, eps_i = var_parts(em, x, dims, acts_name, eps)
+    q2, s_q2 = _times_rsqrt(em, xc16, s_c, dcount, v, u_v, eps_i)
+    return q2, s_q2, _ymax(em.acts(acts_name), eps)
+
+
+def _times_rsqrt(em, xc16, s_c, dcount, v, u_v, eps_i):
+    """xc16 * rsqrt(v * u_v) (|.| <= sqrt(D)) as int32 q2 at scale s_q2: CLZ normalisation,
+    mantissa TABLE, MUL, variable left shift."""
+    rank = len(em.b.shape(xc16))
     norm, e, h = norm_exp(em, v, even=True)
     r, sr = mantissa_table(em, norm, True, lambda m: 1.0 / np.sqrt(m))
     # rsqrt(v * u_v) = r * sr * 2**(h - 14.5) / sqrt(u_v)
@@ -75,39 +84,91 @@ def normalise_last(em, x: QT, acts_name, eps):
     q = em.b.mul(xc32, r, shift=s1)
     sh = em.b.sub(h, em.const_i32([h_min], rank))
     q2 = em.b.binary(Op.LOGICAL_LEFT_SHIFT, q, sh)
-    s_q2 = base * 2.0 ** s1
-    # calibrated range of the normalised values
+    return q2, base * 2.0 ** s1
+
+
+def _ymax(acts, eps):
+    """The largest |normalised value| over the last axis of the calibration activations."""
     ymax = 0.0
-    for t in em.acts(acts_name):
+    for t in acts:
         tt = t.double()
         yy = (tt - tt.mean(-1, keepdim=True)) / torch.sqrt(tt.var(-1, unbiased=False,
                                                                   keepdim=True) + eps)
         ymax = max(ymax, float(yy.abs().max()))
-    ymax = ymax if ymax > 0 else 1.0
-    return q2, s_q2, ymax
+    return ymax if ymax > 0 else 1.0
+
+
+def _group_var_parts(em, x: QT, acts, eps):
+    """var_parts for [N, G, A, B] ``x`` normalised over (A, B), A * B > 2**16, B <= 2**16:
+    every sum in two steps (over B, RESCALEd down by 2**ceil(log2 A), over A) so that no
+    int32 overflows.  The mean is subtracted at 2**14 times the input's resolution (its
+    error from the rounded partial sums is at most A / (2 B) input steps), the squares of
+    the centred int16 values are summed as in :func:`reductions.sumsq`."""
+    if x.dtype == DType.INT8:
+        x = em.to16(x)
+    _, _, a, b = x.shape
+    dcount = a * b
+    ta = max(1, (a - 1).bit_length())
+    j = 14
+    s1 = em.b.reduce_sum(em.to_i32(x), 3)                        # |.| <= 32767 * B
+    s1 = em.b.rescale(s1, 1 << 30, 30 + ta, DType.INT32)
+    ssum = em.b.reduce_sum(s1, 2)                                 # ~ sum / 2**ta
+    mean_j = em.rescale(ssum, Q.ratio(2 ** (ta + j), den=[dcount]), DType.INT32,
+                        bound_bits=31)
+    xc = em.b.sub(em.to_i32(x, 1 << j), mean_j)                  # (x - mean) * 2**j
+    dev = 0.0
+    for t in acts:
+        tt = t.double()
+        dev = max(dev, float((tt - tt.mean(-1, keepdim=True)).abs().max()))
+    dev = dev if dev > 0 else x.scale
+    s_c = dev / 32767
+    xc16 = em.rescale(xc, Q.ratio(x.scale, den=[1 << j, s_c]), DType.INT16, bound_bits=31)
+    sq = em.b.mul(xc16, xc16)                                     # <= 2**30
+    kb = max(1, (b - 1).bit_length())
+    sq = em.b.rescale(sq, 1 << 30, 30 + kb, DType.INT32)
+    v = em.b.reduce_sum(sq, 3)                                    # <= 2**30 + B / 2
+    v = em.b.rescale(v, 1 << 30, 30 + ta, DType.INT32)
+    v = em.b.reduce_sum(v, 2)
+    u_v = s_c * s_c * (1 << (kb + ta)) / dcount                   # v * u_v = variance
+    eps_i = int(min(max(1, round(eps / u_v)), (1 << 30) - 1))
+    v = em.b.add(v, em.const_i32([eps_i], 4))
+    return xc16, s_c, dcount, v, u_v, eps_i
 
 
 def group_norm_core(em, node, x: QT, groups, w, bias, eps):
     """GroupNorm: layer_norm over each group's (C/G, *spatial) values of [N, C, *spatial]
-    ``x`` (reshaped to [N, G, D]), then the per-channel affine map along axis 1."""
+    ``x`` (reshaped to [N, G, D]), then the per-channel affine map along axis 1.  A group of
+    more than 2**16 values is normalised as [N, G, C/G, HW] with two-step sums (HW at most
+    2**16)."""
     if x.rank < 2:
         raise Unsupported("group_norm of a tensor of rank < 2")
     n, c = x.shape[0], x.shape[1]
     if groups <= 0 or c % groups:
         raise Unsupported(f"group_norm with {groups} groups of {c} channels")
-    d = numel(x.shape[1:]) // groups
+    hw = numel(x.shape[2:])
+    d = hw * (c // groups)
     g3 = (n, groups, d)
-    acts_name = f"__groups_{node.name}"
-    em.obs.acts[acts_name] = [t.reshape(g3) for t in em.acts(node.args[0].name)]
-    xg = QT(em.reshape(x.name, g3), x.scale, g3, x.dtype, x.zp)
-    q2, s_q2, ymax = normalise_last(em, xg, acts_name, eps)
+    acts = [t.reshape(g3) for t in em.acts(node.args[0].name)]
+    if d <= MAX_NORM_COUNT:
+        acts_name = f"__groups_{node.name}"
+        em.obs.acts[acts_name] = acts
+        xg = QT(em.reshape(x.name, g3), x.scale, g3, x.dtype, x.zp)
+        q2, s_q2, ymax = normalise_last(em, xg, acts_name, eps)
+    elif hw <= MAX_NORM_COUNT:
+        g4 = (n, groups, c // groups, hw)
+        xg = QT(em.reshape(x.name, g4), x.scale, g4, x.dtype, x.zp)
+        q2, s_q2 = _times_rsqrt(em, *_group_var_parts(em, xg, acts, eps))
+        ymax = _ymax(acts, eps)
+    else:
+        raise Unsupported(f"a group_norm over {hw} spatial positions (at most "
+                          f"{MAX_NORM_COUNT})")
     sy, zp = em.out_qparams(node)
     if w is None and bias is None:
         y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
     else:
         s_n = ymax / 32767
         yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
-        yn = em.reshape(yn, (n, c, numel(x.shape[2:])))
+        yn = em.reshape(yn, (n, c, hw))
         y = affine(em, yn, s_n, w, bias, 3, sy, axis=1, zp=zp)
     y = em.reshape(y, x.shape)
     return em.new(y, sy, x.shape, zp=zp)
