@@ -254,3 +254,27 @@ def test_table_aware_range_clips_where_the_function_is_flat():
     # a function that is not finite at an end (1/x at 0) still gets a range over x > 0
     s, zp = calib.affine_qparams(cal.abs() + 0.25, np.reciprocal)
     assert s > 0 and zp == -128
+
+
+def test_small_int8_tensor_range_reaches_past_its_calibration():
+    """A tensor of a few values per input (logits, pooled features) is widened by the gap
+    between the two largest per-input maxima; a large one, or one whose inputs all reach the
+    same extreme, keeps its calibrated range."""
+    g = torch.Generator().manual_seed(4)
+    small = [torch.randn(1, 10, generator=g) * (1 + i % 5) for i in range(16)]
+    obs = calib.make_observer()
+    for t in small:
+        obs.update({"t": t})
+    top = sorted(float(t.max()) for t in small)
+    s, zp = calib.int8_qparams(obs, "t")
+    assert (127 - zp) * s >= top[-1] + 0.99 * (top[-1] - top[-2])
+    assert calib.small_tensor_gaps(obs, "t")[1] == top[-1] - top[-2] > 0
+
+    same = calib.make_observer()          # every input reaches 1.0 and -1.0
+    for t in small:
+        same.update({"t": torch.cat([t.clamp(-1, 1), torch.tensor([[1.0, -1.0]])], 1)})
+    assert calib.small_tensor_gaps(same, "t") == (0.0, 0.0)
+    big = calib.make_observer()
+    for i in range(16):
+        big.update({"t": torch.randn(1, 8, 8, 8, generator=g) * (1 + i % 5)})
+    assert calib.small_tensor_gaps(big, "t") == (0.0, 0.0)
