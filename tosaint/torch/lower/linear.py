@@ -1,5 +1,6 @@
 """Lowerings of the linear algebra: linear, addmm, conv1d/conv2d (grouped, depthwise, with an
-eval-mode batch_norm folded in), matmul/bmm of activations and of constants.
+eval-mode batch_norm folded in), conv_transpose1d/2d (grouped and dilated too), matmul/bmm of
+activations and of constants.
 
 a16w8: int16 x int8 per-channel weights -> int48 CONV2D/DEPTHWISE_CONV2D with the int48 bias on
 the op, then one per-channel scale16 RESCALE to int16.  bmm: MATMUL int16 x int16 -> int48,
@@ -207,20 +208,23 @@ def conv_output(em, node, out_node, y, sy, zp, nd):
 
 def conv_transpose(em, node, p, nd):
     """ConvTranspose1d/2d as TRANSPOSE_CONV2D: torch's padding p and output_padding op become
-    TOSA's out_pad (-p, -p + op); torch weight [I, O, K...] -> [O, KH, KW, I]."""
+    TOSA's out_pad (-p, -p + op); torch weight [I, O/g, K...] -> [O, KH, KW, I/g].
+
+    TRANSPOSE_CONV2D has neither groups nor dilation.  Groups: one TRANSPOSE_CONV2D + RESCALE
+    per group on its SLICE of the input channels, CONCATenated on the channel axis (CONCAT
+    takes no int48 accumulators).  Dilation d: the kernel with d - 1 zeros between its
+    taps, of size d * (k - 1) + 1, the same sums (torch's output size is the same formula)."""
     x, w, bias = p["input"], p["weight"], p["bias"]
     if not isinstance(x, QT) or isinstance(w, QT) or isinstance(bias, QT):
         raise Unsupported("transposed convolution needs constant weights and bias")
     if nd not in (1, 2) or x.rank != nd + 2:
         raise Unsupported(f"conv_transpose{nd}d")
-    if int(p["groups"]) != 1:
-        raise Unsupported("grouped transposed convolution")
-    if any(d != 1 for d in ntuple(p["dilation"], nd)):
-        raise Unsupported("dilated transposed convolution")
+    groups = int(p["groups"])
     stride = list(ntuple(p["stride"], nd))
     pad = list(ntuple(p["padding"], nd))
     opad = list(ntuple(p["output_padding"], nd))
-    w = f64(w).transpose(0, 1)                     # [O, I, K...]
+    dil = list(ntuple(p["dilation"], nd))
+    w = _dilate(_group_major(f64(w), groups), dil)   # [O, I/g, K...]
     w, bias, out_node = fold_bn(em, node, w, bias)
     if out_node is not node:
         em.folded[out_node.name] = None  # filled by conv_output
@@ -232,22 +236,53 @@ def conv_transpose(em, node, p, nd):
         stride, pad, opad = [1] + stride, [0] + pad, [0] + opad
     ks = list(w.shape[2:])
     if any(pd >= k for pd, k in zip(pad, ks)):
-        raise Unsupported("transposed convolution with padding >= kernel size")
+        raise Unsupported("transposed convolution with padding >= (dilated) kernel size")
     xn = em.nhwc(x4)
     sy, zp = em.out_qparams(out_node)
-    if em.u55:
-        acc, sacc = _transpose_conv_as_conv(em, xn, x.scale, w, bias, stride, pad, opad,
-                                            x.zp)
-        y = em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt, output_zp=zp)
-        return conv_output(em, node, out_node, y, sy, zp, nd)
-    q, sw = calib.weight_quant(w)
-    bq = bias_const(em, bias, x.scale, sw, q.shape[0])
-    wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
-    out_pad = [-pad[0], -pad[0] + opad[0], -pad[1], -pad[1] + opad[1]]
-    acc = em.b.transpose_conv2d(xn, wc, bq, out_pad=out_pad, stride=stride, input_zp=x.zp,
-                                acc_type=em.acc)
-    y = em.rescale(acc, [Q.ratio(x.scale * s, den=[sy]) for s in sw], em.adt, output_zp=zp)
+    o, cg = w.shape[0], c // groups
+    og = o // groups
+    parts = []
+    for g in range(groups):
+        xs = xn
+        if groups > 1:
+            sh = list(em.b.shape(xn))
+            xs = em.b.slice(xn, (0, 0, 0, g * cg), (sh[0], sh[1], sh[2], cg))
+        wg = w[g * og:(g + 1) * og]
+        bg = None if bias is None else f64(bias)[g * og:(g + 1) * og]
+        if em.u55:
+            acc, sacc = _transpose_conv_as_conv(em, xs, x.scale, wg, bg, stride, pad, opad,
+                                                x.zp)
+        else:
+            q, sw = calib.weight_quant(wg)
+            bq = bias_const(em, bg, x.scale, sw, q.shape[0])
+            wc = em.b.const(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), DType.INT8)
+            out_pad = [-pad[0], -pad[0] + opad[0], -pad[1], -pad[1] + opad[1]]
+            acc = em.b.transpose_conv2d(xs, wc, bq, out_pad=out_pad, stride=stride,
+                                        input_zp=x.zp, acc_type=em.acc)
+            sacc = x.scale * sw
+        parts.append(em.rescale(acc, [Q.ratio(s, den=[sy]) for s in sacc], em.adt,
+                                output_zp=zp))
+    y = parts[0] if groups == 1 else em.b.concat(parts, 3)
     return conv_output(em, node, out_node, y, sy, zp, nd)
+
+
+def _group_major(w, groups):
+    """A transposed convolution's torch weight [I, O/g, K...] as [O, I/g, K...] (output
+    channel g * O/g + j takes group g's input channels)."""
+    i, og = w.shape[:2]
+    cg = i // groups
+    w = w.reshape((groups, cg, og) + tuple(w.shape[2:])).transpose(1, 2)
+    return w.reshape((groups * og, cg) + tuple(w.shape[3:]))
+
+
+def _dilate(w, dil):
+    """Kernel [O, I, K...] with d - 1 zeros between its taps along each spatial axis."""
+    if all(d == 1 for d in dil):
+        return w
+    ks = [d * (k - 1) + 1 for d, k in zip(dil, w.shape[2:])]
+    out = torch.zeros(tuple(w.shape[:2]) + tuple(ks), dtype=w.dtype)
+    out[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dil)] = w
+    return out
 
 
 def _zero_insert(em, xn, axis, s, zp=0):
