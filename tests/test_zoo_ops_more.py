@@ -24,22 +24,39 @@ U55 = "ethos-u55-128"
 
 
 # ---- zoo-style models -------------------------------------------------------------------------
-class ShiftedWindowBlock(nn.Module):   # Swin: roll, window partition, window attention, roll back
-    def __init__(self, c=16, heads=2, window=4, shift=2):
+class ShiftedWindowBlock(nn.Module):   # Swin: roll, window partition, masked window attention
+    def __init__(self, c=16, heads=2, window=4, shift=2, size=8):
         super().__init__()
         self.h, self.w, self.s = heads, window, shift
         self.norm = nn.LayerNorm(c)
         self.qkv = nn.Linear(c, 3 * c)
         self.proj = nn.Linear(c, c)
+        img = torch.zeros(1, size, size, 1)             # Swin's attention mask: 0 / -100
+        cnt = 0
+        for hs in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+            for ws in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+                img[:, hs, ws, :] = cnt
+                cnt += 1
+        mw = self._windows(img).squeeze(-1)
+        m = mw.unsqueeze(1) - mw.unsqueeze(2)
+        self.register_buffer("mask", m.masked_fill(m != 0, -100.0).masked_fill(m == 0, 0.0))
+
+    def _windows(self, t):             # [B, H, W, C] -> [B * windows, w * w, C]
+        b, hh, ww, c = t.shape
+        w = self.w
+        t = t.view(b, hh // w, w, ww // w, w, c).permute(0, 1, 3, 2, 4, 5)
+        return t.reshape(-1, w * w, c)
 
     def forward(self, x):              # [B, H, W, C]
         b, hh, ww, c = x.shape
         w, s = self.w, self.s
-        t = torch.roll(self.norm(x), shifts=(-s, -s), dims=(1, 2))
-        t = t.view(b, hh // w, w, ww // w, w, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, c)
+        t = self._windows(torch.roll(self.norm(x), shifts=(-s, -s), dims=(1, 2)))
+        nw = t.shape[0] // b
         q, k, v = self.qkv(t).reshape(-1, w * w, 3, self.h, c // self.h).permute(2, 0, 3, 1, 4)
         a = (q @ k.transpose(-2, -1)) * (c // self.h) ** -0.5
-        t = (a.softmax(-1) @ v).transpose(1, 2).reshape(-1, w * w, c)
+        a = a.view(b, nw, self.h, w * w, w * w) + self.mask.unsqueeze(1).unsqueeze(0)
+        a = a.view(-1, self.h, w * w, w * w).softmax(-1)
+        t = (a @ v).transpose(1, 2).reshape(-1, w * w, c)
         t = self.proj(t).view(b, hh // w, ww // w, w, w, c).permute(0, 1, 3, 2, 4, 5)
         t = torch.roll(t.reshape(b, hh, ww, c), shifts=(s, s), dims=(1, 2))
         return x + t
@@ -76,7 +93,7 @@ class ClippedResidual(nn.Module):     # max/min of activations, constant caps, e
 
 #: name: (class, input shape, SNR floor a16w8, a8w8); a16w8 is bounded by the int8 weights
 MODELS = {
-    "shifted_window": (ShiftedWindowBlock, (1, 8, 8, 16), 58, 32),   # measured 64.2, 38.9
+    "shifted_window": (ShiftedWindowBlock, (1, 8, 8, 16), 55, 32),   # measured 61.0, 38.6
     "flip_tta": (FlipTTA, (1, 3, 8, 10), 41, 31),                   # 47.3, 37.5
     "clipped_residual": (ClippedResidual, (2, 5, 12), 46, 30),      # 52.3, 36.7
 }
@@ -162,6 +179,45 @@ def test_flip_and_roll_around_convs_stay_nhwc():
         ops = [o.op.name for o in lm.graph.main.operators]
         assert ops.count("TRANSPOSE") == 2 and ops.count("REVERSE") == 4
         assert "RESHAPE" not in ops
+
+
+class CausalScores(nn.Module):
+    def __init__(self, fill, n=6, d=8):
+        super().__init__()
+        self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
+        self.register_buffer("m", torch.full((n, n), fill).triu(1))
+
+    def forward(self, x):
+        a = self.q(x) @ self.k(x).transpose(-1, -2) + self.m
+        return a.softmax(-1) @ x
+
+
+@pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
+def test_constant_additive_mask_before_softmax_is_a_mask(quantization):
+    """A constant 0 / large-negative mask added to the scores (Swin's -100, -10000, -inf)
+    masks them for softmax instead of stretching their scale over the mask's range: the same
+    integers for every such fill, no ADD for it (on Ethos-U55 the masked softmax has one of
+    its own), and with Swin's views between the add and the softmax too (a8w8 SNR of the
+    shifted-window block 38.6 dB, 35.2 with an ADD)."""
+    x = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(2))
+    outs = {}
+    for fill in (float("-inf"), -10000.0, -100.0, -1.0):
+        torch.manual_seed(1)
+        model = CausalScores(fill).eval()
+        for target in (None, U55):
+            lm = tt.lower(model, (x,), quantization=quantization, calibration=[(x,)],
+                          target=target)
+            res = _check_bit_exact(lm, (x,))
+            adds = [o.op.name for o in lm.graph.main.operators].count("ADD")
+            outs[fill, target] = (list(res.values())[0], adds)
+    for target in (None, U55):
+        ref, adds = outs[float("-inf"), target]
+        for fill in (-10000.0, -100.0):
+            assert np.array_equal(outs[fill, target][0], ref)
+            assert outs[fill, target][1] == adds
+    assert outs[-1.0, None][1] == outs[-100.0, None][1] + 1    # -1 is a value: added
+    _, lm, test = _lower("shifted_window", quantization)
+    assert [o.op.name for o in lm.graph.main.operators].count("ADD") == 5
 
 
 # ---- flip, roll, expand_as: the codes moved exactly as torch moves the values ----------------
@@ -282,3 +338,22 @@ def test_max_min_of_two_and_clamp_with_tensor_bounds(name):
             res = _check_bit_exact(lm, xs)
             s = snr_db(want, lm.dequantize_outputs(res).double().numpy())
             assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"
+
+
+def test_subtracted_mask_and_a_scaled_constant_first_add():
+    """scores - 10000 * (1 - keep) is a mask too; torch.add(c, x, alpha=a) (a * x) is not."""
+    keep = torch.ones(6, 6).tril()
+    x = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(3))
+    fs = {"sub": lambda s: s - 10000.0 * (1 - keep),
+          "add_inf": lambda s: s + torch.full((6, 6), float("-inf")).triu(1),
+          "alpha_first": lambda s: torch.add(-10000.0 * (1 - keep), s, alpha=2.0)}
+    got = {}
+    for name, f in fs.items():
+        model = Fn(lambda x, f=f: f(x @ x.transpose(-1, -2)).softmax(-1) @ x)
+        lm = tt.lower(model, (x,), calibration=[(x,)])
+        got[name] = list(_check_bit_exact(lm, (x,)).values())[0]
+        with torch.no_grad():
+            want = model(x)
+        assert snr_db(want.double().numpy(), lm.dequantize_outputs(
+            {lm.outputs[0]["name"]: got[name]}).double().numpy()) > 40, name
+    assert np.array_equal(got["sub"], got["add_inf"])

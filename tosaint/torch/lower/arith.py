@@ -1,7 +1,8 @@
 """Lowerings of elementwise arithmetic: add/sub (both operands RESCALEd to a shared int32
-scale with headroom), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg,
-and the elementwise extremes maximum/minimum and clamp with tensor bounds (a CLAMP on the codes
-for a scalar constant bound, else MAXIMUM/MINIMUM on a shared int32 scale, as add)."""
+scale with headroom; a constant 0/large-negative mask added to softmax scores becomes a -inf
+mask), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg, and the
+elementwise extremes maximum/minimum and clamp with tensor bounds (a CLAMP on the codes for a
+scalar constant bound, else MAXIMUM/MINIMUM on a shared int32 scale, as add)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,10 +10,10 @@ import torch
 
 from ... import quant as Q
 from ...schema.definition import DType, Op
-from ..values import QT, Fake, IntT, Unsupported, f64
+from ..values import QT, Fake, IntT, Unsupported, f64, like
 from ._registry import lowers
 from .activations import clamp_to, table
-from .masks import masked
+from .masks import mask_const, masked
 
 
 def add_scaled(em, node, a, b, coef_b):
@@ -50,6 +51,87 @@ def add_scaled(em, node, a, b, coef_b):
     return em.new(em.reshape(y, shape), sy, shape, zp=zp)
 
 
+#: an additive constant this far (in float units) below every value its softmax row can
+#: otherwise reach acts as -inf: exp(-20) = 2e-9 is below half an int16 output LSB
+MASK_GAP = 20.0
+
+
+#: ops that may stand between an additive mask and its softmax (Swin views the scores to
+#: [B, windows, heads, N, N] for the mask and back)
+RESHAPES = ("aten.view.", "aten.reshape.", "aten._unsafe_view.")
+
+
+def _softmax_chain(node):
+    """(the reshapes from ``node`` to the softmax that is their only consumer, its dim), or
+    None when ``node`` does not go (only) into a softmax."""
+    chain, n = [], node
+    while True:
+        users = list(getattr(n, "users", ()))
+        if len(users) != 1 or users[0].op != "call_function" or users[0].args[0] is not n:
+            return None
+        u = users[0]
+        if str(u.target).startswith(("aten.softmax.", "aten._softmax.")):
+            return chain, int(u.args[1])
+        if not str(u.target).startswith(RESHAPES):
+            return None
+        chain.append(u)
+        n = u
+
+
+def _squeeze_broadcast(m):
+    """Boolean array ``m`` with every axis along which it is constant reduced to size 1."""
+    for ax in range(m.ndim):
+        if m.shape[ax] > 1 and (m == m.take([0], axis=ax)).all():
+            m = m.take([0], axis=ax)
+    return m
+
+
+def additive_mask(em, node, x: QT, c):
+    """``softmax(x + c)`` with a constant ``c`` that is 0 or a large negative number (Swin's
+    shifted-window mask of 0/-100, a -10000 or -inf causal mask): ``x`` with the negative
+    entries masked (-inf for softmax, see :mod:`.masks`), so that the scores keep their own
+    scale instead of one stretched over the mask's range.  The same softmax values as long
+    as every masked entry lies :data:`MASK_GAP` below whatever ``x`` can hold (its codes'
+    whole span) and each softmax row keeps an unmasked entry; otherwise None.
+
+    Reshapes between the add and the softmax are lowered here too (their nodes folded), each
+    with its mask reshaped, since only softmax takes a masked value."""
+    found = _softmax_chain(node)
+    shape = tuple(node.meta["val"].shape)
+    if found is None or x.shape != shape:
+        return None
+    chain, d = found
+    t = f64(c)
+    if t.dim() > len(shape):
+        return None
+    neg = (t != 0).numpy()
+    if not neg.any():
+        return None
+    span = (255 if x.dtype == DType.INT8 else 2 * em.qmax) * x.scale
+    if not bool(torch.all(t[t != 0] <= -(span + MASK_GAP))):
+        return None
+    full = np.broadcast_to(neg.reshape((1,) * (len(shape) - neg.ndim) + neg.shape), shape)
+    last = tuple(chain[-1].meta["val"].shape) if chain else shape
+    rows = full.reshape(last)
+    d %= len(last)
+    if not (~rows).any(axis=d).all():
+        return None
+    # the softmax sizes its exp table by the calibrated spread of its input rows: the masked
+    # entries take no part in it (as -inf filled ones), so they are -inf in its calibration
+    # values too
+    src = chain[-1].name if chain else node.name
+    gone = torch.from_numpy(np.ascontiguousarray(rows))
+    em.obs.acts[src] = [a.double().masked_fill(gone, float("-inf")) if tuple(a.shape) == last
+                        else a for a in em.acts(src)]
+    out = QT(x.name, x.scale, x.shape, x.dtype, x.zp)
+    for n in chain:
+        shp = tuple(int(v) for v in n.meta["val"].shape)
+        m = _squeeze_broadcast(full.reshape(shp))
+        em.folded[n.name] = masked(em, like(out, em.reshape(x.name, shp), shp),
+                                   mask_const(em, m))
+    return masked(em, out, mask_const(em, _squeeze_broadcast(np.array(full))))
+
+
 @lowers("aten.add", nhwc=True, ints=True)
 def add(em, node, p):
     a, b = p["self"], p["other"]
@@ -60,12 +142,23 @@ def add(em, node, p):
         return masked(em, x, m.name)
     if isinstance(a, IntT) or isinstance(b, IntT):
         raise Unsupported("integer arithmetic on integer inputs")
-    return add_scaled(em, node, p["self"], p["other"], float(p.get("alpha", 1) or 1))
+    alpha = float(p.get("alpha", 1) or 1)
+    if isinstance(a, QT) != isinstance(b, QT) and (isinstance(a, QT) or alpha == 1):
+        x, c = (a, f64(b) * alpha) if isinstance(a, QT) else (b, f64(a))
+        out = additive_mask(em, node, x, c)
+        if out is not None:
+            return out
+    return add_scaled(em, node, a, b, alpha)
 
 
 @lowers("aten.sub", nhwc=True)
 def sub(em, node, p):
-    return add_scaled(em, node, p["self"], p["other"], -float(p.get("alpha", 1) or 1))
+    a, b, alpha = p["self"], p["other"], float(p.get("alpha", 1) or 1)
+    if isinstance(a, QT) and not isinstance(b, QT):      # scores - 10000 * (1 - mask)
+        out = additive_mask(em, node, a, -f64(b) * alpha)
+        if out is not None:
+            return out
+    return add_scaled(em, node, a, b, -alpha)
 
 
 @lowers("aten.rsub", nhwc=True)
