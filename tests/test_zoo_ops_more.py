@@ -268,6 +268,22 @@ def test_flip_roll_expand_as_are_exact_on_the_codes(name):
                 assert vela.format_findings(vela.check(lm.graph, U55)) == ""
 
 
+def test_roll_and_flip_of_a_boolean_mask_input():
+    """flip/roll move integer and boolean values too (a BOOL input, int32 0/1 on U55)."""
+    def f(x, m):
+        return x.masked_fill(torch.roll(m, 1, -1).flip(-1), float("-inf")).softmax(-1)
+
+    x = torch.randn(2, 5, generator=torch.Generator().manual_seed(4))
+    m = torch.zeros(2, 5, dtype=torch.bool)
+    m[0, :2] = m[1, 3] = True
+    for target in (None, U55):
+        lm = tt.lower(Fn(f), (x, m), calibration=[(x, m)], target=target)
+        res = _check_bit_exact(lm, (x, m))
+        got = lm.dequantize_outputs(res)
+        assert torch.equal(got == 0, f(x, m) == 0)
+        assert float((got - f(x, m)).abs().max()) < 1e-4
+
+
 # ---- elementwise maximum/minimum ----------------------------------------------------------------
 #: name: (function, input shapes, SNR floor a16w8, a8w8), measured SNRs in the comments
 EXTREMES = {
