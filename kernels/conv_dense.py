@@ -155,16 +155,17 @@ class _Dense:
             return None
         if self._wino is None:
             g = np.ascontiguousarray(self._w[:, 0].transpose(1, 2, 3, 0))  # [3, 3, IC, OC]
-            u = _g2(_g2(g, 0), 1)                                           # [4, 4, IC, OC]
-            self._wino = u.reshape(16, self.ic, self.oc).astype(np.float64)
+            u = _g2(_g2(g, 0), 1, np.float64)                               # [4, 4, IC, OC]
+            self._wino = u.reshape(16, self.ic, self.oc)
         return self._wino
 
 
-def _g2(t, axis):
-    """G2 t along ``axis`` (0 or 1; length 3 -> 4), G2 = [[2,0,0], [1,1,1], [1,-1,1], [0,0,2]]."""
+def _g2(t, axis, dtype=None):
+    """G2 t along ``axis`` (0 or 1; length 3 -> 4), G2 = [[2,0,0], [1,1,1], [1,-1,1], [0,0,2]],
+    written in ``dtype`` (default t's; integers: every value is exact)."""
     shape = list(t.shape)
     shape[axis] = 4
-    out = np.empty(shape, t.dtype)
+    out = np.empty(shape, dtype or t.dtype)
     if axis == 1:
         t, o = t.swapaxes(0, 1), out.swapaxes(0, 1)
     else:
