@@ -6,14 +6,14 @@ and on the official reference model, reaches an SNR floor against the float modu
 6 dB under the measured SNR, calibrated with the test input so that the SNR measures the
 integer arithmetic), and lowers for Ethos-U55 to a graph the reference model runs bit-exactly
 and the preflight check passes.  flip, roll and expand_as move codes: they are checked exact
-against torch on the dequantized input.
+against torch on the dequantized input.  A constant 0/-100 (or -10000, -inf) mask added to
+softmax scores, as Swin adds it, masks them instead of widening their scale.
 """
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import tosaint.torch as tt  # noqa: E402
 from tosaint.errors import UnsupportedOp  # noqa: E402
