@@ -1,7 +1,13 @@
-"""A boolean mask given as a graph input (``forward(x, key_padding_mask)``, as fairseq and
+"""Masks that are not built from a ``lengths`` input.
+
+A boolean mask given as a graph input (``forward(x, key_padding_mask)``, as fairseq and
 HuggingFace-style encoders take it): a TOSA BOOL input (int32 0/1 when lowered for
 Ethos-U55), bit-exact on the reference model, and the same integers as the same model building
-the mask from a ``lengths`` input."""
+the mask from a ``lengths`` input.  A constant causal mask (a registered ``tril`` buffer,
+``masked_fill(bias[:, :, :T, :T] == 0, -inf)`` as nanoGPT writes it): an exact masked softmax,
+bit-exact, also for Ethos-U55."""
+import math
+
 import numpy as np
 import pytest
 
@@ -67,3 +73,43 @@ def test_bool_mask_input_for_u55_is_int32_and_values_are_checked():
     lm, test = _lowered(False, "a8w8")
     with pytest.raises(ValueError, match="0 or 1"):
         lm.quantize_inputs(test[0], test[1].long() * 2)
+
+
+class CausalSelfAttention(nn.Module):        # nanoGPT's
+    def __init__(self, d=16, h=2, block=8):
+        super().__init__()
+        self.c_attn, self.c_proj, self.h, self.d = nn.Linear(d, 3 * d), nn.Linear(d, d), h, d
+        self.register_buffer("bias", torch.tril(torch.ones(block, block)).view(1, 1, block,
+                                                                                block))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.d, dim=2)
+        k = k.view(B, T, self.h, C // self.h).transpose(1, 2)
+        q = q.view(B, T, self.h, C // self.h).transpose(1, 2)
+        v = v.view(B, T, self.h, C // self.h).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        att = torch.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+@pytest.mark.parametrize("target", [None, "ethos-u55-128"])
+@pytest.mark.parametrize("quantization, floor", [("a16w8", 38), ("a8w8", 27)])
+def test_constant_causal_mask_is_an_exact_masked_softmax(quantization, floor, target):
+    from tosaint.quant import snr_db
+    torch.manual_seed(0)
+    model = CausalSelfAttention().eval()
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(1, 6, 16, generator=g),) for _ in range(6)]
+    lm = tt.lower(model, data[0], quantization=quantization, calibration=data[:5],
+                  target=target)
+    _check_bit_exact(lm, data[5])
+    with torch.no_grad():
+        want = model(*data[5])
+    assert snr_db(want.double().numpy(), lm(*data[5]).double().numpy()) >= floor
+    # the first query attends to itself only: its output is the projection of its own value
+    first = model(data[5][0][:, :1])
+    assert snr_db(first.detach().double().numpy(),
+                  lm(*data[5])[:, :1].double().numpy()) >= floor

@@ -123,8 +123,12 @@ def _is_mask(em, m):
 
 
 def _bool_mask(em, m, rank, invert=False):
+    if isinstance(m, torch.Tensor) and m.dtype == torch.bool:      # a constant (causal) mask
+        c = (~m if invert else m).numpy()
+        return mask_const(em, c.reshape((1,) * (rank - c.ndim) + c.shape))
     if not _is_mask(em, m):
-        raise Unsupported("a mask that is not a boolean tensor computed from the inputs")
+        raise Unsupported("a mask that is neither a boolean tensor computed from the inputs "
+                          "nor a constant")
     name = em.to_rank(m.name, rank)
     if invert:
         name = mask_not(em, name)
