@@ -16,6 +16,7 @@ from ... import quant as Q
 from ...schema.definition import DType, Op
 from ..values import BITS, K16, QT, Unsupported, norm_dims, numel
 from ._registry import lowers
+from .arith import maximum_of, minimum_of
 
 
 def finish_reduce(em, node, y, sy, zp=0):
@@ -69,8 +70,10 @@ def _max_min(em, node, p, reduce, fn):
     """torch.max/min of one tensor: over everything, or over ``dim`` as (values, indices)
     where the indices must go unused."""
     overload = str(node.target).rsplit(".", 1)[-1]
+    if overload == "other":                      # torch.max(a, b): elementwise
+        return (maximum_of if fn == "max" else minimum_of)(em, node, p["self"], p["other"])
     if overload not in ("default", "dim"):
-        raise Unsupported(f"torch.{fn} of two tensors (elementwise; torch.{fn}imum)")
+        raise Unsupported(f"torch.{fn} with overload {overload}")
     if overload == "default":
         return _extreme(em, node, dict(self=p["self"], dim=None), reduce)
     vals = ValuesOf(node, f"torch.{fn} over a dim (arg{fn})")
