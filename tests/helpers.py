@@ -25,6 +25,36 @@ def reference(g, inputs):
     return [outs[n] for n in g.outputs] if outs else [], status
 
 
+def check_lowered(lm, inputs):
+    """A ``tosaint.torch`` LoweredModule run on tosaint and on the official reference model
+    (which raises unless its status is VALID): the same outputs in the same order, each of the
+    same shape, dtype and values.  Returns tosaint's result."""
+    pytest.importorskip("tosa_reference_model")
+    res = lm.run(*inputs)
+    ref = lm.run_reference(*inputs)
+    assert [o["name"] for o in lm.outputs] == list(ref)
+    for name, want in ref.items():
+        check(res[name], want)
+    return res
+
+
+def lower_zoo_model(cls, make_inputs, quantization, target=None, seed=7):
+    """``cls()``, seeded, lowered on four calibration inputs drawn by
+    ``make_inputs(generator)`` and on the test input drawn after them (so that an SNR measures
+    the integer arithmetic, not how well four inputs cover a fifth): (model, lowered, test)."""
+    import torch
+
+    import tosaint.torch as tt
+    torch.manual_seed(seed)
+    model = cls().eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    calib = [make_inputs(g) for _ in range(4)]
+    test = make_inputs(g)
+    lm = tt.lower(model, test, quantization=quantization, calibration=calib + [test],
+                  target=target)
+    return model, lm, test
+
+
 def identity_variable_graph():
     """The EXT-VARIABLE form the reference model runs: a variable tensor "state" with initial
     data 0..5, read by one IDENTITY (output "r") and written from input "x" by another."""

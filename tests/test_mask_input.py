@@ -16,7 +16,7 @@ from torch import nn  # noqa: E402
 
 import tosaint.torch as tt  # noqa: E402
 
-from .test_torch_models import _check_bit_exact  # noqa: E402
+from .helpers import check_lowered  # noqa: E402
 
 pytestmark = pytest.mark.torch
 T = 10
@@ -54,7 +54,7 @@ def test_bool_mask_input_is_exact_and_equals_the_lengths_form(quantization):
     lm, test = _lowered(False, quantization)
     assert [i["dtype"] for i in lm.inputs] == [("INT16" if quantization == "a16w8" else "INT8"),
                                                "BOOL"]
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     lm_len, test_len = _lowered(True, quantization)
     res_len = lm_len.run(*test_len)
     (got,), (want,) = [r.outputs.values() for r in (res, res_len)]
@@ -67,7 +67,7 @@ def test_bool_mask_input_is_exact_and_equals_the_lengths_form(quantization):
 def test_bool_mask_input_for_u55_is_int32_and_values_are_checked():
     lm, test = _lowered(False, "a8w8", target="ethos-u55-128")
     assert lm.inputs[1]["dtype"] == "INT32"
-    _check_bit_exact(lm, test)
+    check_lowered(lm, test)
     with pytest.raises(TypeError, match="integer input"):
         lm.quantize_inputs(test[0], test[1].float())
     lm, test = _lowered(False, "a8w8")
@@ -105,7 +105,7 @@ def test_constant_causal_mask_is_an_exact_masked_softmax(quantization, floor, ta
     data = [(torch.randn(1, 6, 16, generator=g),) for _ in range(6)]
     lm = tt.lower(model, data[0], quantization=quantization, calibration=data[:5],
                   target=target)
-    _check_bit_exact(lm, data[5])
+    check_lowered(lm, data[5])
     with torch.no_grad():
         want = model(*data[5])
     assert snr_db(want.double().numpy(), lm(*data[5]).double().numpy()) >= floor

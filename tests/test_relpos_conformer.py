@@ -6,7 +6,6 @@ on the official reference model, with an SNR floor against the float module, and
 Vela for ethos-u85-256 and, lowered for it, ethos-u55-128."""
 import math
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -15,7 +14,8 @@ from torch import nn  # noqa: E402
 import tosaint.torch as tt  # noqa: E402
 from tosaint.quant import snr_db  # noqa: E402
 
-from .test_torch_models import _check_bit_exact, _randomise  # noqa: E402
+from .helpers import check_lowered  # noqa: E402
+from .test_torch_models import _randomise  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -105,7 +105,7 @@ def _case(seed=4321):
 def test_relative_position_conformer_block_is_bit_exact(quantization, floor):
     model, calib, test = _case()
     lm = tt.lower(model, test, quantization=quantization, calibration=calib + [test])
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     with torch.no_grad():
         want = model(*test)
     got = lm.dequantize_outputs(res)

@@ -20,6 +20,8 @@ from tosaint.errors import UnpredictableError, UnsupportedOp  # noqa: E402
 from tosaint.quant import snr_db  # noqa: E402
 from tosaint.torch.lower import LOWERINGS  # noqa: E402
 
+from .helpers import check_lowered, lower_zoo_model  # noqa: E402
+
 pytestmark = pytest.mark.torch
 U55, U85 = "ethos-u55-128", "ethos-u85-256"
 
@@ -103,28 +105,12 @@ MODELS = {
 }
 
 
-def _lower(name, quantization, target=None, seed=11):
-    torch.manual_seed(seed)
-    cls, makers, _, _ = MODELS[name]
-    model = cls().eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    calib = [tuple(m(g) for m in makers) for _ in range(4)]
-    test = tuple(m(g) for m in makers)
-    lm = tt.lower(model, test, quantization=quantization, calibration=calib + [test],
-                  target=target)
-    return model, lm, test
+def _lower(name, quantization, target=None):
+    cls, makers = MODELS[name][:2]
+    return lower_zoo_model(cls, lambda g: tuple(m(g) for m in makers), quantization, target,
+                           seed=11)
 
 
-def _check_bit_exact(lm, test):
-    pytest.importorskip("tosa_reference_model")
-    res = lm.run(*test)
-    ref = lm.run_reference(*test)              # raises unless the reference status is VALID
-    assert [o["name"] for o in lm.outputs] == list(ref)
-    for name, want in ref.items():
-        got = res[name]
-        assert got.shape == want.shape and got.dtype == want.dtype
-        assert np.array_equal(got, want), name
-    return res
 
 
 def _snr(model, lm, res, test):
@@ -137,7 +123,7 @@ def _snr(model, lm, res, test):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_norm_model_is_bit_exact_and_reaches_its_snr(name, quantization):
     model, lm, test = _lower(name, quantization)
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     s = _snr(model, lm, res, test)
     floor = MODELS[name][2] if quantization == "a16w8" else MODELS[name][3]
     assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"
@@ -151,7 +137,7 @@ def test_zoo_norm_model_lowers_for_ethos_u55(name, quantization):
     finds nothing the U55 cannot run."""
     _, plain, test = _lower(name, quantization)
     _, lm, _ = _lower(name, quantization, target=U55)
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     for (na, va), (nb, vb) in zip(plain.run(*test).items(), res.items()):
         assert va.dtype == vb.dtype and np.array_equal(va, vb), (na, nb)
     ops = {o.op.name for o in lm.graph.main.operators}
@@ -211,7 +197,7 @@ def test_group_norm_configurations_are_bit_exact_and_accurate(groups, c, shape, 
     data = [(torch.randn(shape, generator=g) * 2 + 1,) for _ in range(3)]
     for quantization, floor in (("a16w8", 80), ("a8w8", 35)):
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
-        res = _check_bit_exact(lm, data[0])
+        res = check_lowered(lm, data[0])
         s = _snr(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 
@@ -229,7 +215,7 @@ def test_instance_norm_is_group_norm_with_a_group_per_channel(running):
     data = [(torch.randn(2, 5, 4, 6, generator=g) * 2 + 1,) for _ in range(3)]
     for quantization, floor in (("a16w8", 81), ("a8w8", 36)):    # measured >= 87.9, 42.3
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
-        res = _check_bit_exact(lm, data[0])
+        res = check_lowered(lm, data[0])
         s = _snr(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 
@@ -247,7 +233,7 @@ def test_group_norm_over_more_than_65536_values_sums_in_two_steps(groups, c, sha
     got = {}
     for quantization, floor in (("a16w8", 77), ("a8w8", 33)):    # measured >= 83.0, 39.0
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
-        got[quantization] = res = _check_bit_exact(lm, data[0])
+        got[quantization] = res = check_lowered(lm, data[0])
         s = _snr(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
     lm = tt.lower(model, data[0], quantization="a16w8", calibration=data, target=U55)
@@ -280,7 +266,7 @@ def test_embedding_rows_are_the_table_codes():
         for target in (None, U55):
             lm = tt.lower(model, (ids,), quantization=quantization, calibration=[(ids,)],
                           target=target)
-            res = _check_bit_exact(lm, (ids,))
+            res = check_lowered(lm, (ids,))
             scale = lm.outputs[0]["scale"]
             qmax = 32767 if quantization == "a16w8" else 127
             assert scale == pytest.approx(float(emb.weight.abs().max()) / qmax, rel=1e-12)
@@ -334,7 +320,7 @@ def test_l2_normalisation_is_bit_exact_and_accurate(name):
         for target in (None, U55):
             lm = tt.lower(model, data[0], quantization=quantization, calibration=data,
                           target=target)
-            res = _check_bit_exact(lm, data[0])
+            res = check_lowered(lm, data[0])
             ops = [o.op.name for o in lm.graph.main.operators]
             assert ops.count("TABLE") == 1 and "REDUCE_SUM" in ops
             s = _snr(model, lm, res, data[0])
@@ -353,7 +339,7 @@ def test_l2_norm_alone_and_with_other_uses():
                                    (Fn(lambda s, x: x.norm(dim=-1)), 92, 45)):  # 98.9, 51.4
         for quantization, floor in (("a16w8", floor16), ("a8w8", floor8)):
             lm = tt.lower(model.eval(), data[0], quantization=quantization, calibration=data)
-            res = _check_bit_exact(lm, data[0])
+            res = check_lowered(lm, data[0])
             s = _snr(model, lm, res, data[0])
             assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 

@@ -18,6 +18,8 @@ import tosaint.torch as tt  # noqa: E402
 from tosaint.errors import UnsupportedOp  # noqa: E402
 from tosaint.quant import snr_db  # noqa: E402
 
+from .helpers import check_lowered, lower_zoo_model  # noqa: E402
+
 pytestmark = pytest.mark.torch
 U55 = "ethos-u55-128"
 
@@ -88,35 +90,19 @@ MODELS = {
 }
 
 
-def _lower(name, quantization, target=None, seed=7):
-    torch.manual_seed(seed)
-    cls, shape, _, _ = MODELS[name]
-    model = cls().eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    calib = [(torch.randn(shape, generator=g),) for _ in range(4)]
-    test = (torch.randn(shape, generator=g),)
-    lm = tt.lower(model, test, quantization=quantization, calibration=calib + [test],
-                  target=target)
-    return model, lm, test
+def _lower(name, quantization, target=None):
+    cls, shape = MODELS[name][:2]
+    return lower_zoo_model(cls, lambda g: (torch.randn(shape, generator=g),), quantization,
+                           target)
 
 
-def _check_bit_exact(lm, test):
-    pytest.importorskip("tosa_reference_model")
-    res = lm.run(*test)
-    ref = lm.run_reference(*test)              # raises unless the reference status is VALID
-    assert [o["name"] for o in lm.outputs] == list(ref)
-    for name, want in ref.items():
-        got = res[name]
-        assert got.shape == want.shape and got.dtype == want.dtype
-        assert np.array_equal(got, want), name
-    return res
 
 
 @pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_op_model_is_bit_exact_and_reaches_its_snr(name, quantization):
     model, lm, test = _lower(name, quantization)
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     with torch.no_grad():
         want = model(*test)
     got = lm.dequantize_outputs(res)
@@ -131,7 +117,7 @@ def test_zoo_op_model_lowers_for_ethos_u55(name, quantization):
     """Lowered for Ethos-U55 (int16 MATMULs as int8 ones) the reference model gives the same
     integers as tosaint, and the preflight finds nothing the U55 cannot run."""
     _, lm, test = _lower(name, quantization, target=U55)
-    _check_bit_exact(lm, test)
+    check_lowered(lm, test)
     if name == "einsum_attention" and quantization == "a16w8":
         ops = [o.op.name for o in lm.graph.main.operators]
         assert "MATMUL" in ops
@@ -184,7 +170,7 @@ def test_einsum_equations_are_bit_exact_and_match_torch(eq, shapes, const_shape,
     weight = const_shape is not None and "h" not in eq
     for quantization, floor in (("a16w8", 40 if weight else 76), ("a8w8", 31)):
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
-        res = _check_bit_exact(lm, data[0])
+        res = check_lowered(lm, data[0])
         with torch.no_grad():
             want = model(*data[0])
         s = snr_db(want.double().numpy(), lm.dequantize_outputs(res).double().numpy())
@@ -239,7 +225,7 @@ def test_data_movement_and_extremes_are_exact_on_the_codes(name):
     x = torch.randn(shape, generator=g)
     for quantization in ("a16w8", "a8w8"):
         lm = tt.lower(Fn(f), (x,), quantization=quantization, calibration=[(x,)])
-        res = _check_bit_exact(lm, (x,))
+        res = check_lowered(lm, (x,))
         q = lm.inputs[0]
         xq = (lm.quantize_inputs(x)[q["name"]].astype(np.float64) - q["zero_point"]) \
             * q["scale"]

@@ -19,6 +19,8 @@ import tosaint.torch as tt  # noqa: E402
 from tosaint.errors import UnsupportedOp  # noqa: E402
 from tosaint.quant import snr_db  # noqa: E402
 
+from .helpers import check_lowered, lower_zoo_model  # noqa: E402
+
 pytestmark = pytest.mark.torch
 U55 = "ethos-u55-128"
 
@@ -107,35 +109,19 @@ MODELS = {
 }
 
 
-def _lower(name, quantization, target=None, seed=7):
-    torch.manual_seed(seed)
-    cls, shape, _, _ = MODELS[name]
-    model = cls().eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    calib = [(torch.randn(shape, generator=g),) for _ in range(4)]
-    test = (torch.randn(shape, generator=g),)
-    lm = tt.lower(model, test, quantization=quantization, calibration=calib + [test],
-                  target=target)
-    return model, lm, test
+def _lower(name, quantization, target=None):
+    cls, shape = MODELS[name][:2]
+    return lower_zoo_model(cls, lambda g: (torch.randn(shape, generator=g),), quantization,
+                           target)
 
 
-def _check_bit_exact(lm, test):
-    pytest.importorskip("tosa_reference_model")
-    res = lm.run(*test)
-    ref = lm.run_reference(*test)              # raises unless the reference status is VALID
-    assert [o["name"] for o in lm.outputs] == list(ref)
-    for name, want in ref.items():
-        got = res[name]
-        assert got.shape == want.shape and got.dtype == want.dtype
-        assert np.array_equal(got, want), name
-    return res
 
 
 @pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_op_model_is_bit_exact_and_reaches_its_snr(name, quantization):
     model, lm, test = _lower(name, quantization)
-    res = _check_bit_exact(lm, test)
+    res = check_lowered(lm, test)
     with torch.no_grad():
         want = model(*test)
     got = lm.dequantize_outputs(res)
@@ -150,7 +136,7 @@ def test_zoo_op_model_lowers_for_ethos_u55(name, quantization):
     """Lowered for Ethos-U55 the reference model gives the same integers as tosaint, and the
     preflight finds nothing the U55 cannot run (a flip of the last axis included)."""
     _, lm, test = _lower(name, quantization, target=U55)
-    _check_bit_exact(lm, test)
+    check_lowered(lm, test)
     from tosaint import vela
     assert vela.format_findings(vela.check(lm.graph, U55)) == ""
 
@@ -183,7 +169,7 @@ def test_flip_and_roll_around_convs_stay_nhwc():
     for target in (None, U55):
         lm = tt.lower(TTAHead().eval(), (x,), quantization="a8w8", calibration=[(x,)],
                       target=target)
-        _check_bit_exact(lm, (x,))
+        check_lowered(lm, (x,))
         ops = [o.op.name for o in lm.graph.main.operators]
         assert ops.count("TRANSPOSE") == 2 and ops.count("REVERSE") == 4
         assert "RESHAPE" not in ops
@@ -215,7 +201,7 @@ def test_constant_additive_mask_before_softmax_is_a_mask(quantization):
         for target in (None, U55):
             lm = tt.lower(model, (x,), quantization=quantization, calibration=[(x,)],
                           target=target)
-            res = _check_bit_exact(lm, (x,))
+            res = check_lowered(lm, (x,))
             adds = [o.op.name for o in lm.graph.main.operators].count("ADD")
             outs[fill, target] = (list(res.values())[0], adds)
     for target in (None, U55):
@@ -272,7 +258,7 @@ def test_flip_roll_expand_as_are_exact_on_the_codes(name):
         for target in (None, U55):
             lm = tt.lower(Fn(f), (x,), quantization=quantization, calibration=[(x,)],
                           target=target)
-            res = _check_bit_exact(lm, (x,))
+            res = check_lowered(lm, (x,))
             q = lm.inputs[0]
             xq = (lm.quantize_inputs(x)[q["name"]].astype(np.float64) - q["zero_point"]) \
                 * q["scale"]
@@ -294,7 +280,7 @@ def test_roll_and_flip_of_a_boolean_mask_input():
     m[0, :2] = m[1, 3] = True
     for target in (None, U55):
         lm = tt.lower(Fn(f), (x, m), calibration=[(x, m)], target=target)
-        res = _check_bit_exact(lm, (x, m))
+        res = check_lowered(lm, (x, m))
         got = lm.dequantize_outputs(res)
         assert torch.equal(got == 0, f(x, m) == 0)
         assert float((got - f(x, m)).abs().max()) < 1e-4
@@ -328,7 +314,7 @@ def test_elementwise_max_min_are_bit_exact_and_match_torch(name):
         for target in (None, U55):
             lm = tt.lower(Fn(f), xs, quantization=quantization, calibration=[xs],
                           target=target)
-            res = _check_bit_exact(lm, xs)
+            res = check_lowered(lm, xs)
             s = snr_db(want, lm.dequantize_outputs(res).double().numpy())
             assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"
 
@@ -367,7 +353,7 @@ def test_max_min_of_two_and_clamp_with_tensor_bounds(name):
                     pytest.skip("torch.max/min and clamp do not hand this form to "
                                 "arith.maximum_of/minimum_of/clamp_tensor yet")
                 raise
-            res = _check_bit_exact(lm, xs)
+            res = check_lowered(lm, xs)
             s = snr_db(want, lm.dequantize_outputs(res).double().numpy())
             assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"
 
@@ -383,7 +369,7 @@ def test_subtracted_mask_and_a_scaled_constant_first_add():
     for name, f in fs.items():
         model = Fn(lambda x, f=f: f(x @ x.transpose(-1, -2)).softmax(-1) @ x)
         lm = tt.lower(model, (x,), calibration=[(x,)])
-        got[name] = list(_check_bit_exact(lm, (x,)).values())[0]
+        got[name] = list(check_lowered(lm, (x,)).values())[0]
         with torch.no_grad():
             want = model(x)
         assert snr_db(want.double().numpy(), lm.dequantize_outputs(
