@@ -55,6 +55,27 @@ def lower_zoo_model(cls, make_inputs, quantization, target=None, seed=7):
     return model, lm, test
 
 
+def snr_of_lowered(model, lm, res, test):
+    """SNR in dB of a lowered module's outputs ``res`` (dequantized) against the float
+    module on ``test``."""
+    import torch
+
+    from tosaint.quant import snr_db
+    with torch.no_grad():
+        want = model(*test)
+    return snr_db(want.double().numpy(), lm.dequantize_outputs(res).double().numpy())
+
+
+def check_runs_on_npu(graph, target):
+    """Vela's preflight finds nothing in ``graph`` for ``target`` and every layer Vela
+    compiles runs on the NPU."""
+    pytest.importorskip("ethosu.vela")
+    from tosaint import vela
+    assert vela.format_findings(vela.check(graph, target)) == ""
+    result = vela.compile(graph, target, per_layer=True)
+    assert all(row["Target"] == "NPU" for row in result.per_layer)
+
+
 def identity_variable_graph():
     """The EXT-VARIABLE form the reference model runs: a variable tensor "state" with initial
     data 0..5, read by one IDENTITY (output "r") and written from input "x" by another."""

@@ -17,10 +17,10 @@ import torch.nn.functional as F  # noqa: E402
 
 import tosaint.torch as tt  # noqa: E402
 from tosaint.errors import UnpredictableError, UnsupportedOp  # noqa: E402
-from tosaint.quant import snr_db  # noqa: E402
 from tosaint.torch.lower import LOWERINGS  # noqa: E402
 
-from .helpers import check_lowered, lower_zoo_model  # noqa: E402
+from .helpers import (check_lowered, check_runs_on_npu, lower_zoo_model,  # noqa: E402
+                      snr_of_lowered)
 
 pytestmark = pytest.mark.torch
 U55, U85 = "ethos-u55-128", "ethos-u85-256"
@@ -111,20 +111,12 @@ def _lower(name, quantization, target=None):
                            seed=11)
 
 
-
-
-def _snr(model, lm, res, test):
-    with torch.no_grad():
-        want = model(*test)
-    return snr_db(want.double().numpy(), lm.dequantize_outputs(res).double().numpy())
-
-
 @pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_norm_model_is_bit_exact_and_reaches_its_snr(name, quantization):
     model, lm, test = _lower(name, quantization)
     res = check_lowered(lm, test)
-    s = _snr(model, lm, res, test)
+    s = snr_of_lowered(model, lm, res, test)
     floor = MODELS[name][2] if quantization == "a16w8" else MODELS[name][3]
     assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"
 
@@ -150,13 +142,9 @@ def test_zoo_norm_model_lowers_for_ethos_u55(name, quantization):
 @pytest.mark.parametrize("quantization", ["a16w8", "a8w8"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_zoo_norm_model_compiles_with_vela(name, quantization):
-    pytest.importorskip("ethosu.vela")
-    from tosaint import vela
     for target in (U85, U55):
         _, lm, _ = _lower(name, quantization, target=target if target == U55 else None)
-        assert vela.format_findings(vela.check(lm.graph, target)) == ""
-        result = vela.compile(lm.graph, target, per_layer=True)
-        assert all(row["Target"] == "NPU" for row in result.per_layer)
+        check_runs_on_npu(lm.graph, target)
 
 
 # ---- GroupNorm --------------------------------------------------------------------------------
@@ -198,7 +186,7 @@ def test_group_norm_configurations_are_bit_exact_and_accurate(groups, c, shape, 
     for quantization, floor in (("a16w8", 80), ("a8w8", 35)):
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
         res = check_lowered(lm, data[0])
-        s = _snr(model, lm, res, data[0])
+        s = snr_of_lowered(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 
 
@@ -216,7 +204,7 @@ def test_instance_norm_is_group_norm_with_a_group_per_channel(running):
     for quantization, floor in (("a16w8", 81), ("a8w8", 36)):    # measured >= 87.9, 42.3
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
         res = check_lowered(lm, data[0])
-        s = _snr(model, lm, res, data[0])
+        s = snr_of_lowered(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 
 
@@ -234,7 +222,7 @@ def test_group_norm_over_more_than_65536_values_sums_in_two_steps(groups, c, sha
     for quantization, floor in (("a16w8", 77), ("a8w8", 33)):    # measured >= 83.0, 39.0
         lm = tt.lower(model, data[0], quantization=quantization, calibration=data)
         got[quantization] = res = check_lowered(lm, data[0])
-        s = _snr(model, lm, res, data[0])
+        s = snr_of_lowered(model, lm, res, data[0])
         assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
     lm = tt.lower(model, data[0], quantization="a16w8", calibration=data, target=U55)
     assert np.array_equal(next(iter(lm.run(*data[0]).values())),
@@ -323,7 +311,7 @@ def test_l2_normalisation_is_bit_exact_and_accurate(name):
             res = check_lowered(lm, data[0])
             ops = [o.op.name for o in lm.graph.main.operators]
             assert ops.count("TABLE") == 1 and "REDUCE_SUM" in ops
-            s = _snr(model, lm, res, data[0])
+            s = snr_of_lowered(model, lm, res, data[0])
             assert s >= floor, f"{quantization} {target}: SNR {s:.1f} dB < {floor}"
 
 
@@ -340,7 +328,7 @@ def test_l2_norm_alone_and_with_other_uses():
         for quantization, floor in (("a16w8", floor16), ("a8w8", floor8)):
             lm = tt.lower(model.eval(), data[0], quantization=quantization, calibration=data)
             res = check_lowered(lm, data[0])
-            s = _snr(model, lm, res, data[0])
+            s = snr_of_lowered(model, lm, res, data[0])
             assert s >= floor, f"{quantization}: SNR {s:.1f} dB < {floor}"
 
 
