@@ -128,9 +128,20 @@ def hardtanh(em, node, p):
 
 @lowers("aten.clamp", "aten.clip", nhwc=True)
 def clamp(em, node, p):
-    if isinstance(p.get("min"), torch.Tensor) or isinstance(p.get("max"), torch.Tensor):
-        raise Unsupported("clamp with tensor bounds")
+    if any(isinstance(p.get(k), (torch.Tensor, QT)) for k in ("min", "max")):
+        from .arith import clamp_tensor          # (arith imports this module)
+        return clamp_tensor(em, node, p)
     return clamp_to(em, node, p["self"], p["min"], p["max"])
+
+
+@lowers("aten.clamp_min", nhwc=True)
+def clamp_min(em, node, p):
+    return clamp(em, node, {"self": p["self"], "min": p["min"], "max": None})
+
+
+@lowers("aten.clamp_max", nhwc=True)
+def clamp_max(em, node, p):
+    return clamp(em, node, {"self": p["self"], "min": None, "max": p["max"]})
 
 
 @lowers("aten.glu")
