@@ -1,5 +1,6 @@
 """tosaint.torch on more zoo ops: ``flip`` (test-time augmentation), ``roll`` (Swin's shifted
-windows), ``expand_as`` and the elementwise extremes ``torch.maximum``/``torch.minimum``.
+windows), ``expand_as``, the elementwise extremes ``torch.maximum``/``torch.minimum`` and
+``nn.PReLU`` (one slope, or one per channel).
 
 Each zoo-style model lowers unmodified a16w8 and a8w8, gives bit-identical integers on tosaint
 and on the official reference model, reaches an SNR floor against the float module (about
@@ -103,10 +104,26 @@ class ClippedResidual(nn.Module):     # max/min of activations, constant caps, e
 
 
 #: name: (class, input shape, SNR floor a16w8, a8w8); a16w8 is bounded by the int8 weights
+class PReLUBlock(nn.Module):           # face-recognition / speech-enhancement: conv, BN, PReLU
+    def __init__(self, c=8):
+        super().__init__()
+        self.conv = nn.Conv2d(4, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.act = nn.PReLU(c)                   # a slope per channel
+        self.proj = nn.Conv2d(c, 4, 1)
+        self.out_act = nn.PReLU()                # one slope
+        with torch.no_grad():
+            self.act.weight.copy_(torch.linspace(-0.3, 0.6, c))
+
+    def forward(self, x):
+        return self.out_act(self.proj(self.act(self.bn(self.conv(x)))))
+
+
 MODELS = {
     "shifted_window": (ShiftedWindowBlock, (1, 8, 8, 16), 51, 30),   # measured 57.4, 36.6
     "flip_tta": (FlipTTA, (1, 3, 8, 10), 41, 32),                   # 47.3, 37.9
     "clipped_residual": (ClippedResidual, (2, 5, 12), 46, 34),      # 52.3, 40.2
+    "prelu_block": (PReLUBlock, (1, 4, 6, 6), 40, 30),              # 46.0, 36.1
 }
 
 
@@ -367,3 +384,17 @@ def test_subtracted_mask_and_a_scaled_constant_first_add():
         assert snr_db(want.double().numpy(), lm.dequantize_outputs(
             {lm.outputs[0]["name"]: got[name]}).double().numpy()) > 40, name
     assert np.array_equal(got["sub"], got["add_inf"])
+
+
+@pytest.mark.parametrize("quantization, floor", [("a16w8", 84), ("a8w8", 36)])   # 90.0, 42.3
+def test_prelu_per_channel_alone_is_exact_to_its_output_scale(quantization, floor):
+    """PReLU(C) on its own: the positive part is exact, the negative one rounded once on a
+    scale 2**-14 of the input's, so the error is the output's rounding."""
+    layer = nn.PReLU(6)
+    with torch.no_grad():
+        layer.weight.copy_(torch.linspace(-0.5, 0.9, 6))
+    g = torch.Generator().manual_seed(5)
+    xs = [(torch.randn(2, 6, 5, generator=g),) for _ in range(3)]
+    lm = tt.lower(layer.eval(), xs[0], quantization=quantization, calibration=xs)
+    res = check_lowered(lm, xs[0])
+    assert snr_of_lowered(layer, lm, res, xs[0]) >= floor

@@ -81,6 +81,32 @@ for _name, (_f, _smooth) in TABLE_FUNCTIONS.items():
     lowers(_name, nhwc=True)(_unary(_f, _smooth))
 
 
+@lowers("aten.prelu", "aten._prelu_kernel")
+def prelu(em, node, p):
+    """nn.PReLU: one slope is a TABLE (as leaky_relu); a slope per channel (dim 1) is
+    CLAMP(x, max 0) times the int16 slopes plus CLAMP(x, min 0), added in int32 on the scale
+    2**-14 of x's (the positive part exact, the negative one rounded to it), then one RESCALE
+    to the node's range."""
+    x, a = p["self"], f64(p["weight"]).reshape(-1)
+    if a.numel() == 1:
+        slope = float(a[0])
+        return table(em, node, x, lambda t: torch.where(t >= 0, t, slope * t))
+    if x.rank < 2 or x.shape[1] != a.numel():
+        raise Unsupported(f"prelu with {a.numel()} slopes on a tensor of shape {list(x.shape)}")
+    xs = x if x.dtype == DType.INT16 and not x.zp else em.to16(x)
+    shape_b = [1] * x.rank
+    shape_b[1] = a.numel()
+    k = 14
+    slopes, s_a = em.quant_const(a.reshape(shape_b), DType.INT16)
+    neg = em.b.mul(em.b.clamp(xs.name, -32768, 0), slopes)          # scale x * s_a, < 2**30
+    neg = em.rescale(neg, Q.ratio(s_a * (1 << k)), DType.INT32, bound_bits=31)
+    pos = em.rescale(em.b.clamp(xs.name, 0, 32767), 1 << k, DType.INT32, bound_bits=16)
+    sy, zp = em.out_qparams(node)
+    y = em.rescale(em.b.add(pos, neg), Q.ratio(x.scale, den=[1 << k, sy]), em.adt,
+                   bound_bits=31, output_zp=zp)
+    return em.new(y, sy, x.shape, zp=zp)
+
+
 @lowers("aten.pow", nhwc=True)
 def pow_(em, node, p):
     x, e = p["self"], p.get("exponent")
