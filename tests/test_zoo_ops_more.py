@@ -17,7 +17,6 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import tosaint.torch as tt  # noqa: E402
-from tosaint.errors import UnsupportedOp  # noqa: E402
 from tosaint.quant import snr_db  # noqa: E402
 
 from .helpers import (check_lowered, check_runs_on_npu, lower_zoo_model,  # noqa: E402
@@ -354,14 +353,8 @@ def test_max_min_of_two_and_clamp_with_tensor_bounds(name):
         want = f(*xs).double().numpy()
     for quantization, floor in (("a16w8", floor16), ("a8w8", floor8)):
         for target in (None, U55):
-            try:
-                lm = tt.lower(Fn(f), xs, quantization=quantization, calibration=[xs],
-                              target=target)
-            except (UnsupportedOp, TypeError) as e:
-                if "of two tensors" in str(e) or "tensor bounds" in str(e) or "'QT'" in str(e):
-                    pytest.skip("torch.max/min and clamp do not hand this form to "
-                                "arith.maximum_of/minimum_of/clamp_tensor yet")
-                raise
+            lm = tt.lower(Fn(f), xs, quantization=quantization, calibration=[xs],
+                          target=target)
             res = check_lowered(lm, xs)
             s = snr_db(want, lm.dequantize_outputs(res).double().numpy())
             assert s >= floor, f"{name} {quantization}: SNR {s:.1f} dB < {floor}"

@@ -1,5 +1,5 @@
 """Lowerings of pointwise functions: TABLE functions (exp, sigmoid, gelu, silu, hardswish, ...),
-pow, the clamps (relu, relu6, hardtanh, clamp) and glu.
+pow, the clamps (relu, relu6, hardtanh; clamp itself is in arith) and glu.
 
 a16w8: a 513-entry int16 TABLE over the calibrated input range (16.7 fixed point int32 result),
 RESCALE; a one-sided table (exp, sigmoid) is centred on the int16 range and an int32 ADD
@@ -152,22 +152,6 @@ def hardtanh(em, node, p):
     return clamp_to(em, node, p["self"], p["min_val"], p["max_val"])
 
 
-@lowers("aten.clamp", "aten.clip", nhwc=True)
-def clamp(em, node, p):
-    if any(isinstance(p.get(k), (torch.Tensor, QT)) for k in ("min", "max")):
-        from .arith import clamp_tensor          # (arith imports this module)
-        return clamp_tensor(em, node, p)
-    return clamp_to(em, node, p["self"], p["min"], p["max"])
-
-
-@lowers("aten.clamp_min", nhwc=True)
-def clamp_min(em, node, p):
-    return clamp(em, node, {"self": p["self"], "min": p["min"], "max": None})
-
-
-@lowers("aten.clamp_max", nhwc=True)
-def clamp_max(em, node, p):
-    return clamp(em, node, {"self": p["self"], "min": None, "max": p["max"]})
 
 
 @lowers("aten.glu")

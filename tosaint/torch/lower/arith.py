@@ -1,8 +1,8 @@
 """Lowerings of elementwise arithmetic: add/sub (both operands RESCALEd to a shared int32
 scale with headroom; a constant 0/large-negative mask added to softmax scores becomes a -inf
 mask), mul (MUL int x int -> int32, RESCALE), div (reciprocal TABLE, MUL), neg, and the
-elementwise extremes maximum/minimum and clamp with tensor bounds (a CLAMP on the codes for a
-scalar constant bound, else MAXIMUM/MINIMUM on a shared int32 scale, as add)."""
+elementwise extremes maximum/minimum and clamp / clamp_min / clamp_max (a CLAMP on the codes for
+scalar constant bounds, else MAXIMUM/MINIMUM on a shared int32 scale, as add)."""
 from __future__ import annotations
 
 import numpy as np
@@ -297,7 +297,20 @@ def minimum(em, node, p):
     return minimum_of(em, node, p["self"], p["other"])
 
 
-def clamp_tensor(em, node, p):
-    """torch.clamp(x, min=, max=) where a bound is a tensor (aten.clamp.Tensor): activation
-    or constant bounds, broadcast."""
-    return clamp_between(em, node, p["self"], p.get("min"), p.get("max"))
+@lowers("aten.clamp", "aten.clip", nhwc=True)
+def clamp(em, node, p):
+    """torch.clamp: scalar bounds are a CLAMP on the codes (as relu); a tensor bound (an
+    activation or a constant, aten.clamp.Tensor) goes through ``clamp_between``."""
+    if any(isinstance(p.get(k), (torch.Tensor, QT)) for k in ("min", "max")):
+        return clamp_between(em, node, p["self"], p.get("min"), p.get("max"))
+    return clamp_to(em, node, p["self"], p["min"], p["max"])
+
+
+@lowers("aten.clamp_min", nhwc=True)
+def clamp_min(em, node, p):
+    return clamp(em, node, {"self": p["self"], "min": p["min"], "max": None})
+
+
+@lowers("aten.clamp_max", nhwc=True)
+def clamp_max(em, node, p):
+    return clamp(em, node, {"self": p["self"], "min": None, "max": p["max"]})
