@@ -310,3 +310,37 @@ def test_rescale_bounds_of_many_channels_with_wide_shifts_equal_the_loop():
         near += sum(bound)
         far += len(bound) - sum(bound)
     assert near > 100 and far > 100, (near, far)
+
+
+# ---- memory release ---------------------------------------------------------------------------
+def test_a_dropped_graph_and_its_plan_are_freed_without_the_cyclic_collector():
+    """A plan refers to its graph and to itself (through blocks and nodes) weakly, so a
+    one-shot graph, its cached plan and the file's bytes go as soon as the caller drops them:
+    with the collector off, a loop over large graphs does not grow."""
+    import gc
+    import weakref
+    from pathlib import Path
+
+    import tosaint
+    data = bytearray((Path(tosaint.__file__).parent / "examples" / "a16w8_conv.tosa")
+                     .read_bytes())
+    x = np.load(Path(tosaint.__file__).parent / "examples" / "a16w8_conv_input.npy")
+    gc.disable()
+    try:
+        g = tosaint.load(data)
+        res = tosaint.run_tosa(g, [x])
+        plan = tosaint.prepare(g)
+        refs = [weakref.ref(g), weakref.ref(plan), weakref.ref(plan.main)]
+        assert plan.graph is g
+        del plan
+        assert all(r() is not None for r in refs)       # the graph holds its plan
+        del g
+        assert [r() for r in refs] == [None] * 3
+        assert res[list(res)[0]].size                    # results stay the caller's
+        # a plan the caller keeps works without its graph
+        plan = tosaint.prepare(tosaint.load(data))
+        assert plan.graph is None
+        out = plan.run([x])
+        assert np.array_equal(out[list(out)[0]], res[list(res)[0]])
+    finally:
+        gc.enable()

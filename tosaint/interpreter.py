@@ -29,6 +29,7 @@ threads at once; each call keeps its diagnostics, mode, capture and variables to
 from __future__ import annotations
 
 import heapq
+import weakref
 
 import numpy as np
 
@@ -114,7 +115,11 @@ class BlockPlan:
     """One block: validated (``validate``), then prepared (``prepare``) into ordered steps."""
 
     def __init__(self, plan, block, depth=0):
+        #: the plan, by a weak proxy (as the nodes' references to it and to this block): the
+        #: run functions refer to their nodes, so strong references back would make every
+        #: prepared plan a reference cycle, which only the cyclic collector frees
         self.plan = plan
+        me = weakref.proxy(self)
         self.block = block
         self.depth = depth
         self.inputs = list(block.inputs)
@@ -154,7 +159,7 @@ class BlockPlan:
                     continue
             ins = [get(n) or self.tensor(n) for n in o.inputs]
             outs = [get(n) or self.tensor(n) for n in o.outputs]
-            nodes.append(Node(plan, self, o, ins, outs, depth))
+            nodes.append(Node(plan, me, o, ins, outs, depth))
         self._check_produced()
 
     def const_value(self, name):
@@ -419,7 +424,13 @@ class Plan:
 
     def __init__(self, graph: Graph, *, impl="auto", level=None, max_memory=None,
                  max_while_iterations=None, validate_only=False):
-        self.graph = graph
+        # Weak references up, strong ones down: the graph caches its plans (``graph._plans``)
+        # and the blocks and nodes refer to the plan, so a plan refers to its graph weakly and
+        # passes its blocks a weak proxy of itself.  A graph and its plans are then freed as
+        # soon as the caller drops them (a one-shot loop over large graphs does not wait for
+        # the cyclic collector); preparing uses the graph only while the caller holds it.
+        self._graph = weakref.ref(graph)
+        self._proxy = weakref.proxy(self)
         if impl not in kernels.IMPLS:
             raise ValueError(f"impl must be one of {kernels.IMPLS}, not {impl!r}")
         self.impl = impl
@@ -452,6 +463,11 @@ class Plan:
                     v = v.base
                 roots.add(id(v))
             self._const_roots = roots
+
+    @property
+    def graph(self):
+        """The graph this plan was prepared from (None once the caller has dropped it)."""
+        return self._graph()
 
     def find_tensor(self, name):
         """A tensor of any block by name (the first block declaring it)."""
@@ -505,7 +521,7 @@ class Plan:
                     block = self.graph.find_block(name)
                 except KeyError:
                     raise SchemaError(f"no region or block named {name!r}") from None
-            bp = BlockPlan(self, block, depth)
+            bp = BlockPlan(self._proxy, block, depth)
             self._blocks[key] = bp
         self._active.append(name)
         try:
