@@ -37,14 +37,22 @@ def layer_norm(em, node, p):
     q2, s_q2, ymax = normalise_last(em, x, acts_name, float(p["eps"]))
     w, bias = p["weight"], p["bias"]
     sy, zp = em.out_qparams(node)
-    if w is None and bias is None:
-        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
-    else:
-        s_n = ymax / 32767
-        yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
-        y = affine(em, yn, s_n, w, bias, rank, sy, flat=dflat, zp=zp)
+    y = _normalised_output(em, q2, s_q2, ymax, sy, zp, w, bias,
+                           lambda yn, s_n: affine(em, yn, s_n, w, bias, rank, sy, flat=dflat,
+                                                  zp=zp))
     y = em.reshape(y, orig_shape)
     return em.new(y, sy, orig_shape, zp=zp)
+
+
+def _normalised_output(em, q2, s_q2, ymax, sy, zp, w, bias, apply_affine):
+    """A normalisation's int32 result ``q2`` (scale ``s_q2``, |values| <= ``ymax``) as the
+    node's output: one RESCALE without weight and bias, else int16 at scale ymax / 32767 and
+    ``apply_affine(yn, s_n)``."""
+    if w is None and bias is None:
+        return em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
+    s_n = ymax / 32767
+    yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
+    return apply_affine(yn, s_n)
 
 
 #: the most values one row of a normalisation may hold: D * x - sum(x) of int16 codes fits
@@ -163,13 +171,9 @@ def group_norm_core(em, node, x: QT, groups, w, bias, eps):
         raise Unsupported(f"a group_norm over {hw} spatial positions (at most "
                           f"{MAX_NORM_COUNT})")
     sy, zp = em.out_qparams(node)
-    if w is None and bias is None:
-        y = em.rescale(q2, Q.ratio(s_q2, den=[sy]), em.adt, bound_bits=30, output_zp=zp)
-    else:
-        s_n = ymax / 32767
-        yn = em.rescale(q2, Q.ratio(s_q2, den=[s_n]), DType.INT16, bound_bits=30)
-        yn = em.reshape(yn, (n, c, hw))
-        y = affine(em, yn, s_n, w, bias, 3, sy, axis=1, zp=zp)
+    y = _normalised_output(em, q2, s_q2, ymax, sy, zp, w, bias,
+                           lambda yn, s_n: affine(em, em.reshape(yn, (n, c, hw)), s_n, w, bias,
+                                                  3, sy, axis=1, zp=zp))
     y = em.reshape(y, x.shape)
     return em.new(y, sy, x.shape, zp=zp)
 
